@@ -1,0 +1,97 @@
+"""Brush contract (the seeds' ``IPreProcessingBrush``), the brush registry and the composable ``BrushStack``."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+from torchvision.transforms import v2
+
+from canvascraft.errors import ParameterError
+from canvascraft.hashing import stable_hash
+from canvascraft.registry import Registry
+
+BRUSH_ENTRY_POINT_GROUP = "canvascraft.brushes"
+
+
+class Brush(BaseModel):
+    """A preprocessing step: validated parameters plus a torchvision v2 transform built from them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: ClassVar[str] = ""
+    random: ClassVar[bool] = False  # True when the transform draws from torch's RNG
+
+    def transform(self) -> torch.nn.Module:
+        """The torchvision ``v2`` transform this brush applies to a float CHW image tensor in [0, 1]."""
+        raise NotImplementedError
+
+    def __add__(self, other: Brush | BrushStack) -> BrushStack:
+        return BrushStack((self,)) + other
+
+
+BRUSHES: Registry[type[Brush]] = Registry("brush", BRUSH_ENTRY_POINT_GROUP)
+
+
+def build_brush(name: str, params: dict[str, Any] | None = None) -> Brush:
+    """Factory: look a brush up by name and validate its parameters (errors name the field and range)."""
+    cls = BRUSHES.get(name)
+    try:
+        return cls.model_validate(params or {})
+    except ValidationError as exc:
+        details = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or '(params)'}: {e['msg']}"
+            + ("" if e["type"] == "missing" else f" (got {e.get('input')!r})")
+            for e in exc.errors()
+        )
+        raise ParameterError(f"brush {name!r} has invalid params: {details}") from None
+
+
+class BrushStack:
+    """An ordered, immutable composition of brushes; ``a + b`` appends, order is kept."""
+
+    def __init__(self, brushes: Iterable[Brush] = ()) -> None:
+        self.brushes: tuple[Brush, ...] = tuple(brushes)
+        self._compose = v2.Compose([b.transform() for b in self.brushes]) if self.brushes else v2.Identity()
+
+    @classmethod
+    def from_spec(cls, components: Sequence[Any]) -> BrushStack:
+        """Build from spec entries (objects or mappings with ``name`` and ``params``)."""
+        brushes = []
+        for component in components:
+            name = component["name"] if isinstance(component, dict) else component.name
+            params = component.get("params", {}) if isinstance(component, dict) else component.params
+            brushes.append(build_brush(name, params))
+        return cls(brushes)
+
+    def __add__(self, other: Brush | BrushStack) -> BrushStack:
+        extra = other.brushes if isinstance(other, BrushStack) else (other,)
+        return BrushStack(self.brushes + tuple(extra))
+
+    def __len__(self) -> int:
+        return len(self.brushes)
+
+    def __repr__(self) -> str:
+        return "BrushStack(" + " + ".join(f"{b.name}{b.model_dump()}" for b in self.brushes) + ")"
+
+    def config(self) -> list[dict[str, Any]]:
+        """The resolved stack (defaults filled in) as plain data: logged with runs and hashed."""
+        return [{"name": b.name, "params": b.model_dump(mode="json")} for b in self.brushes]
+
+    def stack_hash(self) -> str:
+        """Content hash of the resolved stack: part of the preprocessed-shard cache key."""
+        return stable_hash(self.config())
+
+    def __call__(self, image: torch.Tensor, *, seed: int, key: str) -> torch.Tensor:
+        """Apply the stack to one float CHW image; random brushes draw from a generator seeded by (seed, key).
+
+        Seeding per image (not per batch) makes the output independent of order, batching and workers.
+        """
+        if not any(b.random for b in self.brushes):
+            return self._compose(image)
+        image_seed = int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "little")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(image_seed)
+            return self._compose(image)

@@ -1,0 +1,116 @@
+"""One typed settings object; local vs cluster is configuration only (env ``CANVASCRAFT_*``)."""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMBEDDED_S3_STATE = "stack/s3.json"
+
+
+class Settings(BaseSettings):
+    """Where CanvasCraft finds its storage and services. Defaults are embedded and local."""
+
+    model_config = SettingsConfigDict(env_prefix="CANVASCRAFT_", extra="ignore")
+
+    home: Path = Field(default=Path(".canvascraft"), description="Working folder for caches, stack state and logs.")
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="S3 endpoint (MinIO, another S3 service). Unset: the embedded S3 when it runs, else AWS.",
+    )
+    s3_embedded: bool = Field(default=True, description="Use the embedded S3's endpoint and keys when it runs.")
+    s3_region: str = Field(default="us-east-1", description="Region passed to boto3 for S3.")
+    s3_max_attempts: int = Field(default=5, ge=1, le=20, description="botocore retry attempts (standard mode).")
+    s3_max_concurrency: int = Field(default=16, ge=1, le=256, description="Parallel object transfers.")
+    mlflow_tracking_uri: str | None = Field(default=None, description="MLflow URI; unset: sqlite under home.")
+    feast_repo_path: Path = Field(default=Path("feature_repo"), description="Feast repository folder.")
+    ray_address: str | None = Field(default=None, description="Ray cluster address; unset: start local Ray.")
+    pushgateway_url: str | None = Field(default=None, description="Prometheus Pushgateway; unset: embedded one.")
+    s3_port: int = Field(default=9000, ge=1024, le=65535, description="Loopback port of the embedded S3.")
+    mlflow_port: int = Field(default=5000, ge=1024, le=65535, description="Loopback port of the embedded MLflow.")
+    prefect_port: int = Field(default=4200, ge=1024, le=65535, description="Loopback port of the embedded Prefect.")
+    pushgateway_port: int = Field(default=9091, ge=1024, le=65535, description="Loopback port of the Pushgateway.")
+
+    @field_validator("home", "feast_repo_path")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # Feast and MLflow resolve relative paths against the cwd of whichever process reads them.
+        return value.expanduser().resolve()
+
+    @cached_property
+    def embedded_s3(self) -> dict[str, Any] | None:
+        """State of the embedded S3 server written by ``canvascraft stack up``, if any."""
+        path = self.home / EMBEDDED_S3_STATE
+        if not self.s3_embedded or not path.is_file():
+            return None
+        return json.loads(path.read_text())
+
+    @property
+    def resolved_s3_endpoint_url(self) -> str | None:
+        """The endpoint boto3 talks to: explicit setting, else the embedded server, else AWS."""
+        if self.s3_endpoint_url:
+            return self.s3_endpoint_url
+        return self.embedded_s3["endpoint_url"] if self.embedded_s3 else None
+
+    @property
+    def resolved_mlflow_tracking_uri(self) -> str:
+        """MLflow tracking URI; an absolute sqlite file under home by default."""
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def resolved_pushgateway_url(self) -> str:
+        """Pushgateway address; the embedded one on loopback by default."""
+        return self.pushgateway_url or f"127.0.0.1:{self.pushgateway_port}"
+
+    def s3_credentials(self) -> dict[str, str]:
+        """Explicit keys only for the embedded server; otherwise boto3's normal chain decides."""
+        if not self.s3_endpoint_url and self.embedded_s3:
+            return {
+                "aws_access_key_id": self.embedded_s3["access_key_id"],
+                "aws_secret_access_key": self.embedded_s3["secret_access_key"],
+            }
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        """Resolved settings with secrets masked, for ``canvascraft config show``."""
+        data: dict[str, Any] = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.model_dump().items()}
+        data["resolved_s3_endpoint_url"] = self.resolved_s3_endpoint_url
+        data["resolved_mlflow_tracking_uri"] = mask_uri(self.resolved_mlflow_tracking_uri)
+        data["resolved_pushgateway_url"] = self.resolved_pushgateway_url
+        creds = self.s3_credentials()
+        data["s3_credentials"] = (
+            {"source": "embedded", "aws_access_key_id": mask(creds["aws_access_key_id"]), "aws_secret_access_key": "****"}
+            if creds
+            else {"source": "boto3 default chain (env, profile, instance role)"}
+        )
+        for key, value in list(data.items()):
+            if isinstance(value, SecretStr):
+                data[key] = "****"
+            elif isinstance(value, str) and "://" in value:
+                data[key] = mask_uri(value)
+        return data
+
+
+def mask(secret: str, keep: int = 4) -> str:
+    """Keep the first characters of an identifier, hide the rest."""
+    return secret[:keep] + "****" if len(secret) > keep else "****"
+
+
+def mask_uri(uri: str) -> str:
+    """Hide a password embedded in a URI (``scheme://user:pass@host``)."""
+    if "://" not in uri or "@" not in uri:
+        return uri
+    scheme, rest = uri.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:****@{host}"
+
+
+def get_settings(**overrides: Any) -> Settings:
+    """Fresh settings from the environment (cheap; never cached, so tests can change env)."""
+    return Settings(**overrides)

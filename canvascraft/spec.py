@@ -1,0 +1,272 @@
+"""The pipeline spec (the seeds' ``PipelineDefinition``): a versioned YAML document parsed into pydantic models.
+
+Every section is typed; unknown keys and bad values are rejected with the field path and the allowed values.
+Component sections (brushes, palettes, trainer) name a registry entry whose own parameter model validates
+``params``, so a spec is fully checked before any stage runs.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from canvascraft.errors import SpecError, UnknownComponentError
+from canvascraft.hashing import stable_hash
+
+SPEC_VERSION = 1
+_S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$")
+
+
+class _Section(BaseModel):
+    """Base of every spec section: immutable and strict about unknown keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ComponentSpec(_Section):
+    """A registry component by name with its parameters (validated by the component's own model)."""
+
+    name: str = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class DataSpec(_Section):
+    """Where the images come from and what ingest accepts."""
+
+    source: str = Field(description="s3://bucket/prefix of the training images.")
+    extra_sources: list[str] = Field(default_factory=list, description="More prefixes ingested with source.")
+    min_valid_count: int = Field(default=1, ge=1, description="Fail ingest below this many valid images.")
+    min_valid_fraction: float = Field(default=0.5, ge=0.0, le=1.0, description="Fail below this valid share.")
+    max_pixels: int = Field(default=4096 * 4096, ge=1, le=20000 * 20000, description="Decompression-bomb guard.")
+    max_bytes: int = Field(default=50 * 1024 * 1024, ge=1, description="Largest object accepted, in bytes.")
+    min_side: int = Field(default=4, ge=1, le=4096, description="Smallest accepted image side, in pixels.")
+    allowed_formats: list[Literal["PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF"]] = Field(
+        default_factory=lambda: ["PNG", "JPEG", "WEBP"]
+    )
+    allowed_modes: list[Literal["1", "L", "LA", "P", "RGB", "RGBA", "I;16", "I", "F"]] = Field(
+        default_factory=lambda: ["L", "LA", "P", "RGB", "RGBA"]
+    )
+
+    @field_validator("source", "extra_sources")
+    @classmethod
+    def _s3_uri(cls, value: str | list[str]) -> str | list[str]:
+        for uri in [value] if isinstance(value, str) else value:
+            if not _S3_URI.match(uri):
+                raise ValueError(f"{uri!r} is not an s3://bucket/prefix URI")
+        return value
+
+
+class FilterSpec(_Section):
+    """A predicate on one feature used to curate the training set."""
+
+    feature: str
+    op: Literal[">=", ">", "<=", "<", "==", "!="]
+    value: float
+
+
+class FeaturesSpec(_Section):
+    """Feature palettes served by Feast and optional training-set filters."""
+
+    palettes: list[ComponentSpec] = Field(default_factory=list)
+    filters: list[FilterSpec] = Field(default_factory=list)
+
+
+class SearchDimension(_Section):
+    """One hyper-parameter of the trainer's search space."""
+
+    type: Literal["choice", "uniform", "loguniform", "randint"]
+    values: list[Any] | None = None
+    low: float | None = None
+    high: float | None = None
+
+
+class TrainerSpec(ComponentSpec):
+    """The trainer strategy, its fixed parameters and its search space."""
+
+    search_space: dict[str, SearchDimension] = Field(default_factory=dict)
+
+
+class ResourcesSpec(_Section):
+    """Per-trial resources; fractional GPUs are allowed."""
+
+    cpu: float = Field(default=1, gt=0, le=256)
+    gpu: float = Field(default=0, ge=0, le=16)
+
+
+class TunerSpec(_Section):
+    """Ray Tune search: algorithm, scheduler, budget and per-trial resources."""
+
+    search: Literal["random", "optuna"] = "random"
+    scheduler: Literal["fifo", "asha", "hyperband"] = "fifo"
+    num_samples: int = Field(default=2, ge=1, le=10000)
+    metric: str = "loss"
+    mode: Literal["min", "max"] = "min"
+    max_concurrent_trials: int | None = Field(default=None, ge=1)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    checkpoint_every: int = Field(default=50, ge=1)
+    max_failures: int = Field(default=2, ge=0, le=100)
+
+
+class EvaluatorSpec(_Section):
+    """FID/KID evaluation settings; scores compare only when these keys match."""
+
+    name: Literal["fid"] = "fid"
+    dims: Literal[64, 192, 768, 2048] = 2048
+    num_samples: int = Field(default=1000, ge=2, le=100000)
+    resize: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
+    sampling_steps: int = Field(default=50, ge=1, le=1000)
+    weights: str | None = Field(default=None, description="Path or s3:// URI of the FID Inception weights.")
+
+
+class GateSpec(_Section):
+    """Promotion gate: promote when the new score beats the champion by ``margin``."""
+
+    metric: Literal["fid", "kid_mean"] = "fid"
+    margin: float = Field(default=0.0, ge=0.0)
+
+
+class PublishSpec(_Section):
+    """Where the model is registered and which alias every publish moves."""
+
+    registered_model: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    tag: str = Field(default="latest", pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$")
+    gate: GateSpec = Field(default_factory=GateSpec)
+
+
+class DriftSpec(_Section):
+    """Evidently drift settings used by the drift flow."""
+
+    incoming: str | None = None
+    method: Literal["ks", "wasserstein", "psi", "jensenshannon"] | None = None
+    threshold: float | None = Field(default=None, gt=0)
+    drift_share: float = Field(default=0.5, gt=0.0, le=1.0)
+
+
+class PipelineSpec(_Section):
+    """A whole training pipeline: name, device, data, brushes, palettes, trainer, tuner, evaluator, publish."""
+
+    version: Literal[1] = SPEC_VERSION
+    name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9\-_]*$")
+    description: str = ""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    data: DataSpec
+    brushes: list[ComponentSpec] = Field(default_factory=list)
+    features: FeaturesSpec = Field(default_factory=FeaturesSpec)
+    trainer: TrainerSpec | None = None
+    tuner: TunerSpec = Field(default_factory=TunerSpec)
+    evaluator: EvaluatorSpec = Field(default_factory=EvaluatorSpec)
+    publish: PublishSpec | None = None
+    drift: DriftSpec = Field(default_factory=DriftSpec)
+
+    def spec_hash(self) -> str:
+        """Content hash of the resolved spec (lineage tag)."""
+        return stable_hash(self.model_dump(mode="json"))
+
+
+def _format_errors(exc: ValidationError, prefix: str, model: type[BaseModel] | None) -> list[str]:
+    """Turn pydantic errors into ``field.path: message`` lines that also list allowed keys."""
+    lines = []
+    for err in exc.errors():
+        path = prefix + ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"]).replace(".[", "[")
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(model, err["loc"][:-1]) if model else []
+            message = f"unknown key; allowed keys: {', '.join(allowed)}"
+        elif "input" in err and err["type"] not in ("missing",):
+            message += f" (got {err['input']!r})"
+        lines.append(f"{path}: {message}")
+    return lines
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the (nested) model at ``loc``, for unknown-key messages."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or current is None:
+            continue
+        field = current.model_fields.get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        current = _model_in(annotation)
+    return sorted(current.model_fields) if current is not None else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The BaseModel class inside an annotation such as ``list[X]`` or ``X | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def validate_components(spec: PipelineSpec) -> list[str]:
+    """Check every component name and its params against its registry; return error lines."""
+    from canvascraft.brushes import BRUSHES
+
+    problems: list[str] = []
+    sections: list[tuple[str, Any, list[ComponentSpec]]] = [("brushes", BRUSHES, spec.brushes)]
+    try:
+        from canvascraft.palettes import PALETTES
+    except ImportError:  # palettes arrive with the features stage
+        PALETTES = None
+    if PALETTES is not None:
+        sections.append(("features.palettes", PALETTES, spec.features.palettes))
+    for section, registry, components in sections:
+        for index, component in enumerate(components):
+            where = f"{section}[{index}]"
+            try:
+                cls = registry.get(component.name)
+            except UnknownComponentError as exc:
+                problems.append(f"{where}.name: {exc}")
+                continue
+            try:
+                cls.model_validate(component.params)
+            except ValidationError as exc:
+                problems.extend(_format_errors(exc, f"{where}.params.", cls))
+    return problems
+
+
+def parse_spec(data: Any, source: str = "<inline>") -> PipelineSpec:
+    """Validate a spec mapping; raise SpecError listing every problem with its field path."""
+    if not isinstance(data, dict):
+        raise SpecError(f"spec {source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        spec = PipelineSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(f"spec {source} is invalid:\n  " + "\n  ".join(_format_errors(exc, "", PipelineSpec))) from None
+    problems = validate_components(spec)
+    if problems:
+        raise SpecError(f"spec {source} is invalid:\n  " + "\n  ".join(problems))
+    return spec
+
+
+def load_spec(spec: str | Path | dict[str, Any] | PipelineSpec) -> PipelineSpec:
+    """Load a spec from a YAML path, a YAML/JSON string, a mapping or an already parsed spec."""
+    if isinstance(spec, PipelineSpec):
+        return spec
+    if isinstance(spec, dict):
+        return parse_spec(spec)
+    text_or_path = str(spec)
+    path = Path(text_or_path)
+    if "\n" not in text_or_path and path.suffix in {".yaml", ".yml", ".json"}:
+        if not path.is_file():
+            raise SpecError(f"spec file {text_or_path!r} does not exist")
+        return parse_spec(_load_yaml(path.read_text(), text_or_path), text_or_path)
+    return parse_spec(_load_yaml(text_or_path, "<inline>"), "<inline>")
+
+
+def _load_yaml(text: str, source: str) -> Any:
+    """YAML load that reports the file and line of a syntax error."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"spec {source} is not valid YAML: {exc}") from None
