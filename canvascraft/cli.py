@@ -19,7 +19,7 @@ from canvascraft.settings import get_settings
 app = typer.Typer(help="CanvasCraft: train generative image models as Prefect workflows.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect settings.", no_args_is_help=True)
 spec_app = typer.Typer(help="Pipeline specs.", no_args_is_help=True)
-stack_app = typer.Typer(help="The embedded local stack (S3 server on loopback).", no_args_is_help=True)
+stack_app = typer.Typer(help="The embedded local stack: S3, Pushgateway, MLflow, Prefect server and worker.", no_args_is_help=True)
 data_app = typer.Typer(help="Datasets in S3.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(spec_app, name="spec")
@@ -80,37 +80,57 @@ def spec_validate(file: Path = typer.Argument(..., help="Pipeline spec YAML.")) 
     typer.echo(f"{file}: valid (pipeline {spec.name!r}, spec hash {spec.spec_hash()})")
 
 
-def _services(settings: Any) -> list[Any]:
-    """Managed services of the local stack, in start order."""
-    from canvascraft.stack.s3_server import s3_service
+def _project_dir() -> Path:
+    """The project folder (holding prefect.yaml) at or above the current directory; workers run flows from it."""
+    for folder in [Path.cwd(), *Path.cwd().parents]:
+        if (folder / "prefect.yaml").is_file():
+            return folder
+    return Path.cwd()
 
-    return [s3_service(settings)]
+
+def _services(settings: Any, only: list[str] | None = None) -> list[Any]:
+    """Managed services of the local stack, in start order."""
+    from canvascraft.stack.services import stack_services
+
+    try:
+        return stack_services(settings, _project_dir(), only)
+    except CanvasCraftError as exc:
+        _fail(exc)
+        raise
+
+
+ONLY = typer.Option(None, "--only", help="Only these services: s3, pushgateway, mlflow, prefect, worker (repeatable).")
 
 
 @stack_app.command("up")
-def stack_up() -> None:
-    """Start the local services (idempotent; health-checked)."""
+def stack_up(only: Optional[list[str]] = ONLY) -> None:
+    """Start the local services (idempotent; health-checked); print their URLs."""
     settings = get_settings()
     try:
-        for service in _services(settings):
+        for service in _services(settings, only):
             status = service.start()
             typer.echo(f"{status['name']}: up at {status['url']} (pid {status['pid']}, log {status['log']})")
     except CanvasCraftError as exc:
         _fail(exc)
+    api = get_settings().prefect_api_url
+    if api:
+        typer.echo(f"Prefect clients: export PREFECT_API_URL={api}")
 
 
 @stack_app.command("down")
-def stack_down() -> None:
+def stack_down(only: Optional[list[str]] = ONLY) -> None:
     """Stop the local services."""
-    for service in reversed(_services(get_settings())):
+    for service in reversed(_services(get_settings(), only)):
         stopped = service.stop()
         typer.echo(f"{service.name}: {'stopped' if stopped else 'not running'}")
 
 
 @stack_app.command("status")
-def stack_status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Show each service's state, URL and log."""
-    statuses = [service.status() for service in _services(get_settings())]
+def stack_status(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."), only: Optional[list[str]] = ONLY,
+) -> None:
+    """Show each service's state, URL and log; exit 1 when one is not healthy."""
+    statuses = [service.status() for service in _services(get_settings(), only)]
     if as_json:
         typer.echo(json.dumps(statuses, indent=1))
         return

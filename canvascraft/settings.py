@@ -10,8 +10,6 @@ from typing import Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-EMBEDDED_S3_STATE = "stack/s3.json"
-
 
 class Settings(BaseSettings):
     """Where CanvasCraft finds its storage and services. Defaults are embedded and local."""
@@ -23,7 +21,7 @@ class Settings(BaseSettings):
         default=None,
         description="S3 endpoint (MinIO, another S3 service). Unset: the embedded S3 when it runs, else AWS.",
     )
-    s3_embedded: bool = Field(default=True, description="Use the embedded S3's endpoint and keys when it runs.")
+    use_embedded: bool = Field(default=True, description="Use embedded services (S3, MLflow, ...) when they run.")
     s3_region: str = Field(default="us-east-1", description="Region passed to boto3 for S3.")
     s3_max_attempts: int = Field(default=5, ge=1, le=20, description="botocore retry attempts (standard mode).")
     s3_max_concurrency: int = Field(default=16, ge=1, le=256, description="Parallel object transfers.")
@@ -42,13 +40,20 @@ class Settings(BaseSettings):
         # Feast and MLflow resolve relative paths against the cwd of whichever process reads them.
         return value.expanduser().resolve()
 
+    def embedded_state(self, service: str) -> dict[str, Any] | None:
+        """State a running embedded service recorded in ``<home>/stack/<service>.json`` (None when stopped)."""
+        path = self.home / "stack" / f"{service}.json"
+        if not self.use_embedded or not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:
+            return None
+
     @cached_property
     def embedded_s3(self) -> dict[str, Any] | None:
         """State of the embedded S3 server written by ``canvascraft stack up``, if any."""
-        path = self.home / EMBEDDED_S3_STATE
-        if not self.s3_embedded or not path.is_file():
-            return None
-        return json.loads(path.read_text())
+        return self.embedded_state("s3")
 
     @property
     def resolved_s3_endpoint_url(self) -> str | None:
@@ -59,8 +64,17 @@ class Settings(BaseSettings):
 
     @property
     def resolved_mlflow_tracking_uri(self) -> str:
-        """MLflow tracking URI; an absolute sqlite file under home by default."""
-        return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+        """MLflow tracking URI: explicit, else the embedded MLflow server, else an absolute sqlite file under home."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        embedded = self.embedded_state("mlflow")
+        return embedded["tracking_uri"] if embedded else f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def prefect_api_url(self) -> str | None:
+        """The embedded Prefect server's API URL when it runs (Prefect itself reads PREFECT_API_URL)."""
+        embedded = self.embedded_state("prefect")
+        return embedded["api_url"] if embedded else None
 
     @property
     def resolved_pushgateway_url(self) -> str:

@@ -19,11 +19,13 @@ def train(spec: str | dict[str, Any] = "pipelines/digits-quick.yaml") -> dict[st
     pipeline = resolve_spec(spec)
     report = ingest_snapshot(pipeline)
     publish_ingest_report(report, pipeline.name)
-    shards = preprocess_snapshot(report, pipeline)
+    shards_state = preprocess_snapshot(report, pipeline, return_state=True)
+    shards = shards_state.result()
+    reuse = "cached" if shards_state.name == "Cached" else ("reused" if shards.reused else "computed")
     print(
         f"dataset version {report.dataset_version}: {report.valid} valid, {len(report.quarantined)} quarantined, "
         f"{report.downloaded} downloaded; {shards.count} images preprocessed to {shards.shape} "
-        f"({'reused' if shards.reused else 'computed'})"
+        f"({reuse})"
     )
     return {
         "pipeline": pipeline.name,

@@ -109,6 +109,8 @@ class ManagedService:
             )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        if self.log_path.exists():  # keep one previous log; health checks read only this start's lines
+            os.replace(self.log_path, self.log_path.with_suffix(".log.1"))
         log = open(self.log_path, "ab")
         # A new session detaches the service from the terminal and lets stop() signal its whole group.
         process = subprocess.Popen(

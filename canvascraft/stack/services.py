@@ -1,0 +1,101 @@
+"""The rest of the local stack: MLflow server, Prefect server, a Prefect process worker, Prometheus Pushgateway.
+
+Each is a real service bound to 127.0.0.1 on a configurable port, started detached with a health check.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sysconfig
+from pathlib import Path
+
+from canvascraft.errors import StackError
+from canvascraft.settings import Settings
+from canvascraft.stack.process import ManagedService, http_answers, pid_alive
+from canvascraft.stack.s3_server import s3_service
+
+WORK_POOL = "gpu-pool"
+
+
+def _script(name: str) -> str:
+    """A console script of this environment (mlflow, prefect), else one on PATH."""
+    candidate = Path(sysconfig.get_path("scripts")) / name
+    if candidate.is_file():
+        return str(candidate)
+    found = shutil.which(name)
+    if not found:
+        raise StackError(f"{name} not found; install the project (make install)")
+    return found
+
+
+def mlflow_service(settings: Settings) -> ManagedService:
+    """MLflow tracking server + UI on sqlite under the home; artifacts served from ``<home>/mlflow-artifacts``."""
+    url = f"http://127.0.0.1:{settings.mlflow_port}"
+    command = [
+        _script("mlflow"), "server", "--host", "127.0.0.1", "--port", str(settings.mlflow_port),
+        "--workers", "1",  # the default 4 gunicorn workers are heavy on 2 cores
+        "--backend-store-uri", f"sqlite:///{settings.home / 'mlflow.db'}",
+        "--artifacts-destination", str(settings.home / "mlflow-artifacts"),
+    ]
+    return ManagedService("mlflow", settings.home, command, url, lambda: http_answers(url + "/health"),
+                          state={"tracking_uri": url}, startup_timeout=120)
+
+
+def prefect_service(settings: Settings) -> ManagedService:
+    """A Prefect server + UI with its own PREFECT_HOME (sqlite) under the CanvasCraft home."""
+    url = f"http://127.0.0.1:{settings.prefect_port}"
+    env = {"PREFECT_HOME": str(settings.home / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_UI_API_URL": f"{url}/api"}
+    command = [_script("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(settings.prefect_port)]
+    return ManagedService("prefect", settings.home, command, url, lambda: http_answers(url + "/api/health"),
+                          env=env, state={"api_url": f"{url}/api"}, startup_timeout=120)
+
+
+def worker_service(settings: Settings, project_dir: Path) -> ManagedService:
+    """A Prefect process worker polling ``gpu-pool`` (the pool is created if missing), running from the project."""
+    api_url = f"http://127.0.0.1:{settings.prefect_port}/api"
+    command = [_script("prefect"), "worker", "start", "--pool", WORK_POOL, "--type", "process"]
+    env = {"PREFECT_API_URL": api_url, "PREFECT_HOME": str(settings.home / "prefect-worker"),
+           "CANVASCRAFT_PROJECT_DIR": str(project_dir), "CANVASCRAFT_HOME": str(settings.home)}
+    service = ManagedService("worker", settings.home, command, f"pool {WORK_POOL} @ {api_url}",
+                             lambda: False, env=env, cwd=project_dir, startup_timeout=60)
+
+    def healthy() -> bool:
+        # A worker has no port of its own: healthy = its process is alive and it logged its start (the log is
+        # rotated at every start, so an old line cannot count).
+        state = service.read_state()
+        if state is not None and not pid_alive(int(state["pid"])):
+            return False
+        return "started!" in service.tail_log(200)
+
+    service.health = healthy
+    return service
+
+
+def pushgateway_service(settings: Settings) -> ManagedService:
+    """Debian's ``prometheus-pushgateway`` with a persistence file under the home."""
+    binary = shutil.which("prometheus-pushgateway")
+    if binary is None:
+        raise StackError("prometheus-pushgateway not found; install the Debian package "
+                         "(apt-get install prometheus-pushgateway; `make stack` does this where apt works)")
+    url = f"http://127.0.0.1:{settings.pushgateway_port}"
+    command = [binary, f"--web.listen-address=127.0.0.1:{settings.pushgateway_port}",
+               f"--persistence.file={settings.home / 'pushgateway.db'}"]
+    return ManagedService("pushgateway", settings.home, command, url, lambda: http_answers(url + "/-/ready"),
+                          state={"url": url}, startup_timeout=30)
+
+
+def stack_services(settings: Settings, project_dir: Path, names: list[str] | None = None) -> list[ManagedService]:
+    """The local stack in start order (optionally only the named services)."""
+    factories = {
+        "s3": lambda: s3_service(settings),
+        "pushgateway": lambda: pushgateway_service(settings),
+        "mlflow": lambda: mlflow_service(settings),
+        "prefect": lambda: prefect_service(settings),
+        "worker": lambda: worker_service(settings, project_dir),
+    }
+    chosen = names or list(factories)
+    unknown = [n for n in chosen if n not in factories]
+    if unknown:
+        raise StackError(f"unknown service(s) {', '.join(unknown)}; allowed values: {', '.join(factories)}")
+    return [factories[name]() for name in chosen]
