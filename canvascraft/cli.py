@@ -25,6 +25,8 @@ app.add_typer(config_app, name="config")
 app.add_typer(spec_app, name="spec")
 app.add_typer(stack_app, name="stack")
 app.add_typer(data_app, name="data")
+features_app = typer.Typer(help="Feature palettes served by Feast.", no_args_is_help=True)
+app.add_typer(features_app, name="features")
 
 console = Console(stderr=True)
 
@@ -201,6 +203,36 @@ def ingest_command(
         )
         for q in report.quarantined:
             typer.echo(f"  quarantined {q.uri}: {q.reason}")
+
+
+@features_app.command("get")
+def features_get(
+    image_ids: list[str] = typer.Argument(..., help="Image ids (content sha256, as in the snapshot manifest)."),
+    service: Optional[str] = typer.Option(None, "--service", help="Feature service (the pipeline's name)."),
+    spec_file: Optional[Path] = typer.Option(None, "--spec", help="Use this spec's feature service."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON rows."),
+) -> None:
+    """Print online features of images from Feast's online store."""
+    from canvascraft.features.store import online_features, open_store
+    from canvascraft.spec import load_spec
+
+    try:
+        store = open_store(get_settings())
+        name = service or (load_spec(spec_file).name if spec_file else None)
+        if name is None:
+            allowed = sorted(s.name for s in store.list_feature_services())
+            raise CanvasCraftError(f"give --service NAME or --spec FILE; allowed services: {', '.join(allowed) or '(none: run a flow or feast apply)'}")
+        frame, _ = online_features(store, image_ids, name)
+    except CanvasCraftError as exc:
+        _fail(exc)
+    rows = json.loads(frame.to_json(orient="records"))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    table = Table("feature", *[r["image_id"][:12] for r in rows])
+    for column in frame.columns[1:]:
+        table.add_row(column, *[f"{r[column]:.4g}" if isinstance(r[column], float) else str(r[column]) for r in rows])
+    Console().print(table)
 
 
 def main() -> None:

@@ -73,6 +73,7 @@ class FeaturesSpec(_Section):
 
     palettes: list[ComponentSpec] = Field(default_factory=list)
     filters: list[FilterSpec] = Field(default_factory=list)
+    image_size: int = Field(default=32, ge=3, le=1024, description="Raw images are resized to this before palettes.")
 
 
 class SearchDimension(_Section):
@@ -214,12 +215,9 @@ def validate_components(spec: PipelineSpec) -> list[str]:
 
     problems: list[str] = []
     sections: list[tuple[str, Any, list[ComponentSpec]]] = [("brushes", BRUSHES, spec.brushes)]
-    try:
-        from canvascraft.palettes import PALETTES
-    except ImportError:  # palettes arrive with the features stage
-        PALETTES = None
-    if PALETTES is not None:
-        sections.append(("features.palettes", PALETTES, spec.features.palettes))
+    from canvascraft.palettes import PALETTES
+
+    sections.append(("features.palettes", PALETTES, spec.features.palettes))
     for section, registry, components in sections:
         for index, component in enumerate(components):
             where = f"{section}[{index}]"

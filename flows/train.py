@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect import flow
 
+from tasks.features import materialize_features, training_set
 from tasks.ingest import ingest_snapshot
 from tasks.preprocess import preprocess_snapshot
 from tasks.reporting import publish_ingest_report
@@ -27,6 +28,13 @@ def train(spec: str | dict[str, Any] = "pipelines/digits-quick.yaml") -> dict[st
         f"{report.downloaded} downloaded; {shards.count} images preprocessed to {shards.shape} "
         f"({reuse})"
     )
+    features = materialize_features(report, pipeline)
+    selection = training_set(report, pipeline)
+    print(
+        f"features: {features['rows_computed']} rows computed, {features['rows_written']} written, "
+        f"{features['rows_materialized']} materialized; training set keeps {selection['kept']} of "
+        f"{selection['rows']} images"
+    )
     return {
         "pipeline": pipeline.name,
         "dataset_version": report.dataset_version,
@@ -34,6 +42,8 @@ def train(spec: str | dict[str, Any] = "pipelines/digits-quick.yaml") -> dict[st
         "quarantined": len(report.quarantined),
         "shards": shards.path,
         "images": shards.count,
+        "features": features,
+        "training_set": {k: v for k, v in selection.items() if k != "kept_image_ids"},
     }
 
 

@@ -1,0 +1,115 @@
+"""The features stage of a run: palettes for a snapshot's new images into Feast, then the training-set join.
+
+Palettes describe the data, not its augmentation: they are computed on the raw cached images (RGB, resized to
+``features.image_size``), never on brush output, so drift checks on new raw images compare like with like.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torchvision.transforms.v2 import functional as F
+
+from canvascraft.features.store import (
+    apply_definitions,
+    apply_filters,
+    feast_data_dir,
+    historical_features,
+    materialize,
+    missing_image_ids,
+    open_store,
+    summary_statistics,
+    write_new_features,
+)
+from canvascraft.ingest.cache import ObjectCache
+from canvascraft.ingest.manifest import SnapshotManifest
+from canvascraft.palettes import PaletteSet
+from canvascraft.preprocess import load_image
+from canvascraft.settings import Settings
+from canvascraft.spec import PipelineSpec
+
+
+def load_palette_images(paths: list[Path], size: int) -> torch.Tensor:
+    """Raw images as one float RGB batch in [0, 1], resized (antialiased bilinear) to ``size`` x ``size``."""
+    if not paths:
+        return torch.empty(0, 3, size, size)
+    return torch.stack([F.resize(load_image(p), [size, size], antialias=True).clamp(0, 1) for p in paths])
+
+
+def snapshot_image_ids(manifest: SnapshotManifest) -> list[str]:
+    """Unique content hashes of a snapshot, in manifest order (two keys with the same bytes are one image)."""
+    return list(dict.fromkeys(e.sha256 for e in manifest.entries))
+
+
+def materialize_snapshot(manifest: SnapshotManifest, spec: PipelineSpec, settings: Settings) -> dict[str, Any]:
+    """Apply definitions, compute+write palettes for images not yet offline, materialize into the online store."""
+    palette_set = PaletteSet.from_spec(spec.features.palettes)
+    if not len(palette_set):
+        return {"feature_service": None, "feature_views": [], "images": len(snapshot_image_ids(manifest)),
+                "images_new": 0, "rows_computed": 0, "rows_written": 0, "rows_materialized": 0,
+                "materialize_rows_per_second": 0.0, "seconds": {}}
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    store = open_store(settings)
+    timings["open_store"] = time.perf_counter() - started
+    applied = apply_definitions(store, {spec.name: palette_set}, feast_data_dir(settings))
+    timings["apply"] = applied["seconds"]
+    ids = snapshot_image_ids(manifest)
+    missing = missing_image_ids(store, palette_set, ids)
+    cache = ObjectCache(settings.home / "cache")
+    t0 = time.perf_counter()
+    images = load_palette_images([cache.object_path(i) for i in missing], spec.features.image_size)
+    timings["load_images"] = time.perf_counter() - t0
+    written = write_new_features(store, images, missing, palette_set)
+    timings["compute_and_write"] = written.seconds
+    materialized = materialize(store, palette_set)
+    timings["materialize"] = materialized.seconds
+    return {
+        "feature_service": spec.name,
+        "feature_views": applied["views"],
+        "images": len(ids),
+        "images_new": len(missing),
+        "rows_computed": written.rows_computed,
+        "rows_written": written.rows_written,
+        "rows_materialized": materialized.rows,
+        "materialize_rows_per_second": materialized.rows_per_second,
+        "seconds": {k: round(v, 3) for k, v in timings.items()},
+    }
+
+
+def reference_dir(settings: Settings, dataset_version: str, palette_set: PaletteSet) -> Path:
+    """Drift reference of a dataset version, keyed by what produced it (palette set hash)."""
+    return settings.home / "references" / dataset_version / palette_set.set_hash()
+
+
+def build_training_set(manifest: SnapshotManifest, spec: PipelineSpec, settings: Settings) -> dict[str, Any]:
+    """Point-in-time join of the snapshot's features; save table + statistics as drift reference; apply filters."""
+    palette_set = PaletteSet.from_spec(spec.features.palettes)
+    ids = snapshot_image_ids(manifest)
+    if not len(palette_set):  # no palettes: no reference table, every image is kept
+        return {"reference_table": None, "reference_statistics": None, "rows": len(ids), "rows_missing": 0,
+                "kept_image_ids": ids, "kept": len(ids), "dropped": 0, "filters": [], "seconds": 0.0}
+    store = open_store(settings)
+    frame, retrieval = historical_features(store, ids, spec.name)
+    folder = reference_dir(settings, manifest.dataset_version, palette_set)
+    folder.mkdir(parents=True, exist_ok=True)
+    table_path = folder / "features.parquet"
+    frame.to_parquet(table_path, index=False)
+    statistics = summary_statistics(frame)
+    (folder / "statistics.json").write_text(json.dumps(statistics, indent=1))
+    kept, filtered = apply_filters(frame, spec.features.filters)
+    return {
+        "reference_table": str(table_path),
+        "reference_statistics": str(folder / "statistics.json"),
+        "rows": retrieval.rows,
+        "rows_missing": retrieval.rows_missing,
+        "kept_image_ids": kept["image_id"].astype(str).tolist(),
+        "kept": filtered.rows_kept,
+        "dropped": filtered.rows_in - filtered.rows_kept,
+        "filters": [f.model_dump() for f in filtered.filters],
+        "seconds": retrieval.seconds,
+    }

@@ -1,0 +1,65 @@
+"""Device resolution, autocast dtype and memory format, with hardware capabilities injected."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from canvascraft.device import DeviceUnavailableError, autocast, autocast_dtype, memory_format, resolve_device
+from canvascraft.errors import SpecError
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+
+
+def has_gpu() -> bool:
+    return True
+
+
+def no_gpu() -> bool:
+    return False
+
+
+def test_auto_uses_cuda_when_present_and_falls_back_to_cpu() -> None:
+    assert resolve_device("auto", cuda_available=has_gpu) == CUDA
+    assert resolve_device("auto", cuda_available=no_gpu) == CPU
+
+
+def test_cpu_is_always_cpu() -> None:
+    assert resolve_device("cpu", cuda_available=has_gpu) == CPU
+
+
+def test_cuda_without_gpu_is_a_clear_spec_error() -> None:
+    with pytest.raises(DeviceUnavailableError, match=r"device: 'cuda' was requested but no CUDA GPU.*auto, cpu"):
+        resolve_device("cuda", cuda_available=no_gpu)
+    assert issubclass(DeviceUnavailableError, SpecError)
+    assert resolve_device("cuda", cuda_available=has_gpu) == CUDA
+
+
+def test_unknown_device_lists_allowed_values() -> None:
+    with pytest.raises(SpecError, match=r"device: unknown value 'gpu'; allowed values: auto, cpu, cuda"):
+        resolve_device("gpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_this_machine_resolves_to_cpu() -> None:
+    assert resolve_device("auto") == CPU
+    with pytest.raises(DeviceUnavailableError):
+        resolve_device("cuda")
+
+
+def test_autocast_dtype_bf16_when_supported_else_fp16_and_none_on_cpu() -> None:
+    assert autocast_dtype(CUDA, bf16_supported=lambda: True) == torch.bfloat16
+    assert autocast_dtype(CUDA, bf16_supported=lambda: False) == torch.float16
+    assert autocast_dtype(CPU, bf16_supported=lambda: True) is None
+
+
+def test_channels_last_only_on_cuda() -> None:
+    assert memory_format(CUDA) == torch.channels_last
+    assert memory_format(CPU) == torch.contiguous_format
+
+
+def test_autocast_is_a_no_op_without_dtype() -> None:
+    with autocast(CPU, None):
+        assert not torch.is_autocast_enabled("cpu")
+    with autocast(CPU, torch.bfloat16):
+        assert torch.is_autocast_enabled("cpu")
