@@ -134,8 +134,19 @@ class PublishSpec(_Section):
     """Where the model is registered and which alias every publish moves."""
 
     registered_model: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
-    tag: str = Field(default="latest", pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$")
+    tag: str = Field(default="candidate", pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$",
+                     description="Alias moved to every new version (champion/previous belong to the gate).")
     gate: GateSpec = Field(default_factory=GateSpec)
+
+    @field_validator("tag")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value.lower() == "latest":
+            raise ValueError("'latest' is reserved by MLflow (models:/NAME/latest always means the newest version); "
+                             "pick another alias, e.g. 'candidate'")
+        if value in {"champion", "previous"}:
+            raise ValueError(f"{value!r} is set by the promotion gate; pick another alias, e.g. 'candidate'")
+        return value
 
 
 class DriftSpec(_Section):
@@ -218,6 +229,7 @@ def validate_components(spec: PipelineSpec) -> list[str]:
     from canvascraft.palettes import PALETTES
 
     sections.append(("features.palettes", PALETTES, spec.features.palettes))
+    problems.extend(_validate_trainer(spec))
     for section, registry, components in sections:
         for index, component in enumerate(components):
             where = f"{section}[{index}]"
@@ -230,6 +242,28 @@ def validate_components(spec: PipelineSpec) -> list[str]:
                 cls.model_validate(component.params)
             except ValidationError as exc:
                 problems.extend(_format_errors(exc, f"{where}.params.", cls))
+    return problems
+
+
+def _validate_trainer(spec: PipelineSpec) -> list[str]:
+    """The trainer name, its params (its own config model) and that every search dimension is a param."""
+    if spec.trainer is None:
+        return []
+    from canvascraft.trainers import TRAINERS
+
+    try:
+        cls = TRAINERS.get(spec.trainer.name)
+    except UnknownComponentError as exc:
+        return [f"trainer.name: {exc}"]
+    fields = cls.config_cls.model_fields
+    problems = [
+        f"trainer.search_space.{key}: not a parameter of trainer {spec.trainer.name!r}; allowed keys: {', '.join(sorted(fields))}"
+        for key in spec.trainer.search_space if key not in fields
+    ]
+    try:
+        cls.config_cls.model_validate(spec.trainer.params)
+    except ValidationError as exc:
+        problems.extend(_format_errors(exc, "trainer.params.", cls.config_cls))
     return problems
 
 

@@ -1,4 +1,4 @@
-"""The ``train`` flow: ingest from S3 -> preprocess (brushes) -> ... (later stages join here)."""
+"""The ``train`` flow: ingest -> preprocess (brushes) -> features (Feast) -> Ray Tune -> FID -> MLflow registry."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ from typing import Any
 
 from prefect import flow
 
+from tasks.evaluate import evaluate_model
 from tasks.features import materialize_features, training_set
 from tasks.ingest import ingest_snapshot
 from tasks.preprocess import preprocess_snapshot
+from tasks.publish import publish_model
 from tasks.reporting import publish_ingest_report
 from tasks.spec import resolve_spec
+from tasks.train import start_tracking, tune_trainer
 
 
 @flow(name="train", log_prints=True)
@@ -25,8 +28,7 @@ def train(spec: str | dict[str, Any] = "pipelines/digits-quick.yaml") -> dict[st
     reuse = "cached" if shards_state.name == "Cached" else ("reused" if shards.reused else "computed")
     print(
         f"dataset version {report.dataset_version}: {report.valid} valid, {len(report.quarantined)} quarantined, "
-        f"{report.downloaded} downloaded; {shards.count} images preprocessed to {shards.shape} "
-        f"({reuse})"
+        f"{report.downloaded} downloaded; {shards.count} images preprocessed to {shards.shape} ({reuse})"
     )
     features = materialize_features(report, pipeline)
     selection = training_set(report, pipeline)
@@ -35,16 +37,28 @@ def train(spec: str | dict[str, Any] = "pipelines/digits-quick.yaml") -> dict[st
         f"{features['rows_materialized']} materialized; training set keeps {selection['kept']} of "
         f"{selection['rows']} images"
     )
-    return {
-        "pipeline": pipeline.name,
-        "dataset_version": report.dataset_version,
-        "valid": report.valid,
-        "quarantined": len(report.quarantined),
-        "shards": shards.path,
-        "images": shards.count,
-        "features": features,
-        "training_set": {k: v for k, v in selection.items() if k != "kept_image_ids"},
+    result: dict[str, Any] = {
+        "pipeline": pipeline.name, "dataset_version": report.dataset_version, "valid": report.valid,
+        "quarantined": len(report.quarantined), "shards": shards.path, "images": shards.count,
+        "features": features, "training_set": {k: v for k, v in selection.items() if k != "kept_image_ids"},
     }
+    if pipeline.trainer is None:
+        return result
+    parent_run_id = start_tracking(pipeline, report)
+    search = tune_trainer(pipeline, shards, selection, report, parent_run_id)
+    best = search["best_metrics"]
+    print(f"tune: {len(search['trials'])} trials, best {pipeline.tuner.metric}={best.get(pipeline.tuner.metric)} "
+          f"at {best.get('images_per_sec', 0):.0f} images/s; checkpoint {search['best_checkpoint']}")
+    evaluation = evaluate_model(pipeline, search["best_checkpoint"], shards, selection, parent_run_id)
+    score = evaluation["score"]
+    print(f"evaluate: FID {score['fid']:.3f}, KID {score['kid_mean']} (N={score['n']}, dims={score['dims']}, "
+          f"resize={score['resize']}, weights {score['weights_sha256'][:12]})")
+    published = publish_model(pipeline, search["best_checkpoint"], evaluation, report, shards, features, parent_run_id)
+    if published.get("published"):
+        print(f"publish: {published['model']} v{published['version']} aliases {published['aliases']}: "
+              f"{published['reason']}")
+    return {**result, "mlflow_run_id": parent_run_id, "search": search, "evaluation": evaluation,
+            "publish": published}
 
 
 if __name__ == "__main__":

@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from botocore.exceptions import BotoCoreError, ClientError
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from canvascraft.errors import StorageError
 from canvascraft.ingest import ImageRules, IngestReport, ingest
 from canvascraft.settings import get_settings
 from canvascraft.spec import PipelineSpec
 from canvascraft.storage import make_s3_client
-
-_TRANSIENT = (StorageError, BotoCoreError, ClientError, ConnectionError, TimeoutError)
-
-
-def _retry_on_io(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only I/O failures; a data problem (too few valid images) fails at once."""
-    try:
-        state.result()
-    except _TRANSIENT:
-        return True
-    except Exception:
-        return False
-    return False
-
+from tasks.retry_policy import retry_on_io
 
 # Not cached by Prefect: S3 can change under the same URI. Ingest itself is incremental (ETag + size),
 # so a rerun downloads nothing that did not change.
-@task(name="ingest", retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=_retry_on_io, cache_policy=NO_CACHE)
+@task(name="ingest", retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
 def ingest_snapshot(spec: PipelineSpec) -> IngestReport:
     """Download, validate and snapshot the spec's sources; quarantine invalid objects."""
     settings = get_settings()

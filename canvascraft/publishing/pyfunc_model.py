@@ -1,0 +1,30 @@
+"""The registered model: an MLflow pyfunc whose ``predict({"n", "seed"})`` returns generated images.
+
+The artifact is the trainer checkpoint folder (DDPM: diffusers ``save_pretrained`` UNet + scheduler config;
+DCGAN: generator safetensors), loaded with ``canvascraft.trainers.load_trainer``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+
+
+class GeneratorModel(mlflow.pyfunc.PythonModel):
+    """Generate ``n`` images for a ``seed``: uint8 array N x H x W x C."""
+
+    def load_context(self, context: Any) -> None:
+        """Load the trainer from the logged checkpoint folder (CPU unless a GPU is present)."""
+        from canvascraft.trainers import load_trainer
+
+        self.trainer = load_trainer(context.artifacts["checkpoint"], device="auto")
+
+    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> np.ndarray:
+        """``model_input``: ``{"n": int, "seed": int}`` (a dict or a one-row DataFrame)."""
+        if hasattr(model_input, "to_dict"):
+            model_input = {k: v[0] for k, v in model_input.to_dict(orient="list").items()}
+        n, seed = int(model_input.get("n", 16)), int(model_input.get("seed", 0))
+        images = self.trainer.sample(n, seed)
+        return images.permute(0, 2, 3, 1).numpy()

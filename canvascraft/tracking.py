@@ -1,0 +1,55 @@
+"""MLflow tracking helpers: the parent run of a flow run, params of the resolved spec, artifacts."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import yaml
+
+from canvascraft.settings import Settings
+from canvascraft.spec import PipelineSpec
+
+
+def configure(settings: Settings) -> str:
+    """Point MLflow at the configured tracking URI and return it."""
+    uri = settings.resolved_mlflow_tracking_uri
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def start_parent_run(settings: Settings, spec: PipelineSpec, dataset_version: str, tags: dict[str, str]) -> str:
+    """Create the run that every trial nests under; log the resolved spec and the dataset version; return its id."""
+    configure(settings)
+    mlflow.set_experiment(spec.name)
+    with mlflow.start_run(run_name=f"{spec.name}-{dataset_version}", tags=tags) as run:
+        mlflow.log_params({"dataset_version": dataset_version, "spec_hash": spec.spec_hash(),
+                           "trainer": spec.trainer.name if spec.trainer else "none", "seed": spec.seed})
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "pipeline_spec.yaml"
+            path.write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+            mlflow.log_artifact(str(path))
+        return run.info.run_id
+
+
+def log_to_run(run_id: str, *, metrics: dict[str, float] | None = None, params: dict[str, Any] | None = None,
+               tags: dict[str, str] | None = None, artifacts: list[Path] | None = None,
+               artifact_path: str | None = None) -> None:
+    """Add metrics/params/tags/artifacts to an existing run without making it the active run."""
+    client = mlflow.MlflowClient()
+    for key, value in (metrics or {}).items():
+        client.log_metric(run_id, key, float(value))
+    for key, value in (params or {}).items():
+        client.log_param(run_id, key, value if isinstance(value, (str, int, float)) else json.dumps(value))
+    for key, value in (tags or {}).items():
+        client.set_tag(run_id, key, value)
+    for path in artifacts or []:
+        client.log_artifact(run_id, str(path), artifact_path)
+
+
+def finish_run(run_id: str, status: str = "FINISHED") -> None:
+    """Terminate a run (FINISHED, FAILED or KILLED)."""
+    mlflow.MlflowClient().set_terminated(run_id, status)

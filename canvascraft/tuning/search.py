@@ -1,0 +1,190 @@
+"""Run a Ray Tune search for a spec: Tuner over the search space, schedulers, search algorithms, resume.
+
+The experiment name is derived from content (pipeline, dataset version, spec hash), so rerunning a flow whose
+search crashed restores the same Tune experiment (``Tuner.restore``) and continues every unfinished trial from
+its last checkpoint instead of starting over.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+from ray.air.integrations.mlflow import MLflowLoggerCallback
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
+from ray.tune.search import BasicVariantGenerator
+from ray.tune.search.optuna import OptunaSearch
+
+from canvascraft.errors import SpecError
+from canvascraft.settings import Settings
+from canvascraft.spec import PipelineSpec
+from canvascraft.tuning.resources import TrialPlan, plan_trials
+from canvascraft.tuning.search_space import to_param_space
+from canvascraft.tuning.trainable import train_trial
+
+
+@dataclass
+class TrialSummary:
+    """One finished (or failed) trial."""
+
+    trial_id: str
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    checkpoint: str | None
+    error: str | None
+    train_seconds: float
+
+
+@dataclass
+class SearchResult:
+    """Best trial and every trial of a search."""
+
+    experiment_path: str
+    best_checkpoint: str
+    best_config: dict[str, Any]
+    best_metrics: dict[str, Any]
+    trials: list[TrialSummary] = field(default_factory=list)
+    wall_seconds: float = 0.0
+    restored: bool = False
+    plan: TrialPlan | None = None
+
+    @property
+    def tune_overhead_seconds(self) -> float:
+        """Wall time of the search minus the trials' own training time (upper bound of Tune's cost)."""
+        longest = max((t.train_seconds for t in self.trials), default=0.0)
+        return max(0.0, self.wall_seconds - longest)
+
+
+def connect_ray(settings: Settings) -> None:
+    """Connect to ``settings.ray_address`` (a cluster; token auth via RAY_AUTH_MODE=token) or start local Ray."""
+    if ray.is_initialized():
+        return
+    env = {k: v for k, v in {"CANVASCRAFT_HOME": str(settings.home)}.items()}
+    ray.init(
+        address=settings.ray_address or None,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": env},
+        ignore_reinit_error=True,
+    )
+
+
+def experiment_name(spec: PipelineSpec, dataset_version: str) -> str:
+    """Content-derived name: the resume key of a crashed search."""
+    return f"{spec.name}-{dataset_version}-{spec.spec_hash()}"
+
+
+def build_tune_config(spec: PipelineSpec) -> tune.TuneConfig:
+    """Metric, mode, budget, search algorithm (random | optuna) and scheduler (fifo | asha | hyperband)."""
+    tuner = spec.tuner
+    if tuner.search == "optuna":
+        search_alg: Any = OptunaSearch(seed=spec.seed)
+    else:
+        search_alg = BasicVariantGenerator(random_state=spec.seed)
+    max_t = int((spec.trainer.params if spec.trainer else {}).get("steps", 1000))
+    if tuner.scheduler == "asha":
+        scheduler: Any = ASHAScheduler(time_attr="timesteps_total", max_t=max_t, grace_period=max(1, max_t // 8))
+    elif tuner.scheduler == "hyperband":
+        scheduler = HyperBandScheduler(time_attr="timesteps_total", max_t=max_t)
+    else:
+        scheduler = FIFOScheduler()
+    return tune.TuneConfig(
+        metric=tuner.metric, mode=tuner.mode, num_samples=tuner.num_samples, search_alg=search_alg,
+        scheduler=scheduler, max_concurrent_trials=tuner.max_concurrent_trials,
+    )
+
+
+def run_search(
+    spec: PipelineSpec,
+    shards_path: str,
+    kept_ids: list[str] | None,
+    settings: Settings,
+    *,
+    parent_run_id: str | None = None,
+    dataset_version: str,
+    extra_config: dict[str, Any] | None = None,
+) -> SearchResult:
+    """Run (or resume) the spec's search on Ray and return the best trial's checkpoint and config."""
+    if spec.trainer is None:
+        raise SpecError("trainer: the spec has no trainer section; allowed trainers are registered in canvascraft.trainers")
+    started = time.perf_counter()
+    connect_ray(settings)
+    plan = plan_trials(spec.device, spec.tuner.resources.cpu, spec.tuner.resources.gpu,
+                       float(ray.cluster_resources().get("GPU", 0)))
+    name = experiment_name(spec, dataset_version)
+    storage = settings.home / "ray_results"
+    storage.mkdir(parents=True, exist_ok=True)
+    kept_file = None
+    if kept_ids is not None:
+        kept_file = storage / f"{name}-kept-ids.json"
+        kept_file.write_text(json.dumps(kept_ids))
+    params = {**spec.trainer.params, "seed": spec.seed, "checkpoint_every": spec.tuner.checkpoint_every}
+    param_space = {
+        "trainer": spec.trainer.name,
+        "params": params,
+        "hp": to_param_space(spec.trainer.search_space),
+        "device": plan.device,
+        "cpu_threads": max(1, int(plan.cpu)),
+        "shards": shards_path,
+        "kept_ids_file": str(kept_file) if kept_file else None,
+        **(extra_config or {}),
+    }
+    trainable = tune.with_resources(train_trial, plan.resources())
+    experiment_path = storage / name
+    restored = tune.Tuner.can_restore(str(experiment_path))
+    if restored:
+        tuner = tune.Tuner.restore(str(experiment_path), trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        callbacks = []
+        if parent_run_id is not None:
+            callbacks.append(MLflowLoggerCallback(
+                tracking_uri=settings.resolved_mlflow_tracking_uri, experiment_name=spec.name,
+                tags={"mlflow.parentRunId": parent_run_id, "canvascraft.pipeline": spec.name},
+            ))
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=build_tune_config(spec),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=str(storage),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                failure_config=tune.FailureConfig(max_failures=spec.tuner.max_failures),
+                callbacks=callbacks,
+                verbose=0,
+            ),
+        )
+    grid = tuner.fit()
+    trials = []
+    for result in grid:
+        history = result.metrics_dataframe
+        # time_this_iter_s: seconds between two reports of the trial (training + its checkpoint writes)
+        has_times = history is not None and "time_this_iter_s" in history
+        train_seconds = float(history["time_this_iter_s"].sum()) if has_times else 0.0
+        trials.append(TrialSummary(
+            trial_id=str(result.metrics.get("trial_id", "")) if result.metrics else "",
+            config=result.config or {},
+            metrics=dict(result.metrics or {}),
+            checkpoint=result.checkpoint.path if result.checkpoint else None,
+            error=str(result.error) if result.error else None,
+            train_seconds=train_seconds,
+        ))
+    best = grid.get_best_result(metric=spec.tuner.metric, mode=spec.tuner.mode, scope="last")
+    if best.checkpoint is None:
+        errors = "; ".join(t.error for t in trials if t.error) or "no trial reported a checkpoint"
+        raise SpecError(f"tuner: no trial produced a checkpoint ({errors})")
+    return SearchResult(
+        experiment_path=str(experiment_path),
+        best_checkpoint=best.checkpoint.path,
+        best_config=best.config,
+        best_metrics=dict(best.metrics),
+        trials=trials,
+        wall_seconds=round(time.perf_counter() - started, 3),
+        restored=restored,
+        plan=plan,
+    )

@@ -1,0 +1,61 @@
+"""The Ray Tune trainable: one trial = one ``Trainer.train`` call that reports and checkpoints through Tune.
+
+Runs inside a Ray worker process: it reads shards from the path in its config, resumes from
+``ray.tune.get_checkpoint()`` when Tune restarts it after a failure, and reports via ``ray.tune.report``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from ray import tune
+
+from canvascraft.preprocess import ShardSet, load_shards
+from canvascraft.trainers import TRAINERS  # registers the built-in trainers
+
+
+class InjectedTrialFailure(RuntimeError):
+    """Raised once by a trial configured with ``_crash_once_at_step`` (fault-injection for resume tests)."""
+
+
+def trial_data(config: dict[str, Any]) -> torch.Tensor:
+    """The trial's training tensor: the shard set restricted to the training-set's kept image ids."""
+    shard_set = ShardSet.model_validate_json((Path(config["shards"]) / "index.json").read_text())
+    images = load_shards(shard_set)
+    kept_file = config.get("kept_ids_file")
+    if kept_file:
+        kept = set(json.loads(Path(kept_file).read_text()))
+        index = torch.tensor([i for i, image_id in enumerate(shard_set.image_ids) if image_id in kept], dtype=torch.long)
+        images = images[index]
+    return images
+
+
+def train_trial(config: dict[str, Any]) -> None:
+    """Tune function trainable: build (or restore) the trainer and train to ``params.steps``."""
+    torch.set_num_threads(max(1, int(config.get("cpu_threads", 1))))
+    params = {**config["params"], **config.get("hp", {})}
+    trainer = TRAINERS.get(config["trainer"])(device=config["device"])
+    checkpoint = tune.get_checkpoint()
+    resumed_from = 0
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            trainer.load_checkpoint(directory)
+        resumed_from = trainer.step
+    crash_at = config.get("_crash_once_at_step")
+    marker = config.get("_crash_marker")
+
+    def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
+        metrics = {**metrics, "resumed_from": resumed_from, "timesteps_total": int(metrics["step"])}
+        if checkpoint_dir is not None:
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
+        else:
+            tune.report(metrics)
+        if crash_at and marker and metrics["step"] >= crash_at and not os.path.exists(marker):
+            Path(marker).write_text(str(metrics["step"]))
+            raise InjectedTrialFailure(f"injected failure after step {metrics['step']}")
+
+    trainer.train(params, trial_data(config), report)

@@ -1,0 +1,22 @@
+"""The ``rollback`` flow: move a registered model's @champion back to @previous (for the Prefect UI)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from prefect import flow
+
+from tasks.publish import rollback_model
+
+
+@flow(name="rollback", log_prints=True)
+def rollback(registered_model: str) -> dict[str, Any]:
+    """Roll ``registered_model`` back to its previous champion."""
+    outcome = rollback_model(registered_model)
+    print(f"{registered_model}: @champion is now v{outcome['champion']} (was v{outcome['replaced']})")
+    return outcome
+
+
+if __name__ == "__main__":
+    rollback(sys.argv[1])

@@ -1,0 +1,46 @@
+"""Task: FID/KID of the best checkpoint, sample grid to MLflow and to the Prefect UI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from canvascraft import tracking
+from canvascraft.evaluation.stage import evaluate_checkpoint
+from canvascraft.preprocess import ShardSet
+from canvascraft.settings import get_settings
+from canvascraft.spec import PipelineSpec
+from canvascraft.storage import make_s3_client
+
+
+@task(name="evaluate", cache_policy=NO_CACHE)
+def evaluate_model(
+    spec: PipelineSpec, checkpoint: str, shards: ShardSet, selection: dict[str, Any], parent_run_id: str
+) -> dict[str, Any]:
+    """Score the best checkpoint; log FID/KID with their comparability keys and the sample grid."""
+    settings = get_settings()
+    tracking.configure(settings)
+    s3 = make_s3_client(settings) if (spec.evaluator.weights or "").startswith("s3://") else None
+    result = evaluate_checkpoint(checkpoint, shards, selection["kept_image_ids"], spec, settings, s3_client=s3)
+    score = result["score"]
+    tracking.log_to_run(
+        parent_run_id,
+        metrics={"fid": score["fid"], **({"kid_mean": score["kid_mean"], "kid_std": score["kid_std"]}
+                                          if score["kid_mean"] is not None else {})},
+        params={"fid_n": score["n"], "fid_dims": score["dims"], "fid_resize": score["resize"],
+                "fid_weights_sha256": score["weights_sha256"]},
+        artifacts=[Path(result["grid"])], artifact_path="samples",
+    )
+    create_markdown_artifact(
+        key=f"{spec.name}-evaluation",
+        markdown=(f"# Evaluation of `{spec.name}`\n\n| FID | KID | N | dims | resize | weights |\n|---:|---:|---:|---:|---|---|\n"
+                  f"| {score['fid']:.3f} | {score['kid_mean'] if score['kid_mean'] is None else round(score['kid_mean'], 5)} "
+                  f"| {score['n']} | {score['dims']} | {score['resize']} | `{score['weights_sha256'][:12]}` |\n\n"
+                  f"Sample grid: MLflow run `{parent_run_id}`, artifact `samples/{result['grid'].rsplit('/', 1)[-1]}`"),
+        description="FID/KID of the best trial",
+    )
+    return result

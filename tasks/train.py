@@ -1,0 +1,60 @@
+"""Tasks of the training stage: the MLflow parent run and the Ray Tune search."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from canvascraft import tracking
+from canvascraft.ingest import IngestReport
+from canvascraft.preprocess import ShardSet
+from canvascraft.settings import get_settings
+from canvascraft.spec import PipelineSpec
+from canvascraft.tuning.search import run_search
+from canvascraft.tuning.trial_runs import log_trial_samples, trials_table
+from tasks.retry_policy import retry_on_io
+
+
+@task(name="start-tracking", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
+def start_tracking(spec: PipelineSpec, report: IngestReport) -> str:
+    """Create the MLflow parent run of this flow run (resolved spec, dataset version, Prefect run id)."""
+    tags = {"prefect.flow_run_id": str(flow_run.id or ""), "prefect.flow_run_name": str(flow_run.name or ""),
+            "canvascraft.dataset_version": report.dataset_version}
+    return tracking.start_parent_run(get_settings(), spec, report.dataset_version, tags)
+
+
+@task(name="tune", cache_policy=NO_CACHE)
+def tune_trainer(
+    spec: PipelineSpec, shards: ShardSet, selection: dict[str, Any], report: IngestReport, parent_run_id: str,
+    extra_config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) the Ray Tune search; log sample grids per trial; return the best checkpoint and config."""
+    settings = get_settings()
+    tracking.configure(settings)
+    result = run_search(
+        spec, shards.path, selection["kept_image_ids"], settings, parent_run_id=parent_run_id,
+        dataset_version=report.dataset_version, extra_config=extra_config,
+    )
+    log_trial_samples(result, parent_run_id, n=16, seed=spec.seed)
+    table = trials_table(result.trials, spec.tuner.metric)
+    create_table_artifact(table=table, key=f"{spec.name}-trials", description=f"Ray Tune trials of {spec.name}")
+    best_metric = result.best_metrics.get(spec.tuner.metric)
+    tracking.log_to_run(parent_run_id, metrics={
+        f"best_{spec.tuner.metric}": float(best_metric) if best_metric is not None else float("nan"),
+        "tune_wall_seconds": result.wall_seconds, "tune_overhead_seconds": result.tune_overhead_seconds,
+    }, params={"best_hp": result.best_config.get("hp", {})})
+    return {
+        "best_checkpoint": result.best_checkpoint,
+        "best_config": {"trainer": result.best_config["trainer"], "params": result.best_config["params"],
+                        "hp": result.best_config.get("hp", {})},
+        "best_metrics": {k: v for k, v in result.best_metrics.items() if isinstance(v, (int, float))},
+        "trials": table,
+        "wall_seconds": result.wall_seconds,
+        "tune_overhead_seconds": result.tune_overhead_seconds,
+        "restored": result.restored,
+        "device_note": result.plan.note if result.plan else "",
+    }
