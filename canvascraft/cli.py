@@ -27,6 +27,8 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(data_app, name="data")
 features_app = typer.Typer(help="Feature palettes served by Feast.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
+models_app = typer.Typer(help="Registered models in MLflow: list, promote, roll back, generate.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
 
 console = Console(stderr=True)
 
@@ -233,6 +235,147 @@ def features_get(
     for column in frame.columns[1:]:
         table.add_row(column, *[f"{r[column]:.4g}" if isinstance(r[column], float) else str(r[column]) for r in rows])
     Console().print(table)
+
+
+def _load_image_set(location: str, settings: Any) -> list[Any]:
+    """uint8 CHW tensors of every image in a local folder or under an ``s3://`` prefix."""
+    import io
+
+    from PIL import Image
+    from torchvision.transforms.v2 import functional as F
+
+    from canvascraft.ingest.validation import ImageRules, validate_image
+
+    def decode(data: bytes) -> Any:
+        with Image.open(io.BytesIO(data)) as image:
+            return F.to_image(image.convert("RGB"))
+
+    blobs: list[bytes] = []
+    if location.startswith("s3://"):
+        from canvascraft.storage import S3Uri, list_objects, make_s3_client
+
+        client, uri = make_s3_client(settings), S3Uri.parse(location)
+        blobs = [client.get_object(Bucket=uri.bucket, Key=o["Key"])["Body"].read() for o in list_objects(client, uri)]
+    else:
+        folder = Path(location)
+        if not folder.is_dir():
+            raise CanvasCraftError(f"image set {location!r} is neither a folder nor an s3:// prefix")
+        blobs = [p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()]
+    rules = ImageRules(allowed_formats=("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF"))
+    images = [decode(b) for b in blobs if not isinstance(validate_image(b, rules), str)]
+    if len(images) < 2:
+        raise CanvasCraftError(f"image set {location!r} holds {len(images)} decodable images; FID needs at least 2")
+    return images
+
+
+@app.command("fid")
+def fid_command(
+    set_a: str = typer.Argument(..., help="Reference images: a folder or s3:// prefix."),
+    set_b: str = typer.Argument(..., help="Generated images: a folder or s3:// prefix."),
+    dims: int = typer.Option(2048, "--dims", help="Inception feature dims: 64, 192, 768 or 2048."),
+    n: Optional[int] = typer.Option(None, "--n", help="Use N images of each set (default: all, equal counts)."),
+    resize: str = typer.Option("bilinear", "--resize", help="bilinear | bicubic | nearest"),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Inception weights path or s3:// URI."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """FID and KID between two image sets (like pytorch-fid), with the keys that make scores comparable."""
+    from canvascraft.evaluation.scores import score_images
+
+    settings = get_settings()
+    if dims not in (64, 192, 768, 2048):
+        _fail(CanvasCraftError(f"--dims {dims} is not allowed; allowed values: 64, 192, 768, 2048"))
+    if resize not in ("bilinear", "bicubic", "nearest"):
+        _fail(CanvasCraftError(f"--resize {resize!r} is not allowed; allowed values: bilinear, bicubic, nearest"))
+    try:
+        a, b = _load_image_set(set_a, settings), _load_image_set(set_b, settings)
+        count = min(len(a), len(b), n or 10**9)
+        s3 = None
+        if weights and weights.startswith("s3://"):
+            from canvascraft.storage import make_s3_client
+
+            s3 = make_s3_client(settings)
+        with _progress("inception features") as (set_total, advance):
+            # one 1 x C x H x W batch per image: sets may mix sizes (the extractor resizes each to 299)
+            score = score_images([x[None] for x in a[:count]], [x[None] for x in b[:count]], cache_dir=settings.home / "cache" / "fid", weights=weights,
+                                 dims=dims, resize=resize, s3_client=s3, on_total=set_total, on_progress=advance)
+    except CanvasCraftError as exc:
+        _fail(exc)
+    data = score.model_dump()
+    if as_json:
+        typer.echo(json.dumps(data, indent=1))
+    else:
+        typer.echo(f"FID {score.fid:.4f}  KID {score.kid_mean} +- {score.kid_std}  (n={score.n}, dims={score.dims}, "
+                   f"resize={score.resize}, weights {score.weights_sha256[:12]})")
+
+
+def _registry() -> Any:
+    """The registry module with MLflow pointed at the configured tracking URI."""
+    from canvascraft import tracking
+    from canvascraft.publishing import model_registry
+
+    tracking.configure(get_settings())
+    return model_registry
+
+
+@models_app.command("list")
+def models_list(name: str = typer.Argument(..., help="Registered model name."),
+                as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Versions with aliases, scores and lineage."""
+    registry = _registry()
+    try:
+        rows = registry.list_versions(name)
+    except CanvasCraftError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    table = Table("version", "aliases", "FID", "KID", "N", "dims", "dataset", "spec")
+    for r in rows:
+        score = r["score"] or {}
+        table.add_row(r["version"], ",".join(r["aliases"]), f"{score.get('fid', float('nan')):.3f}",
+                      str(score.get("kid_mean")), str(score.get("n")), str(score.get("dims")),
+                      r["tags"].get("dataset_version", ""), r["tags"].get("spec_hash", ""))
+    Console().print(table)
+
+
+@models_app.command("rollback")
+def models_rollback(name: str = typer.Argument(..., help="Registered model name.")) -> None:
+    """Move @champion back to @previous (refused when there is none)."""
+    registry = _registry()
+    try:
+        outcome = registry.rollback(name, registry.lock_for(get_settings().home, name))
+    except CanvasCraftError as exc:
+        _fail(exc)
+    typer.echo(f"{name}: @champion -> v{outcome['champion']} (was v{outcome['replaced']})")
+
+
+@models_app.command("promote")
+def models_promote(name: str = typer.Argument(..., help="Registered model name."),
+                   version: str = typer.Argument(..., help="Version to make @champion.")) -> None:
+    """Make a version the champion by hand (the old one becomes @previous)."""
+    registry = _registry()
+    try:
+        outcome = registry.promote(name, version, registry.lock_for(get_settings().home, name))
+    except CanvasCraftError as exc:
+        _fail(exc)
+    typer.echo(f"{name}: @champion -> v{outcome['champion']} (@previous v{outcome['previous']})")
+
+
+@models_app.command("generate")
+def models_generate(
+    reference: str = typer.Argument(..., help="NAME, NAME@ALIAS or NAME/VERSION (default alias: champion)."),
+    n: int = typer.Option(16, "-n", "--n", min=1, max=4096, help="Images to generate."),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed."),
+    out: Path = typer.Option(Path("grid.png"), "--out", help="PNG grid to write."),
+) -> None:
+    """Generate images from a registered model and write them as a PNG grid."""
+    registry = _registry()
+    try:
+        images = registry.generate(reference, n, seed)
+    except CanvasCraftError as exc:
+        _fail(exc)
+    path = registry.write_grid_png(images, out)
+    typer.echo(f"wrote {n} images ({images.shape[1]}x{images.shape[2]}) to {path}")
 
 
 def main() -> None:

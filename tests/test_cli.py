@@ -13,7 +13,9 @@ from canvascraft.datasets import seed_dataset
 
 runner = CliRunner()
 COMMANDS = [[], ["config"], ["config", "show"], ["spec"], ["spec", "validate"], ["stack"], ["stack", "up"],
-            ["stack", "down"], ["stack", "status"], ["data"], ["data", "seed"], ["ingest"]]
+            ["stack", "down"], ["stack", "status"], ["data"], ["data", "seed"], ["ingest"], ["features"],
+            ["features", "get"], ["fid"], ["models"], ["models", "list"], ["models", "rollback"],
+            ["models", "promote"], ["models", "generate"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "root")
@@ -47,3 +49,27 @@ def test_config_show_masks_secrets(s3_settings) -> None:
     shown = json.loads(result.stdout)
     secret = s3_settings.embedded_s3["secret_access_key"]
     assert result.exit_code == 0 and secret not in result.stdout and shown["s3_credentials"]["source"] == "embedded"
+
+
+def test_fid_json_between_two_folders(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for folder, shift in (("a", 0), ("b", 60)):
+        (tmp_path / folder).mkdir()
+        for i in range(12):
+            pixels = np.clip(rng.normal(100 + shift, 30, (16, 16)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / folder / f"{i}.png")
+    result = runner.invoke(app, ["fid", str(tmp_path / "a"), str(tmp_path / "b"), "--dims", "64", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert {"fid", "kid_mean", "kid_std", "n", "dims", "weights_sha256"} <= set(data)
+    assert data["n"] == 12 and data["dims"] == 64 and data["fid"] > 0
+    same = json.loads(runner.invoke(app, ["fid", str(tmp_path / "a"), str(tmp_path / "a"), "--dims", "64", "--json"]).stdout)
+    assert same["fid"] < 1e-6 < data["fid"]
+
+
+def test_fid_rejects_bad_dims(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["fid", str(tmp_path), str(tmp_path), "--dims", "100"])
+    assert result.exit_code == 1 and "64, 192, 768, 2048" in result.output

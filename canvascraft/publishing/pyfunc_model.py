@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import mlflow.pyfunc
-import numpy as np
 
 
 class GeneratorModel(mlflow.pyfunc.PythonModel):
@@ -21,8 +20,8 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
 
         self.trainer = load_trainer(context.artifacts["checkpoint"], device="auto")
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> np.ndarray:
-        """``model_input``: ``{"n": int, "seed": int}`` (a dict or a one-row DataFrame)."""
+    def predict(self, context, model_input, params=None):  # noqa: ANN001 (MLflow reads hints as a schema)
+        """``model_input``: ``{"n": int, "seed": int}`` (a dict or a one-row DataFrame) -> uint8 NHWC array."""
         if hasattr(model_input, "to_dict"):
             model_input = {k: v[0] for k, v in model_input.to_dict(orient="list").items()}
         n, seed = int(model_input.get("n", 16)), int(model_input.get("seed", 0))

@@ -1,0 +1,85 @@
+"""Ray Tune search on a real local Ray: two trials, best trial by metric, MLflow parent + nested runs, and a trial
+crashed mid-run that Tune restarts from its last checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+
+from canvascraft import tracking
+from canvascraft.preprocess import ShardSet
+from canvascraft.settings import Settings
+from canvascraft.spec import load_spec
+from canvascraft.tuning.search import run_search
+
+
+@pytest.fixture(scope="module")
+def shard_set(tmp_path_factory: pytest.TempPathFactory) -> ShardSet:
+    """64 real digits at 8x8, normalised to [-1, 1], written as a shard set."""
+    from safetensors.torch import save_file
+    from sklearn.datasets import load_digits
+
+    images = torch.tensor(load_digits().images[:64], dtype=torch.float32).unsqueeze(1) / 8.0 - 1.0
+    folder = tmp_path_factory.mktemp("shards")
+    save_file({"images": images.contiguous()}, str(folder / "shard-00000.safetensors"))
+    shard_set = ShardSet(path=str(folder), dataset_version="digits64", stack_key="k", count=64, shape=[1, 8, 8],
+                         shards=["shard-00000.safetensors"], image_ids=[f"id{i}" for i in range(64)],
+                         labels=[None] * 64, brushes=[], seed=0)
+    (folder / "index.json").write_text(shard_set.model_dump_json())
+    return shard_set
+
+
+def spec(name: str, steps: int, checkpoint_every: int, max_failures: int = 0) -> object:
+    return load_spec({
+        "name": name, "device": "auto", "seed": 3, "data": {"source": "s3://bucket/x"},
+        "trainer": {"name": "dcgan", "params": {"sample_size": 8, "channels": 1, "latent_dim": 8, "g_features": 8,
+                                                "d_features": 8, "steps": steps, "batch_size": 16, "log_every": 2},
+                    "search_space": {"learning_rate_g": {"type": "choice", "values": [0.0002, 0.002]}}},
+        "tuner": {"search": "random", "scheduler": "fifo", "num_samples": 2, "metric": "loss_g", "mode": "min",
+                  "resources": {"cpu": 1, "gpu": 0}, "checkpoint_every": checkpoint_every,
+                  "max_failures": max_failures},
+    })
+
+
+@pytest.fixture(scope="module")
+def ray_settings(tmp_path_factory: pytest.TempPathFactory):
+    import ray
+
+    home = tmp_path_factory.mktemp("rayhome")
+    settings = Settings(home=home, mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    yield settings
+    ray.shutdown()
+
+
+def test_two_trials_best_by_metric_and_mlflow_runs(shard_set: ShardSet, ray_settings: Settings) -> None:
+    pipeline = spec("ray-two", steps=8, checkpoint_every=4)
+    parent = tracking.start_parent_run(ray_settings, pipeline, "digits64", {"test": "1"})
+    result = run_search(pipeline, shard_set.path, None, ray_settings, parent_run_id=parent, dataset_version="digits64")
+    assert len(result.trials) == 2 and all(t.error is None for t in result.trials)
+    finals = {t.checkpoint: t.metrics["loss_g"] for t in result.trials}
+    assert result.best_checkpoint in finals and finals[result.best_checkpoint] == min(finals.values())
+    assert {t.config["hp"]["learning_rate_g"] for t in result.trials} <= {0.0002, 0.002}
+    assert Path(result.best_checkpoint, "canvascraft_trainer.json").is_file()
+    nested = mlflow.search_runs(search_all_experiments=True, output_format="list",
+                                filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+    assert len(nested) == 2
+    history = mlflow.MlflowClient().get_metric_history(nested[0].info.run_id, "loss_g")
+    assert len(history) >= 3  # a loss curve, not just a final value
+    assert mlflow.get_run(parent).data.params["dataset_version"] == "digits64"
+    # a rerun of the same spec + data restores the finished experiment instead of training again
+    again = run_search(pipeline, shard_set.path, None, ray_settings, parent_run_id=parent, dataset_version="digits64")
+    assert again.restored and again.best_checkpoint == result.best_checkpoint
+
+
+def test_crashed_trial_restarts_from_its_checkpoint(shard_set: ShardSet, ray_settings: Settings, tmp_path: Path) -> None:
+    pipeline = spec("ray-crash", steps=12, checkpoint_every=4, max_failures=1)
+    marker = tmp_path / "crashed-once"
+    result = run_search(pipeline, shard_set.path, None, ray_settings, dataset_version="digits64",
+                        extra_config={"_crash_once_at_step": 4, "_crash_marker": str(marker)})
+    assert marker.read_text() == "4"  # one trial really crashed after its step-4 checkpoint
+    resumed = [t.metrics["resumed_from"] for t in result.trials]
+    assert 4 in resumed  # ...and Tune restarted it from that checkpoint, not from step 0
+    assert all(t.metrics["step"] == 12 and t.error is None for t in result.trials)
