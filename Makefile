@@ -43,8 +43,9 @@ demo: install apt
 	$(BIN)/canvascraft data seed --dataset digits --dest s3://canvascraft/digits
 	$(BIN)/python -m flows.train $(SPEC)
 	@echo
-	@echo "Next: '$(BIN)/canvascraft stack status' for service URLs, '.canvascraft/reports/' for ingest reports,"
-	@echo "      '$(BIN)/canvascraft ingest s3://canvascraft/digits --json' for the snapshot, README.md for more."
+	@echo "Next: '$(BIN)/canvascraft models list canvascraft-digits' for versions, aliases and scores;"
+	@echo "      'make stack' then http://127.0.0.1:5000 (MLflow UI) and http://127.0.0.1:4200 (Prefect UI);"
+	@echo "      '$(BIN)/canvascraft models generate canvascraft-digits -n 16 --out grid.png'; README.md for more."
 
 test: install apt
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
