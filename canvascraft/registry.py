@@ -4,11 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from canvascraft.errors import CanvasCraftError, UnknownComponentError
+from pydantic import BaseModel, ValidationError
+
+from canvascraft.errors import CanvasCraftError, ParameterError, UnknownComponentError
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate_params(model: type[M], params: Any, kind: str, name: str) -> M:
+    """Validate component params with its pydantic model; raise ParameterError naming each field and value."""
+    try:
+        return model.model_validate(params or {})
+    except ValidationError as exc:
+        details = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or '(params)'}: {e['msg']}"
+            + ("" if e["type"] == "missing" or not e["loc"] else f" (got {e.get('input')!r})")
+            for e in exc.errors()
+        )
+        raise ParameterError(f"{kind} {name!r} has invalid params: {details}") from None
 
 
 class Registry(Generic[T]):

@@ -21,10 +21,22 @@ def configure(settings: Settings) -> str:
     return uri
 
 
+def ensure_experiment(settings: Settings, name: str) -> None:
+    """Use experiment ``name``; with a sqlite store, create it with artifacts under the home (not the cwd)."""
+    uri = configure(settings)
+    if uri.startswith("sqlite:") and mlflow.get_experiment_by_name(name) is None:
+        location = settings.home / "mlflow-artifacts" / name
+        location.mkdir(parents=True, exist_ok=True)
+        try:
+            mlflow.create_experiment(name, artifact_location=location.as_uri())
+        except mlflow.exceptions.MlflowException:  # created concurrently by another run
+            pass
+    mlflow.set_experiment(name)
+
+
 def start_parent_run(settings: Settings, spec: PipelineSpec, dataset_version: str, tags: dict[str, str]) -> str:
     """Create the run that every trial nests under; log the resolved spec and the dataset version; return its id."""
-    configure(settings)
-    mlflow.set_experiment(spec.name)
+    ensure_experiment(settings, spec.name)
     with mlflow.start_run(run_name=f"{spec.name}-{dataset_version}", tags=tags) as run:
         mlflow.log_params({"dataset_version": dataset_version, "spec_hash": spec.spec_hash(),
                            "trainer": spec.trainer.name if spec.trainer else "none", "seed": spec.seed})

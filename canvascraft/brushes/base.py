@@ -7,12 +7,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 from torchvision.transforms import v2
 
-from canvascraft.errors import ParameterError
 from canvascraft.hashing import stable_hash
-from canvascraft.registry import Registry
+from canvascraft.registry import Registry, validate_params
 
 BRUSH_ENTRY_POINT_GROUP = "canvascraft.brushes"
 
@@ -37,16 +36,7 @@ BRUSHES: Registry[type[Brush]] = Registry("brush", BRUSH_ENTRY_POINT_GROUP)
 
 def build_brush(name: str, params: dict[str, Any] | None = None) -> Brush:
     """Factory: look a brush up by name and validate its parameters (errors name the field and range)."""
-    cls = BRUSHES.get(name)
-    try:
-        return cls.model_validate(params or {})
-    except ValidationError as exc:
-        details = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or '(params)'}: {e['msg']}"
-            + ("" if e["type"] == "missing" else f" (got {e.get('input')!r})")
-            for e in exc.errors()
-        )
-        raise ParameterError(f"brush {name!r} has invalid params: {details}") from None
+    return validate_params(BRUSHES.get(name), params, "brush", name)
 
 
 class BrushStack:

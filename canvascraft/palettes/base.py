@@ -12,11 +12,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from canvascraft.errors import ParameterError
 from canvascraft.hashing import stable_hash
-from canvascraft.registry import Registry
+from canvascraft.registry import Registry, validate_params
 
 PALETTE_ENTRY_POINT_GROUP = "canvascraft.palettes"
 FeatureDType = Literal["float32", "float64", "int64"]
@@ -58,16 +58,7 @@ PALETTES: Registry[type[Palette]] = Registry("palette", PALETTE_ENTRY_POINT_GROU
 
 def build_palette(name: str, params: dict[str, Any] | None = None) -> Palette:
     """Factory: look a palette up by name and validate its parameters (errors name the field and range)."""
-    cls = PALETTES.get(name)
-    try:
-        return cls.model_validate(params or {})
-    except ValidationError as exc:
-        details = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or '(params)'}: {e['msg']}"
-            + ("" if e["type"] == "missing" else f" (got {e.get('input')!r})")
-            for e in exc.errors()
-        )
-        raise ParameterError(f"palette {name!r} has invalid params: {details}") from None
+    return validate_params(PALETTES.get(name), params, "palette", name)
 
 
 def check_images(images: torch.Tensor, owner: str = "palette") -> torch.Tensor:

@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load_file, save_file
 
 from canvascraft.device import DeviceName, memory_format, resolve_device
 from canvascraft.errors import CanvasCraftError, ParameterError
-from canvascraft.registry import Registry
+from canvascraft.registry import Registry, validate_params
 
 TRAINER_ENTRY_POINT_GROUP = "canvascraft.trainers"
 MANIFEST_NAME = "canvascraft_trainer.json"
@@ -244,15 +244,7 @@ class Trainer(ABC):
             return params
         if isinstance(params, BaseModel):
             params = params.model_dump()
-        try:
-            return cls.config_cls.model_validate(dict(params))
-        except ValidationError as exc:
-            details = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or '(params)'}: {e['msg']}"
-                + ("" if e["type"] == "missing" or not e["loc"] else f" (got {e.get('input')!r})")
-                for e in exc.errors()
-            )
-            raise ParameterError(f"trainer {cls.name!r} has invalid params: {details}") from None
+        return validate_params(cls.config_cls, dict(params), "trainer", cls.name)
 
     def setup(self, config: TrainConfig) -> None:
         """Build model, optimizer and schedules for ``config`` from scratch (step 0, seeded init)."""
