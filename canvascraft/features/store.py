@@ -36,7 +36,7 @@ from canvascraft.features.definitions import (
     build_definitions,
     offline_folder,
 )
-from canvascraft.palettes import Palette, PaletteSet, check_images, compute_palette
+from canvascraft.palettes import Palette, PaletteSet, check_images
 from canvascraft.settings import Settings, get_settings
 from canvascraft.spec import FilterSpec
 
