@@ -123,6 +123,14 @@ def pipeline_palette_sets(folder: Path) -> dict[str, PaletteSet]:
     for path in sorted(Path(folder).glob("*.y*ml")):
         spec = load_spec(path)
         if spec.features.palettes:
-            sets[spec.name] = PaletteSet.from_spec(spec.features.palettes)
+            sets[spec.name] = palette_set_for(spec)
     return sets
+
+
+def palette_set_for(spec: Any) -> PaletteSet:
+    """The spec's palettes, each at ``features.image_size`` unless its params set its own ``image_size``."""
+    return PaletteSet.from_spec([
+        {"name": c.name, "params": {"image_size": spec.features.image_size, **c.params}} for c in spec.features.palettes
+    ])
+
 

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torchvision.transforms.v2 import functional as F
 
+from canvascraft.features.definitions import palette_set_for
 from canvascraft.features.store import (
     apply_definitions,
     apply_filters,
@@ -40,6 +41,23 @@ def load_palette_images(paths: list[Path], size: int) -> torch.Tensor:
     return torch.stack([F.resize(load_image(p), [size, size], antialias=True).clamp(0, 1) for p in paths])
 
 
+def compute_and_write(store: Any, palette_set: PaletteSet, image_ids: list[str], paths: dict[str, Path]) -> Any:
+    """Write palettes of the images missing from each view, loading raw images once per palette resolution."""
+    from canvascraft.features.store import WriteReport
+
+    reports = []
+    for size in sorted({p.image_size for p in palette_set}):
+        group = PaletteSet([p for p in palette_set if p.image_size == size])
+        missing = missing_image_ids(store, group, image_ids)
+        images = load_palette_images([paths[i] for i in missing], size)
+        reports.append(write_new_features(store, images, missing, group))
+    return WriteReport(
+        views=[v for r in reports for v in r.views], images_requested=len(image_ids),
+        rows_computed=sum(r.rows_computed for r in reports), rows_written=sum(r.rows_written for r in reports),
+        seconds=round(sum(r.seconds for r in reports), 3),
+    )
+
+
 def snapshot_image_ids(manifest: SnapshotManifest) -> list[str]:
     """Unique content hashes of a snapshot, in manifest order (two keys with the same bytes are one image)."""
     return list(dict.fromkeys(e.sha256 for e in manifest.entries))
@@ -47,7 +65,7 @@ def snapshot_image_ids(manifest: SnapshotManifest) -> list[str]:
 
 def materialize_snapshot(manifest: SnapshotManifest, spec: PipelineSpec, settings: Settings) -> dict[str, Any]:
     """Apply definitions, compute+write palettes for images not yet offline, materialize into the online store."""
-    palette_set = PaletteSet.from_spec(spec.features.palettes)
+    palette_set = palette_set_for(spec)
     if not len(palette_set):
         return {"feature_service": None, "feature_views": [], "images": len(snapshot_image_ids(manifest)),
                 "images_new": 0, "rows_computed": 0, "rows_written": 0, "rows_materialized": 0,
@@ -59,20 +77,17 @@ def materialize_snapshot(manifest: SnapshotManifest, spec: PipelineSpec, setting
     applied = apply_definitions(store, {spec.name: palette_set}, feast_data_dir(settings))
     timings["apply"] = applied["seconds"]
     ids = snapshot_image_ids(manifest)
-    missing = missing_image_ids(store, palette_set, ids)
     cache = ObjectCache(settings.home / "cache")
     t0 = time.perf_counter()
-    images = load_palette_images([cache.object_path(i) for i in missing], spec.features.image_size)
-    timings["load_images"] = time.perf_counter() - t0
-    written = write_new_features(store, images, missing, palette_set)
-    timings["compute_and_write"] = written.seconds
+    written = compute_and_write(store, palette_set, ids, {i: cache.object_path(i) for i in ids})
+    timings["load_compute_write"] = time.perf_counter() - t0
     materialized = materialize(store, palette_set)
     timings["materialize"] = materialized.seconds
     return {
         "feature_service": spec.name,
         "feature_views": applied["views"],
         "images": len(ids),
-        "images_new": len(missing),
+        "images_new": max((v.rows_computed for v in written.views), default=0),
         "rows_computed": written.rows_computed,
         "rows_written": written.rows_written,
         "rows_materialized": materialized.rows,
@@ -88,7 +103,7 @@ def reference_dir(settings: Settings, dataset_version: str, palette_set: Palette
 
 def build_training_set(manifest: SnapshotManifest, spec: PipelineSpec, settings: Settings) -> dict[str, Any]:
     """Point-in-time join of the snapshot's features; save table + statistics as drift reference; apply filters."""
-    palette_set = PaletteSet.from_spec(spec.features.palettes)
+    palette_set = palette_set_for(spec)
     ids = snapshot_image_ids(manifest)
     if not len(palette_set):  # no palettes: no reference table, every image is kept
         return {"reference_table": None, "reference_statistics": None, "rows": len(ids), "rows_missing": 0,

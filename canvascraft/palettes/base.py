@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from canvascraft.errors import ParameterError
 from canvascraft.hashing import stable_hash
@@ -32,6 +32,9 @@ class Palette(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: ClassVar[str] = ""
     version: ClassVar[int] = 1  # bump when the algorithm changes: it is part of view_name()
+    # Raw images are resized to image_size x image_size before compute(); part of the params, hence of the view
+    # name, so features computed at different resolutions never share a Feast view.
+    image_size: int = Field(default=32, ge=3, le=1024)
 
     def feature_names(self) -> dict[str, FeatureDType]:
         """Output columns in order, each with its dtype (the Feast schema is generated from this)."""

@@ -19,6 +19,12 @@ def spec_for(bucket: str, **features: object) -> dict:
                          "image_size": 16, **features}}
 
 
+@pytest.fixture(autouse=True)
+def fresh_feast_store(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own Feast data folder (digits share content hashes across tests)."""
+    monkeypatch.setenv("CANVASCRAFT_FEAST_DATA", str(tmp_path / "feast"))
+
+
 def test_materialize_is_incremental_and_training_set_filters(s3_client, bucket: str) -> None:
     seed_dataset("digits", s3_client, f"s3://{bucket}/digits", limit=30)
     spec = load_spec(spec_for(bucket, filters=[{"feature": "sharpness", "op": ">=", "value": 0.035}]))
