@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_image_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from canvascraft import tracking
@@ -43,4 +43,10 @@ def evaluate_model(
                   f"Sample grid: MLflow run `{parent_run_id}`, artifact `samples/{result['grid'].rsplit('/', 1)[-1]}`"),
         description="FID/KID of the best trial",
     )
+    uri = settings.resolved_mlflow_tracking_uri
+    if uri.startswith("http"):  # an MLflow server serves the grid: show it inline in the Prefect UI
+        create_image_artifact(
+            image_url=f"{uri}/get-artifact?path=samples/{Path(result['grid']).name}&run_uuid={parent_run_id}",
+            key=f"{spec.name}-samples", description="Samples of the best trial",
+        )
     return result
