@@ -19,15 +19,19 @@ def _shards_root() -> Path:
     return get_settings().home / "shards"
 
 
-def preprocess_cache_key(context: Any, parameters: dict[str, Any]) -> str:
+def preprocess_cache_key(context: Any, parameters: dict[str, Any]) -> str | None:
     """Key = dataset version + brush-stack key (content only: no run ids, no folder names).
 
-    The cached value is a small ShardSet pointing at the shards on disk. If shards are deleted by hand, rerun
-    with ``PREFECT_TASKS_REFRESH_CACHE=true`` (the core then rewrites them).
+    The cached value is a small ShardSet pointing at shards on disk, so there is no key (no cache lookup) while
+    those shards are absent: a cache hit can never name shards that were deleted. The first run therefore does
+    not populate the cache; the next one (which finds the shards and returns at once) does.
     """
     report: IngestReport = parameters["report"]
     spec: PipelineSpec = parameters["spec"]
-    return f"preprocess-{report.dataset_version}-{stack_key(BrushStack.from_spec(spec.brushes), spec.seed)}"
+    key = stack_key(BrushStack.from_spec(spec.brushes), spec.seed)
+    if not (_shards_root() / report.dataset_version / key / "index.json").is_file():
+        return None
+    return f"preprocess-{report.dataset_version}-{key}"
 
 
 @task(name="preprocess", cache_key_fn=preprocess_cache_key, persist_result=True)
