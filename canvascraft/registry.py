@@ -14,6 +14,13 @@ T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
 
+def name_and_params(component: Any) -> tuple[str, dict[str, Any]]:
+    """``(name, params)`` of a spec component given as a ``ComponentSpec`` or a plain mapping."""
+    if isinstance(component, dict):
+        return component["name"], component.get("params") or {}
+    return component.name, component.params
+
+
 def validate_params(model: type[M], params: Any, kind: str, name: str) -> M:
     """Validate component params with its pydantic model; raise ParameterError naming each field and value."""
     try:

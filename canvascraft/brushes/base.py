@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from torchvision.transforms import v2
 
 from canvascraft.hashing import stable_hash
-from canvascraft.registry import Registry, validate_params
+from canvascraft.registry import Registry, name_and_params, validate_params
 
 BRUSH_ENTRY_POINT_GROUP = "canvascraft.brushes"
 
@@ -49,12 +49,7 @@ class BrushStack:
     @classmethod
     def from_spec(cls, components: Sequence[Any]) -> BrushStack:
         """Build from spec entries (objects or mappings with ``name`` and ``params``)."""
-        brushes = []
-        for component in components:
-            name = component["name"] if isinstance(component, dict) else component.name
-            params = component.get("params", {}) if isinstance(component, dict) else component.params
-            brushes.append(build_brush(name, params))
-        return cls(brushes)
+        return cls(build_brush(*name_and_params(component)) for component in components)
 
     def __add__(self, other: Brush | BrushStack) -> BrushStack:
         extra = other.brushes if isinstance(other, BrushStack) else (other,)

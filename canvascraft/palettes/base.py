@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from canvascraft.errors import ParameterError
 from canvascraft.hashing import stable_hash
-from canvascraft.registry import Registry, validate_params
+from canvascraft.registry import Registry, name_and_params, validate_params
 
 PALETTE_ENTRY_POINT_GROUP = "canvascraft.palettes"
 FeatureDType = Literal["float32", "float64", "int64"]
@@ -105,12 +105,7 @@ class PaletteSet:
     @classmethod
     def from_spec(cls, components: Sequence[Any]) -> PaletteSet:
         """Build from spec entries (``ComponentSpec`` objects or mappings with ``name`` and ``params``)."""
-        palettes = []
-        for component in components:
-            name = component["name"] if isinstance(component, dict) else component.name
-            params = component.get("params", {}) if isinstance(component, dict) else component.params
-            palettes.append(build_palette(name, params))
-        return cls(palettes)
+        return cls(build_palette(*name_and_params(component)) for component in components)
 
     def __add__(self, other: Palette | PaletteSet) -> PaletteSet:
         extra = other.palettes if isinstance(other, PaletteSet) else (other,)
