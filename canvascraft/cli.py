@@ -29,6 +29,9 @@ features_app = typer.Typer(help="Feature palettes served by Feast.", no_args_is_
 app.add_typer(features_app, name="features")
 models_app = typer.Typer(help="Registered models in MLflow: list, promote, roll back, generate.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+drift_app = typer.Typer(help="Drift of new images against the champion's reference features (Evidently).",
+                        no_args_is_help=True)
+app.add_typer(drift_app, name="drift")
 
 console = Console(stderr=True)
 
@@ -376,6 +379,140 @@ def models_generate(
         _fail(exc)
     path = registry.write_grid_png(images, out)
     typer.echo(f"wrote {n} images ({images.shape[1]}x{images.shape[2]}) to {path}")
+
+
+@drift_app.command("check")
+def drift_check_command(
+    spec_file: Path = typer.Argument(..., help="Pipeline spec YAML (drift settings, palettes, publish target)."),
+    incoming: Optional[str] = typer.Option(None, "--incoming", help="s3://BUCKET/PREFIX of new images "
+                                           "(default: the spec's drift.incoming)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the drift result as JSON."),
+    push_features: bool = typer.Option(True, "--push-features/--no-push-features",
+                                       help="Write the new images' features to Feast and materialize them."),
+    fail_on_drift: bool = typer.Option(False, "--fail-on-drift", help="Exit 3 when the dataset drifted."),
+) -> None:
+    """Compare new images with the champion's reference features; HTML report + MLflow run (emits no event).
+
+    The Prefect flow (``python -m flows.drift_check SPEC --incoming ...`` or the drift_check deployment) does the
+    same and also emits ``canvascraft.drift.detected``, which starts a retrain.
+    """
+    from canvascraft.drift import check_drift, log_drift_run
+    from canvascraft.spec import load_spec
+
+    settings = get_settings()
+    try:
+        spec = load_spec(spec_file)
+        checked = check_drift(spec, settings, incoming)
+        result = log_drift_run(settings, spec, checked.result, tags={"source": "cli"})
+        features = None
+        if push_features:
+            from canvascraft.features.stage import materialize_snapshot
+            from canvascraft.ingest import SnapshotManifest
+
+            features = materialize_snapshot(SnapshotManifest.load(checked.incoming_report.manifest_path), spec,
+                                            settings)
+    except CanvasCraftError as exc:
+        _fail(exc)
+    if as_json:
+        data = result.model_dump(mode="json")
+        data["features"] = {k: features[k] for k in ("rows_written", "rows_materialized")} if features else None
+        typer.echo(json.dumps(data, indent=1))
+    else:
+        table = Table("feature", "score", "method", "drifted")
+        for name, column in sorted(result.columns.items(), key=lambda kv: (not kv[1].drifted, kv[0])):
+            table.add_row(name, "n/a" if column.score is None else f"{column.score:.4g}", column.method,
+                          "yes" if column.drifted else "")
+        Console().print(table)
+        typer.echo(f"{'DRIFT' if result.dataset_drift else 'no drift'}: share {result.drift_share:.3f} "
+                   f"(threshold {result.drift_share_threshold}) of {result.incoming} vs dataset "
+                   f"{result.reference_dataset_version} ({result.reference_model} v{result.reference_model_version}); "
+                   f"report {result.report_html}; MLflow run {result.mlflow_run_id}")
+    if fail_on_drift and result.dataset_drift:
+        raise typer.Exit(code=3)
+
+
+POOL_TEMPLATES = {"process": "deployments/work-pools/process.json",
+                  "kubernetes": "deployments/work-pools/kubernetes-gpu.json"}
+NOTIFY_PLACEHOLDER = "{{ notify_block_id }}"
+
+
+def _prefect(args: list[str], project: Path, check: bool = True) -> Any:
+    """Run the Prefect CLI of this environment (no prompts) in the project folder; echo what it runs."""
+    import subprocess
+
+    from canvascraft.stack.services import _script
+
+    command = [_script("prefect"), "--no-prompt", *args]
+    typer.echo("$ prefect " + " ".join(args))
+    done = subprocess.run(command, cwd=project, capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise CanvasCraftError(f"`prefect {' '.join(args)}` failed (exit {done.returncode}):\n"
+                               f"{(done.stdout + done.stderr).strip()[-2000:]}")
+    return done
+
+
+def _automation_files(project: Path, notify_block: str | None) -> list[tuple[Path, str, str | None]]:
+    """(file, automation name, block slug to fill in or None) for deployments/automations/*.yaml."""
+    import yaml
+
+    found = []
+    for path in sorted((project / "deployments" / "automations").glob("*.y*ml")):
+        text = path.read_text()
+        name = (yaml.safe_load(text) or {}).get("name")
+        if not name:
+            raise CanvasCraftError(f"{path}: an automation file needs a top-level name")
+        found.append((path, name, notify_block if NOTIFY_PLACEHOLDER in text else None))
+    return found
+
+
+@app.command("deploy")
+def deploy_command(
+    pool_type: str = typer.Option("process", "--pool-type", help="process (local worker) | kubernetes "
+                                  "(GPU nodes; the template requests nvidia.com/gpu)."),
+    notify_block: Optional[str] = typer.Option(None, "--notify-block", help="Notification block slug "
+                                               "(e.g. custom-webhook/canvascraft-alerts) for failed retrains."),
+    skip_deploy: bool = typer.Option(False, "--skip-deploy", help="Only the pool and automations."),
+) -> None:
+    """Create/update the work pool, apply deployments/automations/, then `prefect deploy --all`."""
+    import os
+    import tempfile
+
+    from canvascraft.stack.services import WORK_POOL as pool  # the pool every deployment in prefect.yaml names
+
+    if pool_type not in POOL_TEMPLATES:
+        _fail(CanvasCraftError(f"--pool-type {pool_type!r} is not allowed; "
+                               f"allowed values: {', '.join(POOL_TEMPLATES)}"))
+    project = _project_dir()
+    if not (project / "prefect.yaml").is_file():
+        _fail(CanvasCraftError(f"no prefect.yaml at or above {Path.cwd()}; run from the CanvasCraft project"))
+    if not os.environ.get("PREFECT_API_URL") and get_settings().prefect_api_url:
+        os.environ["PREFECT_API_URL"] = get_settings().prefect_api_url  # the embedded server of `stack up`
+    try:
+        _prefect(["work-pool", "create", pool, "--type", pool_type, "--base-job-template",
+                  str(project / POOL_TEMPLATES[pool_type]), "--overwrite"], project)
+        for path, name, block in _automation_files(project, notify_block):
+            if NOTIFY_PLACEHOLDER in path.read_text() and block is None:
+                typer.echo(f"skip {path.name}: give --notify-block BLOCK_TYPE/NAME to apply it")
+                continue
+            source = path
+            if block is not None:
+                inspected = _prefect(["block", "inspect", block, "--output", "json"], project)
+                block_id = json.loads(inspected.stdout)["id"]
+                rendered = Path(tempfile.mkdtemp()) / path.name
+                rendered.write_text(path.read_text().replace(NOTIFY_PLACEHOLDER, block_id))
+                source = rendered
+            while _prefect(["automation", "delete", name], project, check=False).returncode == 0:
+                pass  # replace every automation of that name: re-running deploy never duplicates them
+            _prefect(["automation", "create", "--from-file", str(source)], project)
+        if not skip_deploy:
+            done = _prefect(["deploy", "--all"], project)
+            for line in done.stdout.splitlines():
+                if "successfully created" in line or "successfully updated" in line:
+                    typer.echo("  " + line.strip(" │"))
+    except CanvasCraftError as exc:
+        _fail(exc)
+    typer.echo(f"work pool {pool} ({pool_type}) ready" + ("" if skip_deploy else "; deployments applied")
+               + f"; start a worker: prefect worker start --pool {pool}")
 
 
 def main() -> None:

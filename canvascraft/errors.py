@@ -45,3 +45,7 @@ class DatasetUnavailableError(CanvasCraftError):
 
 class StackError(CanvasCraftError):
     """A local service of the embedded stack failed to start, stop or answer."""
+
+
+class DriftError(CanvasCraftError):
+    """A drift check cannot run: no incoming prefix, no champion, no reference table, mismatched columns."""

@@ -180,6 +180,16 @@ class PipelineSpec(_Section):
         return stable_hash(self.model_dump(mode="json"))
 
 
+def with_extra_sources(spec: PipelineSpec, uris: list[str] | None) -> PipelineSpec:
+    """The spec with ``uris`` appended to ``data.extra_sources`` (order kept, duplicates and the source dropped)."""
+    wanted = [u for u in dict.fromkeys(uris or []) if u != spec.data.source and u not in spec.data.extra_sources]
+    if not wanted:
+        return spec
+    data = spec.model_dump(mode="json")
+    data["data"]["extra_sources"] = [*spec.data.extra_sources, *wanted]
+    return parse_spec(data, f"{spec.name} + extra_sources")
+
+
 def _format_errors(exc: ValidationError, prefix: str, model: type[BaseModel] | None) -> list[str]:
     """Turn pydantic errors into ``field.path: message`` lines that also list allowed keys."""
     lines = []

@@ -18,9 +18,10 @@ from tasks.train import start_tracking, tune_trainer
 
 
 @flow(name="train", log_prints=True)
-def train(spec: str | dict[str, Any] = "pipelines/digits-quick.yaml") -> dict[str, Any]:
+def train(spec: str | dict[str, Any] = "pipelines/digits-quick.yaml",
+          extra_sources: list[str] | None = None) -> dict[str, Any]:
     """Run the training pipeline described by ``spec`` (path, YAML text or mapping)."""
-    pipeline = resolve_spec(spec)
+    pipeline = resolve_spec(spec, extra_sources)  # drift retrains add the incoming prefix to the spec's sources
     report = ingest_snapshot(pipeline)
     publish_ingest_report(report, pipeline.name)
     shards_state = preprocess_snapshot(report, pipeline, return_state=True)

@@ -38,6 +38,7 @@ class DDPMConfig(TrainConfig):
     beta_start: float = Field(default=1e-4, gt=0.0, lt=1.0)
     beta_end: float = Field(default=0.02, gt=0.0, lt=1.0)
     prediction_type: Literal["epsilon", "v_prediction", "sample"] = "epsilon"
+    # AdamW defaults follow diffusers' examples/unconditional_image_generation/train_unconditional.py.
     learning_rate: float = Field(default=2e-4, gt=0.0, le=1.0)
     weight_decay: float = Field(default=1e-6, ge=0.0, le=1.0)
     adam_beta1: float = Field(default=0.95, ge=0.0, lt=1.0)

@@ -1,0 +1,37 @@
+"""The ``drift_check`` flow: incoming images -> palettes -> Evidently vs the champion's reference -> event on drift."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from prefect import flow
+
+from tasks.drift import check_incoming, emit_drift_detected, push_incoming_features, record_drift
+from tasks.spec import resolve_spec
+
+
+@flow(name="drift_check", log_prints=True)
+def drift_check(spec: str | dict[str, Any] = "pipelines/digits-quick.yaml", incoming: str | None = None,
+                push_features: bool = True) -> dict[str, Any]:
+    """Check ``incoming`` (default: spec.drift.incoming) for drift; emit ``canvascraft.drift.detected`` on drift."""
+    pipeline = resolve_spec(spec)
+    check = check_incoming(pipeline, incoming)
+    result = record_drift(pipeline, check.result)
+    features = push_incoming_features(check.incoming_report, pipeline) if push_features else None
+    event_id = emit_drift_detected(result, spec) if result.dataset_drift else None
+    print(f"drift of {result.incoming} vs dataset {result.reference_dataset_version}: share {result.drift_share:.3f} "
+          f"(threshold {result.drift_share_threshold}) -> {'DRIFT' if result.dataset_drift else 'no drift'}; "
+          f"drifted {result.drifted_columns}; report {result.report_uri or result.report_html}"
+          + (f"; event {event_id}" if event_id else ""))
+    return {**result.model_dump(mode="json"), "event_id": event_id,
+            "features": {k: features[k] for k in ("rows_written", "rows_materialized")} if features else None}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Run the drift_check flow.")
+    parser.add_argument("spec", nargs="?", default="pipelines/digits-quick.yaml")
+    parser.add_argument("--incoming", default=None, help="s3://BUCKET/PREFIX (default: spec drift.incoming)")
+    parser.add_argument("--no-push-features", action="store_true", help="Do not write the features to Feast.")
+    args = parser.parse_args()
+    drift_check(args.spec, args.incoming, not args.no_push_features)
