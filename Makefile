@@ -7,6 +7,7 @@ STAMP := $(VENV)/.canvascraft-installed
 APT_PACKAGES := prometheus-pushgateway dataset-fashion-mnist
 SPEC ?= pipelines/digits-quick.yaml
 PYTEST_ARGS ?=
+BENCH_PROFILE ?= quick
 
 # Local runs never phone home; temporary Prefect servers get time to start on a loaded 2-core machine.
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
@@ -49,6 +50,10 @@ demo: install apt
 
 test: install apt
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Benchmarks: each stage vs its bare library baseline -> docs/benchmarks.md (BENCH_PROFILE=quick|full).
+bench: install apt
+	$(BIN)/python -m bench.run --profile $(BENCH_PROFILE)
 
 stack: install apt
 	$(BIN)/canvascraft stack up

@@ -39,11 +39,31 @@ def code_version(root: Path | None = None) -> str:
         return "unknown"
 
 
+# What the registered generator imports when served (GeneratorModel -> canvascraft trainers -> torch/diffusers).
+# Stated explicitly: without ``pip_requirements`` MLflow infers them by loading the model in a fresh Python
+# subprocess, which took ~10 s of an ~37 s quick train flow here (bench/: docs/benchmarks.md, "Profiling").
+MODEL_REQUIREMENTS = ("mlflow", "canvascraft", "cloudpickle", "numpy", "torch", "diffusers", "safetensors")
+
+
+def model_requirements() -> list[str]:
+    """``name==version`` of the installed packages the served generator needs (name alone when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pinned = []
+    for name in MODEL_REQUIREMENTS:
+        try:
+            pinned.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            pinned.append(name)
+    return pinned
+
+
 def log_model_version(registered_model: str, checkpoint: str, run_id: str, tags: dict[str, str]) -> str:
     """Log the pyfunc (checkpoint folder as artifact) in ``run_id``, register a new version with tags; return it."""
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(name="generator", python_model=GeneratorModel(),
-                                       artifacts={"checkpoint": checkpoint}, tags=tags)
+                                       artifacts={"checkpoint": checkpoint}, tags=tags,
+                                       pip_requirements=model_requirements())
     version = mlflow.register_model(info.model_uri, registered_model, tags=tags)
     return str(version.version)
 

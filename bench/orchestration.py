@@ -1,0 +1,127 @@
+"""Orchestration overhead: the whole ``train`` flow (Prefect, under one test server) vs the same canvascraft core
+functions called in plain Python in the same order, on the same tiny spec (dcgan tiny), each run in a fresh home."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import Row, Sample, fresh_home, timed
+
+
+def tiny_spec(source: str, name: str) -> dict[str, Any]:
+    """The end-to-end test's spec: 8x8 digits, one palette, a 2-trial tiny DCGAN search, FID 64-d on 32 samples."""
+    return {
+        "name": name, "seed": 1, "device": "cpu", "data": {"source": source, "min_valid_count": 50},
+        "brushes": [{"name": "resize", "params": {"size": 8}}, {"name": "grayscale"}, {"name": "normalize"}],
+        "features": {"palettes": [{"name": "image_stats"}], "image_size": 8},
+        "trainer": {"name": "dcgan", "params": {"sample_size": 8, "channels": 1, "latent_dim": 8, "g_features": 8,
+                                                "d_features": 8, "steps": 6, "batch_size": 16, "log_every": 2},
+                    "search_space": {"learning_rate_g": {"type": "choice", "values": [0.0002, 0.001]}}},
+        "tuner": {"num_samples": 2, "metric": "loss_g", "mode": "min", "checkpoint_every": 3},
+        "evaluator": {"dims": 64, "num_samples": 32, "sampling_steps": 1},
+        "publish": {"registered_model": name, "tag": "candidate"},
+    }
+
+
+def plain_train(spec: dict[str, Any]) -> dict[str, Any]:
+    """flows/train.py with every @task replaced by the canvascraft core call it wraps (no Prefect at all)."""
+    from canvascraft import tracking
+    from canvascraft.brushes import BrushStack
+    from canvascraft.evaluation.scores import FidScore
+    from canvascraft.evaluation.stage import evaluate_checkpoint
+    from canvascraft.features.stage import build_training_set, materialize_snapshot
+    from canvascraft.ingest import ImageRules, SnapshotManifest, ingest
+    from canvascraft.preprocess import preprocess
+    from canvascraft.publishing import model_registry as registry
+    from canvascraft.reports import ingest_markdown
+    from canvascraft.settings import get_settings
+    from canvascraft.spec import load_spec, with_extra_sources
+    from canvascraft.storage import make_s3_client
+    from canvascraft.tuning.search import run_search
+    from canvascraft.tuning.trial_runs import log_trial_samples, trials_table
+
+    settings = get_settings()
+    pipeline = with_extra_sources(load_spec(spec), None)
+    data = pipeline.data
+    report = ingest([data.source, *data.extra_sources], make_s3_client(settings), settings.home / "cache",
+                    ImageRules.from_spec(data), min_valid_count=data.min_valid_count,
+                    min_valid_fraction=data.min_valid_fraction, max_workers=settings.s3_max_concurrency)
+    ingest_markdown(report)
+    manifest = SnapshotManifest.load(report.manifest_path)
+    shards = preprocess(manifest, settings.home / "cache", BrushStack.from_spec(pipeline.brushes),
+                        settings.home / "shards", seed=pipeline.seed)
+    features = materialize_snapshot(SnapshotManifest.load(report.manifest_path), pipeline, settings)
+    selection = build_training_set(SnapshotManifest.load(report.manifest_path), pipeline, settings)
+    parent = tracking.start_parent_run(settings, pipeline, report.dataset_version,
+                                       {"canvascraft.dataset_version": report.dataset_version})
+    tracking.configure(settings)
+    result = run_search(pipeline, shards.path, selection["kept_image_ids"], settings, parent_run_id=parent,
+                        dataset_version=report.dataset_version)
+    log_trial_samples(result, parent, n=16, seed=pipeline.seed)
+    trials_table(result.trials, pipeline.tuner.metric)
+    tracking.log_to_run(parent, metrics={f"best_{pipeline.tuner.metric}": float(result.best_metrics[pipeline.tuner.metric]),
+                                         "tune_wall_seconds": result.wall_seconds},
+                        params={"best_hp": result.best_config.get("hp", {})})
+    evaluation = evaluate_checkpoint(result.best_checkpoint, shards, selection["kept_image_ids"], pipeline, settings)
+    score = FidScore.model_validate(evaluation["score"])
+    tracking.log_to_run(parent, metrics={"fid": score.fid}, params={"fid_n": score.n, "fid_dims": score.dims},
+                        artifacts=[Path(evaluation["grid"])], artifact_path="samples")
+    name = pipeline.publish.registered_model
+    tags = {"dataset_version": report.dataset_version, "feature_views": ",".join(features.get("feature_views", [])),
+            "brush_stack_hash": shards.stack_key, "spec_hash": pipeline.spec_hash(),
+            "code_version": registry.code_version(), "seed": str(pipeline.seed), "pipeline": pipeline.name,
+            **registry.save_score_tags(score)}
+    version = registry.log_model_version(name, result.best_checkpoint, parent, tags)
+    outcome = registry.gate_and_alias(name, version, score, metric=pipeline.publish.gate.metric,
+                                      margin=pipeline.publish.gate.margin, tag=pipeline.publish.tag,
+                                      lock=registry.lock_for(settings.home, name))
+    tracking.log_to_run(parent, tags={"registered_model": name, "registered_version": version})
+    return {"valid": report.valid, "publish": outcome, "fid": score.fid}
+
+
+def run(client: Any, bucket: str, root: Path, pairs: int, n_objects: int = 200) -> tuple[list[Row], str]:
+    from bench.ingest import seed
+    from canvascraft.settings import get_settings
+    from canvascraft.tuning.search import connect_ray
+
+    seed(client, bucket, [n_objects])
+    source = f"s3://{bucket}/digits-{n_objects}"
+    fresh_home(root, "orchestration-warmup")
+    connect_ray(get_settings())  # Ray start is paid once per process by both variants: keep it out of the pairs
+    from prefect.testing.utilities import prefect_test_harness
+
+    harness_started = time.perf_counter()
+    flow_s, plain_s = [], []
+    with prefect_test_harness(server_startup_timeout=180):
+        harness_seconds = time.perf_counter() - harness_started
+        from flows.train import train
+
+        for index in range(pairs):
+            order = ["flow", "plain"] if index % 2 == 0 else ["plain", "flow"]
+            for variant in order:
+                fresh_home(root, f"orchestration-{variant}")
+                spec = tiny_spec(source, f"bench-orch-{variant}-{index}")
+                if variant == "flow":
+                    seconds, result = timed(lambda: train(spec))
+                    assert result["publish"]["published"], result["publish"]
+                    flow_s.append(seconds)
+                else:
+                    seconds, result = timed(lambda: plain_train(spec))
+                    plain_s.append(seconds)
+                print(f"bench: orchestration pair {index} {variant}: {seconds:.1f} s", flush=True)
+    overhead = [f - p for f, p in zip(flow_s, plain_s)]
+    pct = [100 * (f - p) / p for f, p in zip(flow_s, plain_s)]
+    ratio = Sample(flow_s).median / Sample(plain_s).median - 1
+    rows = [
+        Row("train flow wall time", f"{n_objects} digits, tiny DCGAN x2 trials, FID 64-d N=32", "s", Sample(flow_s),
+            Sample(plain_s), "same core functions in plain Python", ratio, (min(pct) / 100, max(pct) / 100),
+            ratio_label="overhead (flow / plain - 1)", target="<= 5%", digits=2),
+        Row("orchestration fixed cost", "per flow run", "s", Sample(overhead), None, "", digits=2,
+            note="flow minus plain, per interleaved pair"),
+    ]
+    text = (f"Temporary Prefect test server start (not counted above; a deployment talks to a running server): "
+            f"{harness_seconds:.1f} s. Ray was started once before the pairs; each run used a fresh "
+            f"CANVASCRAFT_HOME (empty caches, Feast store, MLflow db). Pairs alternate which variant runs first.")
+    return rows, text
