@@ -48,8 +48,10 @@ demo: install apt
 	@echo "      'make stack' then http://127.0.0.1:5000 (MLflow UI) and http://127.0.0.1:4200 (Prefect UI);"
 	@echo "      '$(BIN)/canvascraft models generate canvascraft-digits -n 16 --out grid.png'; README.md for more."
 
+# Two pytest processes: tests against a real Prefect server apart from those under the session's test harness.
 test: install apt
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not prefect_server" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m prefect_server $(PYTEST_ARGS)
 
 # Benchmarks: each stage vs its bare library baseline -> docs/benchmarks.md (BENCH_PROFILE=quick|full).
 bench: install apt

@@ -20,7 +20,9 @@ from canvascraft.stack.process import free_port
 from canvascraft.stack.services import prefect_service, worker_service
 from tests.drift_helpers import drift_events, drift_spec, make_champion, seed_digits
 
-pytestmark = pytest.mark.e2e
+# Runs in its own pytest process (see Makefile `test`): it talks to a real Prefect server, the rest of the
+# suite to the session's test harness, and one process should not switch between the two APIs.
+pytestmark = [pytest.mark.e2e, pytest.mark.prefect_server]
 
 PROJECT = Path(__file__).resolve().parents[2]
 PIPELINE = "digits-quick"  # the train deployment train/digits-quick retrains on drift of this pipeline
