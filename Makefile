@@ -42,10 +42,10 @@ apt:
 demo: install apt
 	$(BIN)/canvascraft stack up
 	$(BIN)/canvascraft data seed --dataset digits --dest s3://canvascraft/digits
-	$(BIN)/python -m flows.train $(SPEC)
+	eval "$$($(BIN)/canvascraft stack env)"; $(BIN)/python -m flows.train $(SPEC)
 	@echo
 	@echo "Next: '$(BIN)/canvascraft models list canvascraft-digits' for versions, aliases and scores;"
-	@echo "      'make stack' then http://127.0.0.1:5000 (MLflow UI) and http://127.0.0.1:4200 (Prefect UI);"
+	@echo "      '$(BIN)/canvascraft stack status' for the UIs (Prefect, MLflow) and the Pushgateway holding this run's metrics;"
 	@echo "      '$(BIN)/canvascraft models generate canvascraft-digits -n 16 --out grid.png'; README.md for more."
 
 # Two pytest processes: tests against a real Prefect server apart from those under the session's test harness.

@@ -149,6 +149,16 @@ def stack_status(
         raise typer.Exit(code=1)
 
 
+@stack_app.command("env")
+def stack_env() -> None:
+    """Print ``export`` lines that point Prefect clients at the running stack (``eval "$(canvascraft stack env)"``)."""
+    api = get_settings().prefect_api_url
+    if api:
+        typer.echo(f"export PREFECT_API_URL={api}")
+    else:
+        typer.echo("# no embedded Prefect server running: flows start a temporary one", err=True)
+
+
 @data_app.command("seed")
 def data_seed(
     dest: str = typer.Option(..., "--dest", help="s3://BUCKET/PREFIX to write to."),

@@ -24,3 +24,45 @@ def ingest_markdown(report: IngestReport, max_rows: int = 50) -> str:
         if len(report.quarantined) > max_rows:
             lines.append(f"| ... | {len(report.quarantined) - max_rows} more in `{report.manifest_path}` |")
     return "\n".join(lines)
+
+
+def _link(text: str, url: str | None) -> str:
+    """A markdown link when ``url`` is known, else the text in code style."""
+    return f"[{text}]({url})" if url else f"`{text}`"
+
+
+def run_summary_markdown(result: dict, links: dict[str, str | None], stages: dict[str, float] | None = None) -> str:
+    """Summary of a ``train`` run: data, features, best trial, scores, registered version, links, stage times."""
+    pipeline = result.get("pipeline", "?")
+    lines = [f"# Run summary: `{pipeline}`", "",
+             "| dataset version | valid | quarantined | images | features materialized | training set |",
+             "|---|---:|---:|---:|---:|---:|",
+             f"| `{result.get('dataset_version')}` | {result.get('valid')} | {result.get('quarantined')} "
+             f"| {result.get('images')} | {(result.get('features') or {}).get('rows_materialized', 0)} "
+             f"| {(result.get('training_set') or {}).get('kept', '')} |", ""]
+    run_id = result.get("mlflow_run_id")
+    if run_id:
+        lines.append(f"- MLflow run: {_link(run_id, links.get('mlflow_run'))}")
+    search = result.get("search") or {}
+    if search:
+        best = search.get("best_metrics") or {}
+        lines.append(f"- Tune: {len(search.get('trials') or [])} trials; best loss {best.get('loss')} at "
+                     f"{float(best.get('images_per_sec') or 0.0):.0f} images/s")
+    score = (result.get("evaluation") or {}).get("score") or {}
+    if score:
+        fid = score.get("fid")
+        lines.append(f"- FID {fid if fid is None else round(float(fid), 3)}, KID {score.get('kid_mean')} (N={score.get('n')}, "
+                     f"dims={score.get('dims')}, resize={score.get('resize')})")
+    published = result.get("publish") or {}
+    if published.get("published"):
+        name = f"{published.get('model')} v{published.get('version')}"
+        lines.append(f"- Registered: {_link(name, links.get('model_version'))}, aliases "
+                     f"{', '.join('@' + a for a in published.get('aliases') or [])}; "
+                     f"{'promoted' if published.get('promoted') else 'not promoted'}: {published.get('reason')}")
+    elif published:
+        lines.append(f"- Not published: {published.get('reason')}")
+    drift = links.get("drift_report")
+    lines.append(f"- Drift report: {_link('latest drift check', drift) if drift else 'no drift check of this pipeline yet'}")
+    if stages:
+        lines += ["", "| stage | seconds |", "|---|---:|"] + [f"| {k} | {v:.1f} |" for k, v in stages.items()]
+    return "\n".join(lines)

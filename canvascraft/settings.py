@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     mlflow_port: int = Field(default=5000, ge=1024, le=65535, description="Loopback port of the embedded MLflow.")
     prefect_port: int = Field(default=4200, ge=1024, le=65535, description="Loopback port of the embedded Prefect.")
     pushgateway_port: int = Field(default=9091, ge=1024, le=65535, description="Loopback port of the Pushgateway.")
+    pushgateway_timeout: float = Field(default=5.0, gt=0, le=120, description="Seconds one metrics push may take.")
+    notify_block: str | None = Field(default=None, description="Prefect notification block slug (TYPE/NAME), "
+                                     "e.g. custom-webhook/canvascraft-alerts or slack-webhook/ml-oncall.")
+    notify_secret_block: str | None = Field(default=None, description="Prefect Secret block holding a webhook URL.")
+    notify_webhook_url: SecretStr | None = Field(default=None, description="Webhook URL from the environment "
+                                                 "(Slack or generic JSON); never logged.")
 
     @field_validator("home", "feast_repo_path")
     @classmethod

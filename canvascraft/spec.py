@@ -158,6 +158,19 @@ class DriftSpec(_Section):
     drift_share: float = Field(default=0.5, gt=0.0, le=1.0)
 
 
+NOTIFY_EVENTS = ("drift_detected", "model_promoted", "rollback", "flow_failure")
+NotifyEvent = Literal["drift_detected", "model_promoted", "rollback", "flow_failure"]
+
+
+class NotificationsSpec(_Section):
+    """Where this pipeline's alerts go: a Prefect notification block by slug, and which events it receives."""
+
+    block: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9\-]*/[A-Za-z0-9][A-Za-z0-9_.\-]*$",
+                              description="Saved notification block TYPE/NAME, e.g. slack-webhook/ml-oncall; "
+                                          "unset: the CANVASCRAFT_NOTIFY_* settings decide.")
+    events: list[NotifyEvent] = Field(default_factory=lambda: list(NOTIFY_EVENTS))
+
+
 class PipelineSpec(_Section):
     """A whole training pipeline: name, device, data, brushes, palettes, trainer, tuner, evaluator, publish."""
 
@@ -174,6 +187,7 @@ class PipelineSpec(_Section):
     evaluator: EvaluatorSpec = Field(default_factory=EvaluatorSpec)
     publish: PublishSpec | None = None
     drift: DriftSpec = Field(default_factory=DriftSpec)
+    notifications: NotificationsSpec = Field(default_factory=NotificationsSpec)
 
     def spec_hash(self) -> str:
         """Content hash of the resolved spec (lineage tag)."""

@@ -8,10 +8,12 @@ from typing import Any
 from prefect import flow
 
 from tasks.drift import check_incoming, emit_drift_detected, push_incoming_features, record_drift
+from tasks.observability import observe_run
 from tasks.spec import resolve_spec
 
 
-@flow(name="drift_check", log_prints=True)
+@flow(name="drift_check", log_prints=True, on_completion=[observe_run], on_failure=[observe_run],
+      on_crashed=[observe_run])
 def drift_check(spec: str | dict[str, Any] = "pipelines/digits-quick.yaml", incoming: str | None = None,
                 push_features: bool = True) -> dict[str, Any]:
     """Check ``incoming`` (default: spec.drift.incoming) for drift; emit ``canvascraft.drift.detected`` on drift."""

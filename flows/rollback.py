@@ -7,10 +7,12 @@ from typing import Any
 
 from prefect import flow
 
+from tasks.observability import observe_run
 from tasks.publish import rollback_model
 
 
-@flow(name="rollback", log_prints=True)
+@flow(name="rollback", log_prints=True, on_completion=[observe_run], on_failure=[observe_run],
+      on_crashed=[observe_run])
 def rollback(registered_model: str) -> dict[str, Any]:
     """Roll ``registered_model`` back to its previous champion."""
     outcome = rollback_model(registered_model)

@@ -10,29 +10,35 @@ from prefect import flow
 from tasks.evaluate import evaluate_model
 from tasks.features import materialize_features, training_set
 from tasks.ingest import ingest_snapshot
+from tasks.observability import observe_run
 from tasks.preprocess import preprocess_snapshot
 from tasks.publish import publish_model
-from tasks.reporting import publish_ingest_report
+from tasks.reporting import publish_ingest_report, start_progress
 from tasks.spec import resolve_spec
 from tasks.train import start_tracking, tune_trainer
 
 
-@flow(name="train", log_prints=True)
+@flow(name="train", log_prints=True, on_completion=[observe_run], on_failure=[observe_run], on_crashed=[observe_run])
 def train(spec: str | dict[str, Any] = "pipelines/digits-quick.yaml",
           extra_sources: list[str] | None = None) -> dict[str, Any]:
     """Run the training pipeline described by ``spec`` (path, YAML text or mapping)."""
     pipeline = resolve_spec(spec, extra_sources)  # drift retrains add the incoming prefix to the spec's sources
+    progress = start_progress(pipeline.name)  # progress artifact + stage timings for the metrics push
     report = ingest_snapshot(pipeline)
+    progress.done("ingest")
     publish_ingest_report(report, pipeline.name)
     shards_state = preprocess_snapshot(report, pipeline, return_state=True)
     shards = shards_state.result()
+    progress.done("preprocess")
     reuse = "cached" if shards_state.name == "Cached" else ("reused" if shards.reused else "computed")
     print(
         f"dataset version {report.dataset_version}: {report.valid} valid, {len(report.quarantined)} quarantined, "
         f"{report.downloaded} downloaded; {shards.count} images preprocessed to {shards.shape} ({reuse})"
     )
     features = materialize_features(report, pipeline)
+    progress.done("features")
     selection = training_set(report, pipeline)
+    progress.done("training_set")
     print(
         f"features: {features['rows_computed']} rows computed, {features['rows_written']} written, "
         f"{features['rows_materialized']} materialized; training set keeps {selection['kept']} of "
@@ -47,14 +53,17 @@ def train(spec: str | dict[str, Any] = "pipelines/digits-quick.yaml",
         return result
     parent_run_id = start_tracking(pipeline, report)
     search = tune_trainer(pipeline, shards, selection, report, parent_run_id)
+    progress.done("tune")
     best = search["best_metrics"]
     print(f"tune: {len(search['trials'])} trials, best {pipeline.tuner.metric}={best.get(pipeline.tuner.metric)} "
           f"at {best.get('images_per_sec', 0):.0f} images/s; checkpoint {search['best_checkpoint']}")
     evaluation = evaluate_model(pipeline, search["best_checkpoint"], shards, selection, parent_run_id)
+    progress.done("evaluate")
     score = evaluation["score"]
     print(f"evaluate: FID {score['fid']:.3f}, KID {score['kid_mean']} (N={score['n']}, dims={score['dims']}, "
           f"resize={score['resize']}, weights {score['weights_sha256'][:12]})")
     published = publish_model(pipeline, search["best_checkpoint"], evaluation, report, shards, features, parent_run_id)
+    progress.done("publish")
     if published.get("published"):
         print(f"publish: {published['model']} v{published['version']} aliases {published['aliases']}: "
               f"{published['reason']}")

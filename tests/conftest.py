@@ -20,6 +20,10 @@ os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
 os.environ["CANVASCRAFT_HOME"] = str(_SESSION_DIR / "home")
 for _var in ("CANVASCRAFT_S3_ENDPOINT_URL", "CANVASCRAFT_MLFLOW_TRACKING_URI", "CANVASCRAFT_RAY_ADDRESS"):
     os.environ.pop(_var, None)
+# Flow runs push metrics: never to a developer's running Pushgateway (tests that check pushes start their own).
+os.environ["CANVASCRAFT_PUSHGATEWAY_URL"] = "127.0.0.1:9"  # discard port: nothing listens, the push fails fast
+for _var in ("CANVASCRAFT_NOTIFY_BLOCK", "CANVASCRAFT_NOTIFY_SECRET_BLOCK", "CANVASCRAFT_NOTIFY_WEBHOOK_URL"):
+    os.environ.pop(_var, None)
 
 from canvascraft.settings import Settings, get_settings  # noqa: E402
 from canvascraft.stack.process import free_port  # noqa: E402

@@ -13,7 +13,7 @@ from canvascraft.datasets import seed_dataset
 
 runner = CliRunner()
 COMMANDS = [[], ["config"], ["config", "show"], ["spec"], ["spec", "validate"], ["stack"], ["stack", "up"],
-            ["stack", "down"], ["stack", "status"], ["data"], ["data", "seed"], ["ingest"], ["features"],
+            ["stack", "down"], ["stack", "status"], ["stack", "env"], ["data"], ["data", "seed"], ["ingest"], ["features"],
             ["features", "get"], ["fid"], ["models"], ["models", "list"], ["models", "rollback"],
             ["models", "promote"], ["models", "generate"]]
 

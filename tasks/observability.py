@@ -1,0 +1,166 @@
+"""Run observability for flows: push Prometheus metrics, summarise, notify; as a function and as state hooks.
+
+``observe_run`` is a Prefect flow state hook: give it as ``on_completion``, ``on_failure`` and ``on_crashed`` of a
+flow. At the end of a run it pushes the run's metrics to the Pushgateway (grouping key job=canvascraft_<flow>,
+pipeline=<name>), finishes the progress artifact, publishes the run summary (train) and sends the notifications
+(flow failure, model promoted, rollback, drift detected). Every step is best effort: an outage of the Pushgateway,
+the alert channel or the API is logged and never changes the run's state.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_run_logger
+
+from canvascraft.metrics import RunMetrics, train_result_metrics
+from canvascraft.settings import get_settings
+from canvascraft.spec import NotificationsSpec
+from tasks.notify import notify_drift_detected, notify_flow_failure, notify_model_promoted, notify_rollback
+from tasks.reporting import pop_progress, publish_run_summary
+
+_fallback_log = logging.getLogger(__name__)
+
+
+def _logger() -> Any:
+    """The Prefect run logger inside a run (hooks included), else this module's logger."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return _fallback_log
+
+
+def push_run_metrics(flow: str, pipeline: str, result: Mapping[str, Any] | None = None, *, ok: bool = True,
+                     stages: Mapping[str, float] | None = None, duration_seconds: float | None = None,
+                     metric: str = "loss", gateway: str | None = None) -> bool:
+    """Build the run's metrics from its result and push them; False (logged) when the Pushgateway is unreachable."""
+    log = _logger()
+    try:
+        settings = get_settings()
+        metrics = RunMetrics(flow, pipeline)
+        if result:
+            if "drift_share" in result:
+                metrics.drift(result["drift_share"], bool(result.get("dataset_drift")),
+                              len(result.get("drifted_columns") or []))
+            elif "champion" in result and "replaced" in result:
+                metrics.promotion("rolled_back", result.get("champion"))
+            else:
+                train_result_metrics(metrics, result, metric)
+        metrics.stage_durations(dict(stages or {}))
+        metrics.finished(ok, duration_seconds)
+        target = gateway or settings.resolved_pushgateway_url
+        # A success replaces the group (latest run); a failure only adds its series, keeping the last good scores.
+        pushed = metrics.push(target, replace=ok, timeout=settings.pushgateway_timeout)
+    except Exception as exc:  # noqa: BLE001 - metrics never fail a flow
+        log.warning("metrics of %s/%s not pushed: %s: %s", flow, pipeline, type(exc).__name__, exc)
+        return False
+    if pushed:
+        log.info("metrics of %s pushed to %s (%d series)", metrics.job, target, len(metrics.names))
+    else:
+        log.warning("Pushgateway %s unreachable: metrics of %s/%s dropped; the run goes on", target, flow, pipeline)
+    return pushed
+
+
+def _raw_spec(parameters: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The run's ``spec`` parameter as a plain mapping (a path or YAML text is read), unvalidated; {} if none."""
+    spec = parameters.get("spec")
+    try:
+        if isinstance(spec, str):
+            text = Path(spec).read_text() if "\n" not in spec and Path(spec).is_file() else spec
+            spec = yaml.safe_load(text)
+    except (OSError, yaml.YAMLError):
+        return {}
+    return spec if isinstance(spec, Mapping) else {}
+
+
+def pipeline_name(parameters: Mapping[str, Any], result: Any = None) -> str:
+    """The pipeline a run was for: from its result, else its ``spec`` parameter (mapping, YAML text or path)."""
+    if isinstance(result, Mapping) and result.get("pipeline"):
+        return str(result["pipeline"])
+    name = _raw_spec(parameters).get("name")
+    if name:
+        return str(name)
+    if parameters.get("registered_model"):
+        return str(parameters["registered_model"])
+    return "unknown"
+
+
+def notifications_config(parameters: Mapping[str, Any]) -> NotificationsSpec | None:
+    """The spec's ``notifications`` section (validated on its own, so a run failed by a bad spec still alerts)."""
+    section = _raw_spec(parameters).get("notifications")
+    if section is None:
+        return None
+    try:
+        return NotificationsSpec.model_validate(section)
+    except ValidationError as exc:
+        _logger().warning("spec notifications section ignored: %s", exc)
+        return None
+
+
+def _duration(flow_run: Any) -> float | None:
+    """Seconds since the flow run started (None when the start time is unknown)."""
+    start = getattr(flow_run, "start_time", None)
+    if start is None:
+        return None
+    return max(0.0, (datetime.now(UTC) - start).total_seconds())
+
+
+def observe_run(flow: Any, flow_run: Any, state: Any) -> None:
+    """Flow state hook (on_completion / on_failure / on_crashed): metrics, progress, summary, notifications."""
+    log = _logger()
+    ok = bool(state.is_completed())
+    result: Any = None
+    if ok:
+        try:
+            result = state.result(raise_on_failure=False)
+        except Exception as exc:  # noqa: BLE001 - e.g. a result that was not kept in memory
+            log.warning("run result unavailable to the observability hook: %s", exc)
+    result = result if isinstance(result, Mapping) else (result.model_dump(mode="json")
+                                                        if hasattr(result, "model_dump") else None)
+    parameters = flow_run.parameters or {}
+    pipeline = pipeline_name(parameters, result)
+    config = notifications_config(parameters)
+    progress = pop_progress(flow_run.id)
+    stages = progress.durations if progress else {}
+    if progress is not None:
+        progress.finish(ok)
+    push_run_metrics(flow.name, pipeline, result, ok=ok, stages=stages, duration_seconds=_duration(flow_run))
+    _best_effort(log, "run summary", _summarise, flow.name, result, stages)
+    if not ok:
+        _best_effort(log, "failure notification", notify_flow_failure, flow.name, str(flow_run.name),
+                     str(flow_run.id), str(state.message or state.name), pipeline, config)
+        return
+    if not result:
+        return
+    published = result.get("publish") or {}
+    if published.get("promoted"):
+        _best_effort(log, "promotion notification", notify_model_promoted, pipeline, published,
+                     result.get("mlflow_run_id"), config)
+    if result.get("dataset_drift"):
+        _best_effort(log, "drift notification", notify_drift_detected, result, config)
+    if "champion" in result and "replaced" in result:
+        model = str(parameters.get("registered_model", pipeline))
+        _best_effort(log, "rollback notification", notify_rollback, model, result, config)
+
+
+def _summarise(flow_name: str, result: Mapping[str, Any] | None, stages: Mapping[str, float]) -> None:
+    """The markdown run summary of a completed train run (other flows publish their own artifacts)."""
+    if result and "dataset_version" in result and "valid" in result:
+        publish_run_summary(dict(result), dict(stages))
+
+
+def _best_effort(log: Any, what: str, fn: Any, *args: Any) -> None:
+    """Call ``fn``; log (do not raise) whatever goes wrong."""
+    started = time.monotonic()
+    try:
+        fn(*args)
+    except Exception as exc:  # noqa: BLE001 - observability never changes a run's outcome
+        log.warning("%s failed after %.1fs: %s: %s", what, time.monotonic() - started, type(exc).__name__, exc)
