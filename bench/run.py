@@ -17,14 +17,14 @@ from pathlib import Path
 
 PROFILES = {
     # a few minutes on 2 loaded cores
-    "quick": dict(ingest_sizes=[200, 500, 1000], ingest_repeats=3, feature_sizes=[200, 500, 1000], feature_repeats=2,
+    "quick": dict(ingest_sizes=[200, 500, 1000, 1797], ingest_repeats=3, ingest_large=100, feature_sizes=[200, 500, 1000], feature_repeats=2,
                   fid_images=64, fid_dims=64, fid_repeats=3, sqrtm_repeats=1,
-                  train_steps=30, train_trials=3, train_repeats=3, flow_pairs=2, drift_sizes=[10_000, 100_000],
+                  train_steps=40, train_trials=3, train_repeats=3, flow_pairs=3, demo_pairs=1, drift_sizes=[10_000, 100_000],
                   drift_repeats=2),
     # tens of minutes
-    "full": dict(ingest_sizes=[200, 500, 1000, 1797], ingest_repeats=5, feature_sizes=[200, 500, 1000, 1797],
+    "full": dict(ingest_sizes=[200, 500, 1000, 1797], ingest_repeats=5, ingest_large=500, feature_sizes=[200, 500, 1000, 1797],
                  feature_repeats=3, fid_images=128, fid_dims=2048, fid_repeats=3, sqrtm_repeats=3,
-                 train_steps=60, train_trials=5, train_repeats=5, flow_pairs=4, drift_sizes=[10_000, 100_000],
+                 train_steps=60, train_trials=5, train_repeats=5, flow_pairs=4, demo_pairs=2, drift_sizes=[10_000, 100_000],
                  drift_repeats=3),
 }
 SECTIONS = ["ingest", "fid", "features", "training", "orchestration", "drift"]
@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         def do_ingest() -> None:
             from bench import ingest
-            rows = ingest.run(client, bucket, config["ingest_sizes"], config["ingest_repeats"], root)
+            rows = ingest.run(client, bucket, config["ingest_sizes"], config["ingest_repeats"], root,
+                              large=config["ingest_large"])
             sources.update({n: f"s3://{bucket}/digits-{n}" for n in config["ingest_sizes"]})
             report.add("Ingest (loopback S3: rclone serve s3)", rows,
                        "Cold ingest into an empty cache vs boto3 downloading the same prefix to files with the same "
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def do_orchestration() -> None:
             from bench import orchestration
-            rows, text = orchestration.run(client, bucket, root, config["flow_pairs"])
+            rows, text = orchestration.run(client, bucket, root, config["flow_pairs"], config["demo_pairs"])
             report.add("Orchestration overhead (Prefect train flow vs plain Python)", rows, text)
 
         def do_drift() -> None:

@@ -72,3 +72,12 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def multi_tensor_kwargs(device: torch.device) -> dict[str, bool]:
+    """Optimizer implementation flags: ``fused`` on CUDA (one kernel per step), ``foreach`` elsewhere.
+
+    torch defaults to ``foreach`` only when every parameter is on CUDA, so CPU training otherwise pays a Python loop
+    over parameters in every Adam step (measured in bench/training.py).
+    """
+    return {"fused": True} if device.type == "cuda" else {"foreach": True}

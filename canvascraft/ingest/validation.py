@@ -70,7 +70,9 @@ def validate_image(data: bytes, rules: ImageRules) -> ImageInfo | str:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
+            # Only the allowed decoders are tried (Pillow otherwise probes every registered format in Python,
+            # per object); a rejected file is probed once more below to name its real format.
+            with Image.open(io.BytesIO(data), formats=list(rules.allowed_formats)) as image:
                 # Dimensions come from the header: check them before decoding a single pixel (bomb guard).
                 width, height = image.size
                 if width * height > rules.max_pixels:
@@ -86,6 +88,20 @@ def validate_image(data: bytes, rules: ImageRules) -> ImageInfo | str:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         return f"decompression bomb guard: {exc}"
     except UnidentifiedImageError:
+        found = _probe_format(data)
+        if found is not None:
+            return f"format {found} not allowed; allowed formats: {', '.join(rules.allowed_formats)}"
         return "not a decodable image"
     except (OSError, SyntaxError, ValueError) as exc:
         return f"corrupt image data: {exc}"
+
+
+def _probe_format(data: bytes) -> str | None:
+    """The format any Pillow decoder recognises in ``data`` (header only), or None."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as image:
+                return image.format
+    except Exception:  # noqa: BLE001 - anything Pillow cannot identify is "not a decodable image"
+        return None

@@ -12,7 +12,7 @@ from pydantic import Field, field_validator
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from canvascraft.device import autocast, autocast_dtype
+from canvascraft.device import autocast, autocast_dtype, multi_tensor_kwargs
 from canvascraft.trainers.base import TRAINERS, TrainConfig, Trainer, to_uint8
 
 GENERATOR_FILE = "generator.safetensors"
@@ -115,8 +115,10 @@ class DCGANTrainer(Trainer):
             net.apply(lambda m: init_weights(m, config.init_std))
             net.to(self.device).to(memory_format=self.memory_format)
         betas = (config.adam_beta1, config.adam_beta2)
-        self.optimizer_g = torch.optim.Adam(self.generator.parameters(), lr=config.learning_rate_g, betas=betas)
-        self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.learning_rate_d, betas=betas)
+        flags = multi_tensor_kwargs(self.device)  # fused on CUDA, foreach on CPU (see canvascraft/device.py)
+        self.optimizer_g = torch.optim.Adam(self.generator.parameters(), lr=config.learning_rate_g, betas=betas, **flags)
+        self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.learning_rate_d, betas=betas,
+                                            **flags)
         self.amp_dtype = autocast_dtype(self.device) if config.mixed_precision else None
         fp16 = self.amp_dtype == torch.float16
         self.scaler_g = torch.amp.GradScaler("cuda") if fp16 else None

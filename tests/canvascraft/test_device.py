@@ -63,3 +63,22 @@ def test_autocast_is_a_no_op_without_dtype() -> None:
         assert not torch.is_autocast_enabled("cpu")
     with autocast(CPU, torch.bfloat16):
         assert torch.is_autocast_enabled("cpu")
+
+
+def test_optimizer_flags_fused_on_cuda_foreach_on_cpu_and_same_update() -> None:
+    from canvascraft.device import multi_tensor_kwargs
+
+    assert multi_tensor_kwargs(torch.device("cuda")) == {"fused": True}
+    assert multi_tensor_kwargs(torch.device("cpu")) == {"foreach": True}
+    # foreach is an implementation choice only: the AdamW update equals the per-tensor loop's.
+    params = {}
+    for name, flags in (("loop", {"foreach": False}), ("multi", multi_tensor_kwargs(torch.device("cpu")))):
+        torch.manual_seed(0)
+        layer = torch.nn.Linear(8, 4)
+        optimizer = torch.optim.AdamW(layer.parameters(), lr=1e-2, **flags)
+        for _ in range(3):
+            layer(torch.ones(2, 8)).square().sum().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        params[name] = [p.detach().clone() for p in layer.parameters()]
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(params["loop"], params["multi"]))
