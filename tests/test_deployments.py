@@ -59,3 +59,17 @@ def test_drift_and_deploy_commands_name_what_is_missing(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "allowed values: process, kubernetes" in result.output
     for command in (["drift", "check", "--help"], ["deploy", "--help"]):
         assert runner.invoke(app, command).exit_code == 0
+
+
+def test_every_automation_file_is_a_valid_prefect_automation() -> None:
+    from prefect.events.schemas.automations import AutomationCore
+
+    files = sorted((ROOT / "deployments/automations").glob("*.yaml"))
+    parsed = {path.stem: AutomationCore.model_validate(yaml.safe_load(path.read_text().replace(
+        "{{ notify_block_id }}", "00000000-0000-0000-0000-000000000000"))) for path in files}
+    zombie = parsed["crash-zombie-runs"]
+    # three missed heartbeats at Prefect's heartbeat interval, then Crashed (frees the deployment's slot)
+    from prefect.settings import get_current_settings
+
+    assert zombie.trigger.within.total_seconds() == 3 * get_current_settings().flows.heartbeat_frequency
+    assert [a.type for a in zombie.actions] == ["change-flow-run-state"] and zombie.actions[0].state.value == "CRASHED"
