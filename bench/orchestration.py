@@ -161,10 +161,7 @@ def run(client: Any, bucket: str, root: Path, pairs: int, demo_pairs: int = 1,
         # MLflow's store, torch-fidelity) that the other variant would then get for free.
         _pairs("warmup", tiny_spec, source, root, 1)
         empty = [empty_flow_seconds(10) for _ in range(3)]
-        from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-        with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):  # the floor without heartbeats
-            empty_no_heartbeat = [empty_flow_seconds(10) for _ in range(3)]
         flow_s, plain_s = _pairs("tiny", tiny_spec, source, root, pairs)
         demo_flow, demo_plain = (_pairs("demo", demo_spec, f"s3://{bucket}/digits-1797", root, demo_pairs)
                                  if demo_pairs else ([], []))
@@ -173,13 +170,10 @@ def run(client: Any, bucket: str, root: Path, pairs: int, demo_pairs: int = 1,
         rows += _rows("train flow wall time", "demo spec: 1797 digits, DDPM 16x16 x2 trials, FID 64-d N=200",
                       demo_flow, demo_plain)
     rows.append(Row("Prefect floor: empty flow + 10 no-op tasks", "per flow run", "s", Sample(empty), None, "",
-                    digits=2, note="Prefect's own cost with no CanvasCraft code; includes the flow engine's wait "
-                                   "for its heartbeat thread, which sleeps in 1 s steps (prefect/flow_engine.py "
-                                   "_send_heartbeats)"))
-    rows.append(Row("Prefect floor without flow heartbeats", "per flow run", "s", Sample(empty_no_heartbeat), None,
-                    "", digits=2, note="PREFECT_FLOWS_HEARTBEAT_FREQUENCY unset: the rest of Prefect's per-run cost "
-                                       "(CanvasCraft keeps heartbeats on: deployments/automations/"
-                                       "crash-zombie-runs.yaml needs them)"))
+                    digits=2, note="Prefect's own cost with no CanvasCraft code: mostly end-of-run waits, e.g. for "
+                                   "the heartbeat thread, which sleeps in 1 s steps (prefect/flow_engine.py "
+                                   "_send_heartbeats); a flow with 0 tasks costs the same"))
+
     text = (f"Temporary Prefect test server start (not counted above; a deployment talks to a running server): "
             f"{harness_seconds:.1f} s. Ray was started once before the pairs and one unmeasured warm-up pair ran "
             f"first; each run used a fresh CANVASCRAFT_HOME (empty caches, Feast store, MLflow db). Pairs alternate "

@@ -16,7 +16,7 @@ import time
 import urllib.error
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, push_to_gateway, pushadd_to_gateway
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -40,7 +40,7 @@ class MetricSpec:
     """One metric CanvasCraft emits: its exposed name, kind, labels and help text."""
 
     name: str
-    kind: str  # "gauge" | "counter"
+    kind: Literal["gauge", "counter"]
     help: str
     labels: tuple[str, ...] = ()
 

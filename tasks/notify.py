@@ -26,25 +26,20 @@ from prefect.blocks.core import Block
 from prefect.blocks.notifications import CustomWebhookNotificationBlock, NotificationBlock, SlackWebhook
 from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import MissingContextError
-from prefect.logging import get_run_logger
 from prefect.types import SecretDict
 from pydantic import SecretStr
 
 from canvascraft.errors import SettingsError
 from canvascraft.settings import Settings, get_settings
 from canvascraft.spec import NOTIFY_EVENTS, NotificationsSpec
+from tasks.run_log import run_logger
 
 EVENTS = NOTIFY_EVENTS
-_fallback_log = logging.getLogger(__name__)
 
 
 def _logger() -> Any:
-    """The Prefect run logger inside a flow/task run, else this module's logger."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return _fallback_log
+    """This module's run logger (see tasks/run_log.py)."""
+    return run_logger(__name__)
 
 
 def redact(text: str, secrets: list[str]) -> str:

@@ -9,7 +9,6 @@ the alert channel or the API is logged and never changes the run's state.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -18,24 +17,19 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
-from prefect.exceptions import MissingContextError
-from prefect.logging import get_run_logger
 
 from canvascraft.metrics import RunMetrics, train_result_metrics
 from canvascraft.settings import get_settings
 from canvascraft.spec import NotificationsSpec
 from tasks.notify import notify_drift_detected, notify_flow_failure, notify_model_promoted, notify_rollback
 from tasks.reporting import pop_progress, publish_run_summary
+from tasks.run_log import run_logger
 
-_fallback_log = logging.getLogger(__name__)
 
 
 def _logger() -> Any:
-    """The Prefect run logger inside a run (hooks included), else this module's logger."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return _fallback_log
+    """This module's run logger (see tasks/run_log.py)."""
+    return run_logger(__name__)
 
 
 def push_run_metrics(flow: str, pipeline: str, result: Mapping[str, Any] | None = None, *, ok: bool = True,
