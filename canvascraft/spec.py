@@ -162,6 +162,9 @@ NOTIFY_EVENTS = ("drift_detected", "model_promoted", "rollback", "flow_failure")
 NotifyEvent = Literal["drift_detected", "model_promoted", "rollback", "flow_failure"]
 
 
+NOT_HASHED = {"notifications"}
+
+
 class NotificationsSpec(_Section):
     """Where this pipeline's alerts go: a Prefect notification block by slug, and which events it receives."""
 
@@ -190,8 +193,12 @@ class PipelineSpec(_Section):
     notifications: NotificationsSpec = Field(default_factory=NotificationsSpec)
 
     def spec_hash(self) -> str:
-        """Content hash of the resolved spec (lineage tag)."""
-        return stable_hash(self.model_dump(mode="json"))
+        """Content hash of what produces the model (lineage tag, Tune experiment name).
+
+        ``notifications`` is left out: where alerts go changes neither the data nor the model, so re-routing them
+        must not turn a resumable search into a new one.
+        """
+        return stable_hash(self.model_dump(mode="json", exclude=NOT_HASHED))
 
 
 def with_extra_sources(spec: PipelineSpec, uris: list[str] | None) -> PipelineSpec:

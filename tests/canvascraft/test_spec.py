@@ -87,3 +87,9 @@ def test_missing_file() -> None:
 def test_spec_hash_is_stable_and_content_sensitive() -> None:
     a, b = load_spec(with_(seed=1)), load_spec(with_(seed=1))
     assert a.spec_hash() == b.spec_hash() != load_spec(with_(seed=2)).spec_hash()
+
+
+def test_spec_hash_ignores_where_alerts_go() -> None:
+    base = load_spec(with_(seed=1))
+    routed = load_spec({**with_(seed=1), "notifications": {"block": "slack-webhook/ml-oncall", "events": ["rollback"]}})
+    assert routed.notifications.block == "slack-webhook/ml-oncall" and routed.spec_hash() == base.spec_hash()
