@@ -19,12 +19,12 @@ PROFILES = {
     # a few minutes on 2 loaded cores
     "quick": dict(ingest_sizes=[200, 500, 1000, 1797], ingest_repeats=3, ingest_large=100, feature_sizes=[200, 500, 1000], feature_repeats=2,
                   fid_images=64, fid_dims=64, fid_repeats=3, sqrtm_repeats=1,
-                  train_steps=40, train_trials=3, train_repeats=3, flow_pairs=3, demo_pairs=1, drift_sizes=[10_000, 100_000],
+                  train_steps=40, train_trials=3, flow_pairs=3, demo_pairs=1, drift_sizes=[10_000, 100_000],
                   drift_repeats=2),
     # tens of minutes
     "full": dict(ingest_sizes=[200, 500, 1000, 1797], ingest_repeats=5, ingest_large=500, feature_sizes=[200, 500, 1000, 1797],
                  feature_repeats=3, fid_images=128, fid_dims=2048, fid_repeats=3, sqrtm_repeats=3,
-                 train_steps=60, train_trials=5, train_repeats=5, flow_pairs=4, demo_pairs=2, drift_sizes=[10_000, 100_000],
+                 train_steps=60, train_trials=5, flow_pairs=4, demo_pairs=2, drift_sizes=[10_000, 100_000],
                  drift_repeats=3),
 }
 SECTIONS = ["ingest", "fid", "features", "training", "orchestration", "drift"]
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def do_training() -> None:
             from bench import training
-            rows, text = training.run(root, config["train_steps"], config["train_trials"], config["train_repeats"])
+            rows, text = training.run(root, config["train_steps"], config["train_trials"])
             report.add("Training throughput (Ray Tune trial vs bare diffusers loop)", rows, text)
 
         def do_orchestration() -> None:

@@ -102,10 +102,10 @@ def trial_histories(experiment_path: str) -> list[Any]:
     return [pd.read_csv(p) for p in sorted(Path(experiment_path).glob("*/progress.csv"))]
 
 
-def run(root: Path, steps: int, trials: int, repeats: int, source: str = "s3://bench/digits-1000") -> tuple[list[Row], str]:
-    """``trials`` one-trial searches, each bracketed by bare loops: trial i is paired with the mean of the bare
-    loop just before and just after it, so a machine whose speed drifts (it is shared) moves both sides alike.
-    ``repeats`` is kept for the profile's signature; the bare loop runs ``trials + 1`` times."""
+def run(root: Path, steps: int, trials: int, source: str = "s3://bench/digits-1000") -> tuple[list[Row], str]:
+    """``trials`` one-trial searches, each bracketed by bare loops (``trials + 1`` of them): trial i is paired with
+    the mean of the bare loop just before and just after it, so a machine whose speed drifts (it is shared) moves
+    both sides alike."""
     from canvascraft.preprocess import load_shards
     from canvascraft.settings import get_settings
     from canvascraft.spec import load_spec

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -158,11 +158,8 @@ class DriftSpec(_Section):
     drift_share: float = Field(default=0.5, gt=0.0, le=1.0)
 
 
-NOTIFY_EVENTS = ("drift_detected", "model_promoted", "rollback", "flow_failure")
 NotifyEvent = Literal["drift_detected", "model_promoted", "rollback", "flow_failure"]
-
-
-NOT_HASHED = {"notifications"}
+NOTIFY_EVENTS: tuple[str, ...] = get_args(NotifyEvent)
 
 
 class NotificationsSpec(_Section):
@@ -192,13 +189,15 @@ class PipelineSpec(_Section):
     drift: DriftSpec = Field(default_factory=DriftSpec)
     notifications: NotificationsSpec = Field(default_factory=NotificationsSpec)
 
+    NOT_HASHED: ClassVar[set[str]] = {"notifications"}
+
     def spec_hash(self) -> str:
         """Content hash of what produces the model (lineage tag, Tune experiment name).
 
         ``notifications`` is left out: where alerts go changes neither the data nor the model, so re-routing them
         must not turn a resumable search into a new one.
         """
-        return stable_hash(self.model_dump(mode="json", exclude=NOT_HASHED))
+        return stable_hash(self.model_dump(mode="json", exclude=self.NOT_HASHED))
 
 
 def with_extra_sources(spec: PipelineSpec, uris: list[str] | None) -> PipelineSpec:
@@ -312,19 +311,24 @@ def parse_spec(data: Any, source: str = "<inline>") -> PipelineSpec:
     return spec
 
 
-def load_spec(spec: str | Path | dict[str, Any] | PipelineSpec) -> PipelineSpec:
-    """Load a spec from a YAML path, a YAML/JSON string, a mapping or an already parsed spec."""
-    if isinstance(spec, PipelineSpec):
-        return spec
+def read_spec(spec: str | Path | dict[str, Any]) -> tuple[Any, str]:
+    """The unvalidated document of a spec given as a YAML path, a YAML/JSON string or a mapping, and its source."""
     if isinstance(spec, dict):
-        return parse_spec(spec)
+        return spec, "<inline>"
     text_or_path = str(spec)
     path = Path(text_or_path)
     if "\n" not in text_or_path and path.suffix in {".yaml", ".yml", ".json"}:
         if not path.is_file():
             raise SpecError(f"spec file {text_or_path!r} does not exist")
-        return parse_spec(_load_yaml(path.read_text(), text_or_path), text_or_path)
-    return parse_spec(_load_yaml(text_or_path, "<inline>"), "<inline>")
+        return _load_yaml(path.read_text(), text_or_path), text_or_path
+    return _load_yaml(text_or_path, "<inline>"), "<inline>"
+
+
+def load_spec(spec: str | Path | dict[str, Any] | PipelineSpec) -> PipelineSpec:
+    """Load a spec from a YAML path, a YAML/JSON string, a mapping or an already parsed spec."""
+    if isinstance(spec, PipelineSpec):
+        return spec
+    return parse_spec(*read_spec(spec))
 
 
 def _load_yaml(text: str, source: str) -> Any:

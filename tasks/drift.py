@@ -15,6 +15,7 @@ from canvascraft.features.stage import materialize_snapshot
 from canvascraft.ingest import IngestReport, SnapshotManifest
 from canvascraft.settings import get_settings
 from canvascraft.spec import PipelineSpec
+from tasks.reporting import artifact_key
 from tasks.retry_policy import retry_on_io
 
 DRIFT_EVENT = "canvascraft.drift.detected"
@@ -31,11 +32,10 @@ def check_incoming(spec: PipelineSpec, incoming: str | None) -> DriftCheck:
 def record_drift(spec: PipelineSpec, result: DriftResult) -> DriftResult:
     """MLflow run (share, per-feature scores, HTML report) plus a markdown (and link) artifact in Prefect."""
     result = log_drift_run(get_settings(), spec, result, tags={"prefect_flow_run_id": str(flow_run.id or "")})
-    key = f"{spec.name}-drift".replace("_", "-").lower()
-    create_markdown_artifact(key=key, markdown=drift_markdown(result),
+    create_markdown_artifact(key=artifact_key(spec.name, "drift"), markdown=drift_markdown(result),
                              description=f"Drift of {result.incoming} vs dataset {result.reference_dataset_version}")
     if result.report_uri and result.report_uri.startswith(("http://", "https://", "mlflow-artifacts:")):
-        create_link_artifact(key=f"{key}-report", link=result.report_uri, link_text="Evidently drift report")
+        create_link_artifact(key=artifact_key(spec.name, "drift-report"), link=result.report_uri, link_text="Evidently drift report")
     return result
 
 

@@ -15,6 +15,7 @@ from canvascraft.preprocess import ShardSet
 from canvascraft.settings import get_settings
 from canvascraft.spec import PipelineSpec
 from canvascraft.storage import make_s3_client
+from tasks.reporting import artifact_key
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
@@ -36,7 +37,7 @@ def evaluate_model(
         artifacts=[Path(result["grid"])], artifact_path="samples",
     )
     create_markdown_artifact(
-        key=f"{spec.name}-evaluation",
+        key=artifact_key(spec.name, "evaluation"),
         markdown=(f"# Evaluation of `{spec.name}`\n\n| FID | KID | N | dims | resize | weights |\n|---:|---:|---:|---:|---|---|\n"
                   f"| {score['fid']:.3f} | {score['kid_mean'] if score['kid_mean'] is None else round(score['kid_mean'], 5)} "
                   f"| {score['n']} | {score['dims']} | {score['resize']} | `{score['weights_sha256'][:12]}` |\n\n"
@@ -47,6 +48,6 @@ def evaluate_model(
     if uri.startswith("http"):  # an MLflow server serves the grid: show it inline in the Prefect UI
         create_image_artifact(
             image_url=f"{uri}/get-artifact?path=samples/{Path(result['grid']).name}&run_uuid={parent_run_id}",
-            key=f"{spec.name}-samples", description="Samples of the best trial",
+            key=artifact_key(spec.name, "samples"), description="Samples of the best trial",
         )
     return result

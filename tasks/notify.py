@@ -21,11 +21,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from prefect import task
 from prefect.blocks.core import Block
 from prefect.blocks.notifications import CustomWebhookNotificationBlock, NotificationBlock, SlackWebhook
 from prefect.blocks.system import Secret
-from prefect.cache_policies import NO_CACHE
 from prefect.types import SecretDict
 from pydantic import SecretStr
 
@@ -34,12 +32,6 @@ from canvascraft.settings import Settings, get_settings
 from canvascraft.spec import NOTIFY_EVENTS, NotificationsSpec
 from tasks.run_log import run_logger
 
-EVENTS = NOTIFY_EVENTS
-
-
-def _logger() -> Any:
-    """This module's run logger (see tasks/run_log.py)."""
-    return run_logger(__name__)
 
 
 def redact(text: str, secrets: list[str]) -> str:
@@ -141,10 +133,10 @@ def notify(event: str, subject: str, body: str, details: Mapping[str, Any] | Non
     ``config`` is the pipeline spec's ``notifications`` section: its block wins over the settings, and an event it
     does not list is skipped.
     """
-    if event not in EVENTS:
-        raise SettingsError(f"notification event {event!r}; allowed values: {', '.join(EVENTS)}")
+    if event not in NOTIFY_EVENTS:
+        raise SettingsError(f"notification event {event!r}; allowed values: {', '.join(NOTIFY_EVENTS)}")
     settings = settings or get_settings()
-    log = _logger()
+    log = run_logger(__name__)
     if config is not None and event not in config.events:
         log.debug("notification %s skipped: not in the spec's notifications.events", event)
         return False
@@ -167,12 +159,6 @@ def notify(event: str, subject: str, body: str, details: Mapping[str, Any] | Non
 def _env_secrets(settings: Settings) -> list[str]:
     """The env webhook URL, redacted even when a block was used."""
     return [settings.notify_webhook_url.get_secret_value()] if settings.notify_webhook_url else []
-
-
-@task(name="notify", cache_policy=NO_CACHE)
-def send_notification(event: str, subject: str, body: str, details: dict[str, Any] | None = None) -> bool:
-    """Task form of :func:`notify` for flows that announce a step explicitly."""
-    return notify(event, subject, body, details)
 
 
 def notify_drift_detected(result: Mapping[str, Any], config: NotificationsSpec | None = None) -> bool:

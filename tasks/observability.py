@@ -12,39 +12,32 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from canvascraft.metrics import RunMetrics, train_result_metrics
 from canvascraft.settings import get_settings
-from canvascraft.spec import NotificationsSpec
+from canvascraft.errors import SpecError
+from canvascraft.spec import NotificationsSpec, read_spec
 from tasks.notify import notify_drift_detected, notify_flow_failure, notify_model_promoted, notify_rollback
 from tasks.reporting import pop_progress, publish_run_summary
 from tasks.run_log import run_logger
-
-
-
-def _logger() -> Any:
-    """This module's run logger (see tasks/run_log.py)."""
-    return run_logger(__name__)
 
 
 def push_run_metrics(flow: str, pipeline: str, result: Mapping[str, Any] | None = None, *, ok: bool = True,
                      stages: Mapping[str, float] | None = None, duration_seconds: float | None = None,
                      metric: str = "loss", gateway: str | None = None) -> bool:
     """Build the run's metrics from its result and push them; False (logged) when the Pushgateway is unreachable."""
-    log = _logger()
+    log = run_logger(__name__)
     try:
         settings = get_settings()
         metrics = RunMetrics(flow, pipeline)
         if result:
-            if "drift_share" in result:
+            if flow == "drift_check":
                 metrics.drift(result["drift_share"], bool(result.get("dataset_drift")),
                               len(result.get("drifted_columns") or []))
-            elif "champion" in result and "replaced" in result:
+            elif flow == "rollback":
                 metrics.promotion("rolled_back", result.get("champion"))
             else:
                 train_result_metrics(metrics, result, metric)
@@ -63,39 +56,39 @@ def push_run_metrics(flow: str, pipeline: str, result: Mapping[str, Any] | None 
     return pushed
 
 
-def _raw_spec(parameters: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The run's ``spec`` parameter as a plain mapping (a path or YAML text is read), unvalidated; {} if none."""
+def raw_spec(parameters: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The run's ``spec`` parameter as an unvalidated mapping ({} when absent or unreadable: a run a bad spec
+    failed still gets its metrics and alerts)."""
     spec = parameters.get("spec")
-    try:
-        if isinstance(spec, str):
-            text = Path(spec).read_text() if "\n" not in spec and Path(spec).is_file() else spec
-            spec = yaml.safe_load(text)
-    except (OSError, yaml.YAMLError):
+    if spec is None:
         return {}
-    return spec if isinstance(spec, Mapping) else {}
+    try:
+        document, _ = read_spec(spec)
+    except SpecError:
+        return {}
+    return document if isinstance(document, Mapping) else {}
 
 
-def pipeline_name(parameters: Mapping[str, Any], result: Any = None) -> str:
-    """The pipeline a run was for: from its result, else its ``spec`` parameter (mapping, YAML text or path)."""
+def pipeline_name(spec: Mapping[str, Any], parameters: Mapping[str, Any], result: Any = None) -> str:
+    """The pipeline a run was for: from its result, else its spec's name, else the registered model (rollback)."""
     if isinstance(result, Mapping) and result.get("pipeline"):
         return str(result["pipeline"])
-    name = _raw_spec(parameters).get("name")
-    if name:
-        return str(name)
+    if spec.get("name"):
+        return str(spec["name"])
     if parameters.get("registered_model"):
         return str(parameters["registered_model"])
     return "unknown"
 
 
-def notifications_config(parameters: Mapping[str, Any]) -> NotificationsSpec | None:
+def notifications_config(spec: Mapping[str, Any]) -> NotificationsSpec | None:
     """The spec's ``notifications`` section (validated on its own, so a run failed by a bad spec still alerts)."""
-    section = _raw_spec(parameters).get("notifications")
+    section = spec.get("notifications")
     if section is None:
         return None
     try:
         return NotificationsSpec.model_validate(section)
     except ValidationError as exc:
-        _logger().warning("spec notifications section ignored: %s", exc)
+        run_logger(__name__).warning("spec notifications section ignored: %s", exc)
         return None
 
 
@@ -109,7 +102,7 @@ def _duration(flow_run: Any) -> float | None:
 
 def observe_run(flow: Any, flow_run: Any, state: Any) -> None:
     """Flow state hook (on_completion / on_failure / on_crashed): metrics, progress, summary, notifications."""
-    log = _logger()
+    log = run_logger(__name__)
     ok = bool(state.is_completed())
     result: Any = None
     if ok:
@@ -120,8 +113,9 @@ def observe_run(flow: Any, flow_run: Any, state: Any) -> None:
     result = result if isinstance(result, Mapping) else (result.model_dump(mode="json")
                                                         if hasattr(result, "model_dump") else None)
     parameters = flow_run.parameters or {}
-    pipeline = pipeline_name(parameters, result)
-    config = notifications_config(parameters)
+    spec = raw_spec(parameters)  # read once: name and notification routing both come from it
+    pipeline = pipeline_name(spec, parameters, result)
+    config = notifications_config(spec)
     progress = pop_progress(flow_run.id)
     stages = progress.durations if progress else {}
     if progress is not None:
@@ -138,9 +132,9 @@ def observe_run(flow: Any, flow_run: Any, state: Any) -> None:
     if published.get("promoted"):
         _best_effort(log, "promotion notification", notify_model_promoted, pipeline, published,
                      result.get("mlflow_run_id"), config)
-    if result.get("dataset_drift"):
+    if flow.name == "drift_check" and result.get("dataset_drift"):
         _best_effort(log, "drift notification", notify_drift_detected, result, config)
-    if "champion" in result and "replaced" in result:
+    if flow.name == "rollback":
         model = str(parameters.get("registered_model", pipeline))
         _best_effort(log, "rollback notification", notify_rollback, model, result, config)
 

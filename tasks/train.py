@@ -16,6 +16,7 @@ from canvascraft.settings import get_settings
 from canvascraft.spec import PipelineSpec
 from canvascraft.tuning.search import run_search
 from canvascraft.tuning.trial_runs import log_trial_samples, trials_table
+from tasks.reporting import artifact_key
 from tasks.retry_policy import retry_on_io
 
 
@@ -41,7 +42,7 @@ def tune_trainer(
     )
     log_trial_samples(result, parent_run_id, n=16, seed=spec.seed)
     table = trials_table(result.trials, spec.tuner.metric)
-    create_table_artifact(table=table, key=f"{spec.name}-trials", description=f"Ray Tune trials of {spec.name}")
+    create_table_artifact(table=table, key=artifact_key(spec.name, "trials"), description=f"Ray Tune trials of {spec.name}")
     best_metric = result.best_metrics.get(spec.tuner.metric)
     tracking.log_to_run(parent_run_id, metrics={
         f"best_{spec.tuner.metric}": float(best_metric) if best_metric is not None else float("nan"),

@@ -23,15 +23,19 @@ class ObjectCache:
         self.quarantine = root / "quarantine"
         self.index_dir = root / "index"
         self._made_dirs: set[str] = set()  # folders known to exist: put() creates each at most once
-        self._objects_str, self._quarantine_str = str(self.objects), str(self.quarantine)
+
+    def _location(self, sha256: str, quarantined: bool) -> tuple[str, str]:
+        """(folder, file) of an object as plain strings: the one definition of the layout (hot path of put)."""
+        folder = f"{self.quarantine}" if quarantined else f"{self.objects}/{sha256[:2]}"
+        return folder, f"{folder}/{sha256}"
 
     def object_path(self, sha256: str) -> Path:
         """Where a valid object's bytes live."""
-        return self.objects / sha256[:2] / sha256
+        return Path(self._location(sha256, False)[1])
 
     def quarantine_path(self, sha256: str) -> Path:
         """Where a rejected object's bytes are kept for inspection."""
-        return self.quarantine / sha256
+        return Path(self._location(sha256, True)[1])
 
     def put(self, sha256: str, data: bytes, *, quarantined: bool = False) -> Path:
         """Store bytes atomically under their hash (write to a temp name, then rename over the final name).
@@ -40,9 +44,7 @@ class ObjectCache:
         bytes, and skipping the ``stat`` (plus one ``mkdir`` per folder, not per object) is what keeps a cold ingest
         at the speed of a bare download (bench/ingest.py; py-spy showed stat + mkdir costing as much as the write).
         """
-        # plain strings on this hot path: same layout as object_path / quarantine_path
-        folder = self._quarantine_str if quarantined else f"{self._objects_str}/{sha256[:2]}"
-        path = f"{folder}/{sha256}"
+        folder, path = self._location(sha256, quarantined)
         if folder not in self._made_dirs:
             os.makedirs(folder, exist_ok=True)
             self._made_dirs.add(folder)

@@ -101,7 +101,7 @@ def _process_object(
             local = cache.object_path(sha) if sha else None
             local = local if local and local.is_file() else (cache.quarantine_path(sha) if sha else None)
             if local is not None and local.is_file():
-                return _judge(local.read_bytes(), sha, rules, cache, admitted, quarantined, 0)
+                return _judge(local.read_bytes(), sha, rules, cache, admitted, quarantined, 0, stored_at=local)
     if size > rules.max_bytes:
         return quarantined(f"too large: {size} bytes > max_bytes {rules.max_bytes} (not downloaded)", None, 0)
     try:
@@ -111,13 +111,15 @@ def _process_object(
     return _judge(data, sha256_bytes(data), rules, cache, admitted, quarantined, len(data))
 
 
-def _judge(data: bytes, sha: str, rules: ImageRules, cache: ObjectCache, admitted: Any, quarantined: Any, downloaded: int) -> _Outcome:
-    """Validate bytes and file them in the cache or in quarantine."""
+def _judge(data: bytes, sha: str, rules: ImageRules, cache: ObjectCache, admitted: Any, quarantined: Any,
+           downloaded: int, stored_at: Path | None = None) -> _Outcome:
+    """Validate bytes and file them in the cache or in quarantine (``stored_at``: where they already lie, if local)."""
     verdict = validate_image(data, rules)
-    if isinstance(verdict, str):
-        cache.put(sha, data, quarantined=True)
+    rejected = isinstance(verdict, str)
+    if stored_at != (cache.quarantine_path(sha) if rejected else cache.object_path(sha)):
+        cache.put(sha, data, quarantined=rejected)  # a re-judged copy keeps its place when the verdict is unchanged
+    if rejected:
         return quarantined(verdict, sha, downloaded)
-    cache.put(sha, data)
     return admitted(sha, verdict, downloaded)
 
 
@@ -161,11 +163,8 @@ def ingest(
         with ThreadPoolExecutor(max_workers=max_workers) as pool:
             # Each object is submitted as its listing page arrives: downloads of page 1 overlap the listing of
             # page 2.. (a bare "list everything, then download" waits for the whole listing first).
-            try:
-                futures = [pool.submit(work, obj) for obj in list_objects(client, uri)
-                           if obj["Key"] != uri.folder + LABELS_MANIFEST]
-            except client.exceptions.NoSuchBucket:
-                raise StorageError(f"bucket {uri.bucket!r} of {source} does not exist") from None
+            futures = [pool.submit(work, obj) for obj in list_objects(client, uri)
+                       if obj["Key"] != uri.folder + LABELS_MANIFEST]
             if on_total:
                 on_total(len(futures))
             for future in futures:

@@ -96,3 +96,22 @@ def test_missing_bucket_is_a_clear_error(s3_client, tmp_path: Path) -> None:
 
     with pytest.raises(StorageError, match="no-such-bucket-cc"):
         ingest(["s3://no-such-bucket-cc/x"], s3_client, tmp_path / "cache", ImageRules())
+
+
+def test_rejudge_with_unchanged_verdict_leaves_the_cached_file_alone(s3_client, bucket: str, tmp_path: Path) -> None:
+    seed_mixed(s3_client, bucket)
+    first = run(s3_client, bucket, tmp_path / "cache")
+    cache = ObjectCache(tmp_path / "cache")
+    entries = SnapshotManifest.load(first.manifest_path).entries
+    inodes = {e.sha256: cache.object_path(e.sha256).stat().st_ino for e in entries}
+    # different rules (new rules hash) that every valid 16x16 image still passes: re-judged, same verdict
+    again = ingest([f"s3://{bucket}/imgs"], s3_client, tmp_path / "cache", ImageRules(min_side=5), min_valid_count=0)
+    assert again.downloaded == 0 and again.valid == first.valid
+    assert {sha: cache.object_path(sha).stat().st_ino for sha in inodes} == inodes  # not rewritten (a put renames)
+
+
+def test_missing_bucket_is_a_storage_error_naming_it(s3_client, tmp_path: Path) -> None:
+    from canvascraft.errors import StorageError
+
+    with pytest.raises(StorageError, match="bucket 'no-such-bucket-here' of s3://no-such-bucket-here/x does not exist"):
+        ingest(["s3://no-such-bucket-here/x"], s3_client, tmp_path / "cache", ImageRules())
