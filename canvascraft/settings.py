@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -47,14 +46,13 @@ class Settings(BaseSettings):
         return value.expanduser().resolve()
 
     def embedded_state(self, service: str) -> dict[str, Any] | None:
-        """State a running embedded service recorded in ``<home>/stack/<service>.json`` (None when stopped)."""
-        path = self.home / "stack" / f"{service}.json"
-        if not self.use_embedded or not path.is_file():
+        """State a running embedded service recorded in ``<home>/stack/<service>.json`` (None when stopped or dead)."""
+        from canvascraft.stack.process import read_live_state  # stdlib only; keeps settings import light
+
+        if not self.use_embedded:
             return None
-        try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError:
-            return None
+        # A state file whose process died (kill -9, reboot) is stale: trusting it would point clients at nothing.
+        return read_live_state(self.home / "stack" / f"{service}.json")
 
     @cached_property
     def embedded_s3(self) -> dict[str, Any] | None:

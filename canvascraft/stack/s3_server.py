@@ -47,7 +47,6 @@ def s3_service(settings: Settings) -> ManagedService:
     command = [
         rclone_binary(), "serve", "s3",
         "--addr", f"127.0.0.1:{settings.s3_port}",
-        "--auth-key", f"{creds['access_key_id']},{creds['secret_access_key']}",
         "--etag-hash", "MD5",  # AWS-style ETags for single-part objects
         "--config", "/dev/null",  # never read a user's rclone.conf
         str(data_dir),
@@ -58,7 +57,12 @@ def s3_service(settings: Settings) -> ManagedService:
         home=settings.home,
         command=command,
         url=url,
-        health=lambda: http_answers(url + "/"),
+        probe=lambda: http_answers(url + "/"),
+        port=settings.s3_port,
+        port_setting="CANVASCRAFT_S3_PORT",
+        # rclone reads any flag from RCLONE_<FLAG>: the keys travel in the environment, never in argv (which
+        # every local user can read in the process table). A repeatable flag's variable is CSV: one quoted pair.
+        env={"RCLONE_AUTH_KEY": f'"{creds["access_key_id"]},{creds["secret_access_key"]}"'},
         state={"endpoint_url": url, **creds, "data_dir": str(data_dir)},
         startup_timeout=30,
     )

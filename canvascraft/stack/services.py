@@ -11,7 +11,7 @@ from pathlib import Path
 
 from canvascraft.errors import StackError
 from canvascraft.settings import Settings
-from canvascraft.stack.process import ManagedService, http_answers, pid_alive
+from canvascraft.stack.process import ManagedService, http_answers
 from canvascraft.stack.s3_server import s3_service
 
 WORK_POOL = "gpu-pool"
@@ -38,6 +38,7 @@ def mlflow_service(settings: Settings) -> ManagedService:
         "--artifacts-destination", str(settings.home / "mlflow-artifacts"),
     ]
     return ManagedService("mlflow", settings.home, command, url, lambda: http_answers(url + "/health"),
+                          port=settings.mlflow_port, port_setting="CANVASCRAFT_MLFLOW_PORT",
                           state={"tracking_uri": url}, startup_timeout=120)
 
 
@@ -48,6 +49,7 @@ def prefect_service(settings: Settings) -> ManagedService:
            "PREFECT_UI_API_URL": f"{url}/api"}
     command = [_script("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(settings.prefect_port)]
     return ManagedService("prefect", settings.home, command, url, lambda: http_answers(url + "/api/health"),
+                          port=settings.prefect_port, port_setting="CANVASCRAFT_PREFECT_PORT",
                           env=env, state={"api_url": f"{url}/api"}, startup_timeout=120)
 
 
@@ -60,15 +62,13 @@ def worker_service(settings: Settings, project_dir: Path) -> ManagedService:
     service = ManagedService("worker", settings.home, command, f"pool {WORK_POOL} @ {api_url}",
                              lambda: False, env=env, cwd=project_dir, startup_timeout=60)
 
-    def healthy() -> bool:
-        # A worker has no port of its own: healthy = its process is alive and it logged its start (the log is
-        # rotated at every start, so an old line cannot count).
-        state = service.read_state()
-        if state is not None and not pid_alive(int(state["pid"])):
-            return False
-        return "started!" in service.tail_log(200)
+    def started() -> bool:
+        # A worker has no port of its own: it answers once it logged its start. The log is rotated at every
+        # start and the probe only counts together with the recorded (live) process, so an old line never does.
+        # Its Prefect server must answer too: a worker whose API is gone is not doing anything.
+        return "started!" in service.tail_log(200) and http_answers(api_url + "/health")
 
-    service.health = healthy
+    service.probe = started
     return service
 
 
@@ -82,6 +82,7 @@ def pushgateway_service(settings: Settings) -> ManagedService:
     command = [binary, f"--web.listen-address=127.0.0.1:{settings.pushgateway_port}",
                f"--persistence.file={settings.home / 'pushgateway.db'}"]
     return ManagedService("pushgateway", settings.home, command, url, lambda: http_answers(url + "/-/ready"),
+                          port=settings.pushgateway_port, port_setting="CANVASCRAFT_PUSHGATEWAY_PORT",
                           state={"url": url}, startup_timeout=30)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -26,8 +27,14 @@ def test_defaults_are_embedded(tmp_path: Path) -> None:
     assert settings.resolved_mlflow_tracking_uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert settings.resolved_s3_endpoint_url is None  # no embedded S3 running and none configured: AWS
     (tmp_path / "stack").mkdir()
-    (tmp_path / "stack" / "s3.json").write_text(json.dumps(
-        {"endpoint_url": "http://127.0.0.1:1", "access_key_id": "AKIDEXAMPLE123", "secret_access_key": "s3cr3t-value"}))
+    state = {"endpoint_url": "http://127.0.0.1:1", "access_key_id": "AKIDEXAMPLE123", "secret_access_key": "s3cr3t-value"}
+    dead = os.fork()
+    if dead == 0:
+        os._exit(0)
+    os.waitpid(dead, 0)
+    (tmp_path / "stack" / "s3.json").write_text(json.dumps({"pid": dead, **state}))
+    assert Settings(home=tmp_path).resolved_s3_endpoint_url is None  # a dead server's state is stale, not trusted
+    (tmp_path / "stack" / "s3.json").write_text(json.dumps({"pid": os.getpid(), **state}))  # a live process
     embedded = Settings(home=tmp_path)
     assert embedded.resolved_s3_endpoint_url == "http://127.0.0.1:1"
     described = json.dumps(embedded.describe())

@@ -1,14 +1,11 @@
 """Drift -> retrain on real loopback services: `prefect server start`, a process worker on gpu-pool, the
 deployments of prefect.yaml applied by `canvascraft deploy`, drift_check runs, and the train run the automation
-starts. Nothing is mocked; a few minutes on 2 busy cores."""
+starts (the server, deploy and worker are the session fixture of tests/flows/conftest.py). Nothing is mocked; a
+few minutes on 2 busy cores."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,9 +13,8 @@ import yaml
 
 from canvascraft.settings import get_settings
 from canvascraft.spec import load_spec
-from canvascraft.stack.process import free_port
-from canvascraft.stack.services import prefect_service, worker_service
 from tests.drift_helpers import drift_events, drift_spec, make_champion, seed_digits
+from tests.prefect_server_helpers import flow_runs
 
 # Runs in its own pytest process (see Makefile `test`): it talks to a real Prefect server, the rest of the
 # suite to the session's test harness, and one process should not switch between the two APIs.
@@ -27,38 +23,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.prefect_server]
 PROJECT = Path(__file__).resolve().parents[2]
 PIPELINE = "digits-quick"  # the train deployment train/digits-quick retrains on drift of this pipeline
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-
-
-@pytest.fixture(scope="module")
-def prefect_api(s3_settings, tmp_path_factory) -> Iterator[str]:
-    """A real Prefect server on a free loopback port, `canvascraft deploy` applied, and a process worker."""
-    feast_dir = tmp_path_factory.mktemp("drift-feast")
-    os.environ["CANVASCRAFT_FEAST_DATA"] = str(feast_dir)  # the worker's flow runs inherit it
-    settings = get_settings(prefect_port=free_port())  # the session home: the loopback S3's state lives there
-    server = prefect_service(settings)
-    server.start()
-    api = f"http://127.0.0.1:{settings.prefect_port}/api"
-    worker = worker_service(settings, PROJECT)
-    worker.env.update({"PREFECT_LOGGING_LEVEL": "INFO", "PREFECT_WORKER_QUERY_SECONDS": "2"})
-    try:
-        env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(settings.home / "prefect-cli")}
-        deploy = subprocess.run([sys.executable, "-m", "canvascraft.cli", "deploy"], cwd=PROJECT, env=env,
-                                capture_output=True, text=True, timeout=240)
-        assert deploy.returncode == 0, deploy.stdout + deploy.stderr
-        worker.start()
-        yield api
-    finally:
-        worker.stop()
-        server.stop()
-        os.environ.pop("CANVASCRAFT_FEAST_DATA", None)
-
-
-def flow_runs(client, deployment_name: str) -> list:
-    """Flow runs of one deployment (``flow/name``)."""
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
-
-    deployment = client.read_deployment_by_name(deployment_name)
-    return client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])))
 
 
 def test_deployments_from_prefect_yaml(prefect_api: str) -> None:

@@ -1,15 +1,18 @@
 """`canvascraft stack up|status|env|down` of the whole local stack, as a user runs it: real processes (rclone S3,
 Debian Pushgateway, MLflow server, Prefect server, a process worker on gpu-pool) on free loopback ports under a
-temp home. About a minute on 2 cores (MLflow and Prefect servers start)."""
+temp home: up, idempotent up, down, up again after down, and recovery after `kill -9` of services. A few minutes
+on 2 cores (MLflow and Prefect servers start twice)."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -40,7 +43,7 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_stack_up_status_env_down(tmp_path: Path) -> None:
+def test_stack_up_status_env_down_and_back_up(tmp_path: Path) -> None:
     if shutil.which("prometheus-pushgateway") is None:
         pytest.skip("Debian package prometheus-pushgateway not installed (make apt)")
     ports = {name: free_port() for name in ("s3", "pushgateway", "mlflow", "prefect")}
@@ -75,3 +78,38 @@ def test_stack_up_status_env_down(tmp_path: Path) -> None:
     after = _cli(env, "stack", "status", "--json")
     assert after.returncode == 0 and not any(s["running"] for s in json.loads(after.stdout))
     assert _cli(env, "stack", "status").returncode == 1  # the table form exits 1 when a service is down
+
+    # Up again after down (the previous start's logs and credentials are still in the home), then kill -9 two
+    # services: status tells the truth, and `stack up` brings back exactly what died.
+    began = time.monotonic()
+    try:
+        again = _cli(env, "stack", "up")
+        assert again.returncode == 0, again.stdout + again.stderr
+        restarted = {s["name"]: s for s in json.loads(_cli(env, "stack", "status", "--json").stdout)}
+        assert all(s["healthy"] for s in restarted.values()), restarted
+        assert _get(f"http://127.0.0.1:{ports['prefect']}/") == 200 and _get(f"http://127.0.0.1:{ports['mlflow']}/") == 200
+        print(f"stack up after down: {time.monotonic() - began:.1f}s")
+
+        for name in ("worker", "s3"):
+            os.kill(int(restarted[name]["pid"]), signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while any(pid_alive(int(restarted[n]["pid"])) for n in ("worker", "s3")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        crashed = _cli(env, "stack", "status", "--json")
+        states = {s["name"]: s for s in json.loads(crashed.stdout)}
+        for name in ("worker", "s3"):
+            assert states[name]["running"] is False and states[name]["healthy"] is False, states[name]
+        assert all(states[n]["healthy"] for n in ("pushgateway", "mlflow", "prefect")), states
+        assert _cli(env, "stack", "status").returncode == 1
+
+        recovered = _cli(env, "stack", "up")
+        assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+        final = {s["name"]: s for s in json.loads(_cli(env, "stack", "status", "--json").stdout)}
+        assert all(s["healthy"] for s in final.values()), final
+        assert {n: final[n]["pid"] for n in ("pushgateway", "mlflow", "prefect")} == {
+            n: restarted[n]["pid"] for n in ("pushgateway", "mlflow", "prefect")}  # the live ones were kept
+        assert all(final[n]["pid"] != restarted[n]["pid"] for n in ("worker", "s3"))
+        print(f"up -> down -> up -> kill -9 -> up: {time.monotonic() - began:.1f}s")
+    finally:
+        assert _cli(env, "stack", "down").returncode == 0
+    assert not any(_listening(port) for port in ports.values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from canvascraft.settings import Settings
@@ -21,6 +22,9 @@ def test_start_is_idempotent_and_stop_is_clean(tmp_path: Path) -> None:
         client.put_object(Bucket="bkt1", Key="x/y.txt", Body=b"hello")
         assert (tmp_path / "home" / "s3" / "bkt1" / "x" / "y.txt").read_bytes() == b"hello"  # a folder-backed store
         keys = (tmp_path / "home" / "stack" / "s3-credentials.json").read_text()
+        secret = json.loads(keys)["secret_access_key"]
+        # the keys reach rclone through its environment, never its argv (world-readable in the process table)
+        assert secret not in Path(f"/proc/{first['pid']}/cmdline").read_bytes().decode(errors="replace")
     finally:
         assert service.stop()
     assert not pid_alive(first["pid"]) and not service.status()["running"]
