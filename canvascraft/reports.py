@@ -26,6 +26,30 @@ def ingest_markdown(report: IngestReport, max_rows: int = 50) -> str:
     return "\n".join(lines)
 
 
+def _score_row(label: str, score: dict | None) -> str:
+    """One table row of a FidScore mapping with its comparability keys."""
+    if not score:
+        return f"| {label} | - | - | - | - | - | - | - |"
+    kid = score.get("kid_mean")
+    return (f"| {label} | {float(score['fid']):.3f} | {kid if kid is None else round(float(kid), 5)} | {score['n']} "
+            f"| {score['dims']} | {score['resize']} | `{str(score['weights_sha256'])[:12]}` | `{score.get('reference')}` |")
+
+
+def evaluation_markdown(pipeline: str, score: dict, mlflow_run_id: str, grid_name: str,
+                        verdict: dict | None = None) -> str:
+    """The evaluation artifact: the candidate's FID/KID with its keys and, after publish, the gate's verdict."""
+    lines = [f"# Evaluation of `{pipeline}`", "",
+             "| model | FID | KID | N | dims | resize | weights | reference |", "|---|---:|---:|---:|---:|---|---|---|",
+             _score_row("candidate", score)]
+    if verdict:
+        champion = verdict.get("champion_version")
+        lines.append(_score_row(f"champion v{champion} ({verdict.get('basis')})" if champion else "champion", verdict.get("champion")))
+        lines += ["", f"**Gate ({verdict.get('metric')}):** {'promoted' if verdict.get('promoted') else 'not promoted'}"
+                      f" - {verdict.get('reason')}"]
+    lines += ["", f"Sample grid: MLflow run `{mlflow_run_id}`, artifact `samples/{grid_name}`"]
+    return "\n".join(lines)
+
+
 def _link(text: str, url: str | None) -> str:
     """A markdown link when ``url`` is known, else the text in code style."""
     return f"[{text}]({url})" if url else f"`{text}`"
@@ -58,7 +82,8 @@ def run_summary_markdown(result: dict, links: dict[str, str | None], stages: dic
         name = f"{published.get('model')} v{published.get('version')}"
         lines.append(f"- Registered: {_link(name, links.get('model_version'))}, aliases "
                      f"{', '.join('@' + a for a in published.get('aliases') or [])}; "
-                     f"{'promoted' if published.get('promoted') else 'not promoted'}: {published.get('reason')}")
+                     f"{'promoted' if published.get('promoted') else 'not promoted'}: "
+                     f"{published.get('summary') or published.get('reason')}")
     elif published:
         lines.append(f"- Not published: {published.get('reason')}")
     drift = links.get("drift_report")

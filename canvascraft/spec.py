@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from canvascraft.errors import SpecError, UnknownComponentError
 from canvascraft.hashing import stable_hash
@@ -124,10 +124,13 @@ class EvaluatorSpec(_Section):
 
 
 class GateSpec(_Section):
-    """Promotion gate: promote when the new score beats the champion by ``margin``."""
+    """Promotion gate: promote when the new score beats the champion's, compared like for like, by ``margin``."""
 
     metric: Literal["fid", "kid_mean"] = "fid"
     margin: float = Field(default=0.0, ge=0.0)
+    on_unusable_champion: Literal["promote", "keep"] = Field(
+        default="keep", description="When the champion cannot be loaded or sampled for the like-for-like re-score: "
+                                    "promote the candidate, or keep the champion (default).")
 
 
 class PublishSpec(_Section):
@@ -149,13 +152,55 @@ class PublishSpec(_Section):
         return value
 
 
+class EmbeddingsDriftSpec(_Section):
+    """Drift of the Inception pool features (the FID network) of incoming vs reference images (Evidently)."""
+
+    method: Literal["model", "mmd"] = Field(
+        default="model", description="Evidently's embeddings drift method: a domain classifier (ROC AUC) or MMD.")
+    threshold: float | None = Field(default=None, gt=0, description="Method threshold (model: ROC AUC, default "
+                                    "0.55; mmd: quantile probability, default 0.95).")
+    dims: Literal[64, 192, 768, 2048] = Field(default=64, description="Inception feature block (64: cheapest).")
+    resize: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
+    max_images: int = Field(default=1000, ge=10, le=100000,
+                            description="At most this many images per side (a seeded sample beyond it).")
+    weights: str | None = Field(default=None, description="Path or s3:// URI of the Inception weights "
+                                "(unset: evaluator.weights, else the offline default).")
+
+
 class DriftSpec(_Section):
     """Evidently drift settings used by the drift flow."""
 
-    incoming: str | None = None
+    incoming: str | None = Field(default=None, description="s3://bucket/prefix where new images land; a drift "
+                                 "retrain may only add sources under it.")
     method: Literal["ks", "wasserstein", "psi", "jensenshannon"] | None = None
     threshold: float | None = Field(default=None, gt=0)
     drift_share: float = Field(default=0.5, gt=0.0, le=1.0)
+    embeddings: bool | EmbeddingsDriftSpec = Field(
+        default=False, description="true (or settings) adds embeddings drift beside the palette drift.")
+    raise_on: Literal["palettes", "embeddings", "any"] = Field(
+        default="palettes", description="Which verdict emits the drift event (embeddings needs drift.embeddings).")
+
+    @field_validator("incoming")
+    @classmethod
+    def _incoming_uri(cls, value: str | None) -> str | None:
+        if value is not None and not _S3_URI.match(value):
+            raise ValueError(f"{value!r} is not an s3://bucket/prefix URI")
+        return value
+
+    @property
+    def embeddings_spec(self) -> EmbeddingsDriftSpec | None:
+        """The embeddings drift settings when enabled (``true`` means the defaults), else None."""
+        if self.embeddings is True:
+            return EmbeddingsDriftSpec()
+        return self.embeddings or None
+
+    @model_validator(mode="after")
+    def _raise_on_needs_embeddings(self) -> DriftSpec:
+        """``raise_on`` may name embeddings only when embeddings drift is on."""
+        if self.raise_on in ("embeddings", "any") and self.embeddings_spec is None:
+            raise ValueError(f"raise_on {self.raise_on!r} needs drift.embeddings: true; allowed values "
+                             "without it: palettes")
+        return self
 
 
 NotifyEvent = Literal["drift_detected", "model_promoted", "rollback", "flow_failure"]
@@ -200,8 +245,24 @@ class PipelineSpec(_Section):
         return stable_hash(self.model_dump(mode="json", exclude=self.NOT_HASHED))
 
 
+def under_prefix(uri: str, prefix: str) -> bool:
+    """True when ``uri`` is ``prefix`` or lies below it (``s3://b/in`` holds ``s3://b/in/x``, not ``s3://b/inx``)."""
+    return uri.rstrip("/") == prefix.rstrip("/") or uri.startswith(prefix.rstrip("/") + "/")
+
+
 def with_extra_sources(spec: PipelineSpec, uris: list[str] | None) -> PipelineSpec:
-    """The spec with ``uris`` appended to ``data.extra_sources`` (order kept, duplicates and the source dropped)."""
+    """The spec with ``uris`` appended to ``data.extra_sources`` (order kept, duplicates and the source dropped).
+
+    A run's extra sources are data from an event or a form, not configuration: each must lie under the spec's
+    ``drift.incoming`` prefix, so a drift event can add the new images but never point training elsewhere.
+    """
+    for uri in uris or []:
+        if not spec.drift.incoming:
+            raise SpecError(f"extra_sources: {uri!r} is not allowed: spec {spec.name!r} sets no drift.incoming "
+                            "prefix; allowed values: none (add sources to data.extra_sources in the spec)")
+        if not under_prefix(uri, spec.drift.incoming):
+            raise SpecError(f"extra_sources: {uri!r} is not under the spec's drift.incoming prefix; allowed values: "
+                            f"{spec.drift.incoming} or a prefix below it")
     wanted = [u for u in dict.fromkeys(uris or []) if u != spec.data.source and u not in spec.data.extra_sources]
     if not wanted:
         return spec

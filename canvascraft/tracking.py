@@ -47,6 +47,22 @@ def start_parent_run(settings: Settings, spec: PipelineSpec, dataset_version: st
         return run.info.run_id
 
 
+RETRAIN_OF_TAG = "canvascraft.retrain_of"  # on a train run's parent: the incoming dataset version it retrains on
+
+
+def retrains_of(settings: Settings, pipeline: str, incoming_dataset_version: str) -> list[dict[str, Any]]:
+    """Train runs of ``pipeline`` that retrained on ``incoming_dataset_version`` (newest first): run id, status."""
+    configure(settings)
+    experiment = mlflow.get_experiment_by_name(pipeline)
+    if experiment is None:
+        return []
+    runs = mlflow.MlflowClient().search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`{RETRAIN_OF_TAG}` = '{incoming_dataset_version}'",
+        order_by=["attributes.start_time DESC"], max_results=10)
+    return [{"run_id": r.info.run_id, "status": r.info.status, "registered_version": r.data.tags.get("registered_version"),
+             "promoted": r.data.tags.get("promoted")} for r in runs]
+
+
 def log_to_run(run_id: str, *, metrics: dict[str, float] | None = None, params: dict[str, Any] | None = None,
                tags: dict[str, str] | None = None, artifacts: list[Path] | None = None,
                artifact_path: str | None = None) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect import flow
 
+from canvascraft.drift.detect import drift_line
 from tasks.drift import check_incoming, emit_drift_detected, push_incoming_features, record_drift
 from tasks.observability import observe_run
 from tasks.spec import resolve_spec
@@ -16,17 +17,14 @@ from tasks.spec import resolve_spec
       on_crashed=[observe_run])
 def drift_check(spec: str | dict[str, Any] = "pipelines/digits-quick.yaml", incoming: str | None = None,
                 push_features: bool = True) -> dict[str, Any]:
-    """Check ``incoming`` (default: spec.drift.incoming) for drift; emit ``canvascraft.drift.detected`` on drift."""
+    """Check the new images of ``incoming`` (default: spec.drift.incoming); emit ``canvascraft.drift.detected``."""
     pipeline = resolve_spec(spec)
     check = check_incoming(pipeline, incoming)
     result = record_drift(pipeline, check.result)
     features = push_incoming_features(check.incoming_report, pipeline) if push_features else None
-    event_id = emit_drift_detected(result, spec) if result.dataset_drift else None
-    print(f"drift of {result.incoming} vs dataset {result.reference_dataset_version}: share {result.drift_share:.3f} "
-          f"(threshold {result.drift_share_threshold}) -> {'DRIFT' if result.dataset_drift else 'no drift'}; "
-          f"drifted {result.drifted_columns}; report {result.report_uri or result.report_html}"
-          + (f"; event {event_id}" if event_id else ""))
-    return {**result.model_dump(mode="json"), "event_id": event_id,
+    event_id = emit_drift_detected(result) if result.event_due else None
+    print(drift_line(result, event_id))
+    return {**result.model_dump(mode="json"), "event_due": result.event_due, "event_id": event_id,
             "features": {k: features[k] for k in ("rows_written", "rows_materialized")} if features else None}
 
 

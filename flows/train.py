@@ -20,8 +20,12 @@ from tasks.train import start_tracking, tune_trainer
 
 @flow(name="train", log_prints=True, on_completion=[observe_run], on_failure=[observe_run], on_crashed=[observe_run])
 def train(spec: str | dict[str, Any] = "pipelines/digits-quick.yaml",
-          extra_sources: list[str] | None = None) -> dict[str, Any]:
-    """Run the training pipeline described by ``spec`` (path, YAML text or mapping)."""
+          extra_sources: list[str] | None = None, incoming_dataset_version: str | None = None) -> dict[str, Any]:
+    """Run the training pipeline described by ``spec`` (path, YAML text or mapping).
+
+    A drift retrain passes the incoming prefix as ``extra_sources`` (allowed only under the spec's
+    ``drift.incoming``) and the incoming dataset version it answers.
+    """
     pipeline = resolve_spec(spec, extra_sources)  # drift retrains add the incoming prefix to the spec's sources
     progress = start_progress(pipeline.name)  # progress artifact + stage timings for the metrics push
     report = ingest_snapshot(pipeline)
@@ -51,7 +55,7 @@ def train(spec: str | dict[str, Any] = "pipelines/digits-quick.yaml",
     }
     if pipeline.trainer is None:
         return result
-    parent_run_id = start_tracking(pipeline, report)
+    parent_run_id = start_tracking(pipeline, report, incoming_dataset_version)
     search = tune_trainer(pipeline, shards, selection, report, parent_run_id)
     progress.done("tune")
     best = search["best_metrics"]
@@ -62,11 +66,12 @@ def train(spec: str | dict[str, Any] = "pipelines/digits-quick.yaml",
     score = evaluation["score"]
     print(f"evaluate: FID {score['fid']:.3f}, KID {score['kid_mean']} (N={score['n']}, dims={score['dims']}, "
           f"resize={score['resize']}, weights {score['weights_sha256'][:12]})")
-    published = publish_model(pipeline, search["best_checkpoint"], evaluation, report, shards, features, parent_run_id)
+    published = publish_model(pipeline, search["best_checkpoint"], evaluation, report, shards, features, parent_run_id,
+                              selection, incoming_dataset_version)
     progress.done("publish")
     if published.get("published"):
         print(f"publish: {published['model']} v{published['version']} aliases {published['aliases']}: "
-              f"{published['reason']}")
+              f"{published['summary']}")
     return {**result, "mlflow_run_id": parent_run_id, "search": search, "evaluation": evaluation,
             "publish": published}
 

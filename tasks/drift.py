@@ -47,8 +47,12 @@ def push_incoming_features(report: IngestReport, spec: PipelineSpec) -> dict[str
 
 
 @task(name="emit-drift-detected", cache_policy=NO_CACHE)
-def emit_drift_detected(result: DriftResult, spec: str | dict[str, Any]) -> str | None:
-    """Emit ``canvascraft.drift.detected`` (resource = the pipeline; payload = share, columns, report, spec)."""
+def emit_drift_detected(result: DriftResult) -> str | None:
+    """Emit ``canvascraft.drift.detected``: data about the drift (share, columns, report, incoming prefix/version).
+
+    Events are data, not commands: the payload carries no spec. The train deployment keeps its own spec and only
+    accepts the incoming prefix as an extra source when it lies under that spec's ``drift.incoming``.
+    """
     event = emit_event(
         event=DRIFT_EVENT,
         resource={"prefect.resource.id": f"canvascraft.pipeline.{result.pipeline}",
@@ -60,9 +64,12 @@ def emit_drift_detected(result: DriftResult, spec: str | dict[str, Any]) -> str 
                  {"prefect.resource.id": f"canvascraft.dataset.{result.reference_dataset_version}",
                   "prefect.resource.role": "reference-dataset"}],
         payload={"drift_share": result.drift_share, "drift_share_threshold": result.drift_share_threshold,
-                 "drifted_columns": result.drifted_columns, "scores": result.scores(),
+                 "dataset_drift": result.dataset_drift, "drifted_columns": result.drifted_columns,
+                 "scores": result.scores(), "raise_on": result.raise_on,
+                 "embeddings": result.embeddings.model_dump(mode="json") if result.embeddings else None,
                  "report": result.report_uri or result.report_html, "report_html": result.report_html,
-                 "mlflow_run_id": result.mlflow_run_id, "spec": spec, "incoming": result.incoming,
+                 "mlflow_run_id": result.mlflow_run_id, "incoming": result.incoming,
+                 "incoming_dataset_version": result.incoming_dataset_version, "new_images": result.new_images,
                  "extra_sources": [result.incoming], "reference_model": result.reference_model,
                  "reference_model_version": result.reference_model_version},
     )

@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from canvascraft import tracking
 from canvascraft.evaluation.stage import evaluate_checkpoint
 from canvascraft.preprocess import ShardSet
+from canvascraft.reports import evaluation_markdown
 from canvascraft.settings import get_settings
 from canvascraft.spec import PipelineSpec
 from canvascraft.storage import make_s3_client
@@ -38,10 +39,7 @@ def evaluate_model(
     )
     create_markdown_artifact(
         key=artifact_key(spec.name, "evaluation"),
-        markdown=(f"# Evaluation of `{spec.name}`\n\n| FID | KID | N | dims | resize | weights |\n|---:|---:|---:|---:|---|---|\n"
-                  f"| {score['fid']:.3f} | {score['kid_mean'] if score['kid_mean'] is None else round(score['kid_mean'], 5)} "
-                  f"| {score['n']} | {score['dims']} | {score['resize']} | `{score['weights_sha256'][:12]}` |\n\n"
-                  f"Sample grid: MLflow run `{parent_run_id}`, artifact `samples/{result['grid'].rsplit('/', 1)[-1]}`"),
+        markdown=evaluation_markdown(spec.name, score, parent_run_id, Path(result["grid"]).name),
         description="FID/KID of the best trial",
     )
     uri = settings.resolved_mlflow_tracking_uri

@@ -132,7 +132,7 @@ def observe_run(flow: Any, flow_run: Any, state: Any) -> None:
     if published.get("promoted"):
         _best_effort(log, "promotion notification", notify_model_promoted, pipeline, published,
                      result.get("mlflow_run_id"), config)
-    if flow.name == "drift_check" and result.get("dataset_drift"):
+    if flow.name == "drift_check" and result.get("event_due"):
         _best_effort(log, "drift notification", notify_drift_detected, result, config)
     if flow.name == "rollback":
         model = str(parameters.get("registered_model", pipeline))

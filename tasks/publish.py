@@ -2,29 +2,37 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from prefect import task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 
 from canvascraft import tracking
 from canvascraft.evaluation.scores import FidScore
+from canvascraft.evaluation.stage import real_sample, rescore_registered
+from canvascraft.hashing import stable_hash
 from canvascraft.ingest import IngestReport
 from canvascraft.preprocess import ShardSet
 from canvascraft.publishing import model_registry as registry
+from canvascraft.reports import evaluation_markdown
 from canvascraft.settings import get_settings
 from canvascraft.spec import PipelineSpec
+from canvascraft.storage import make_s3_client
+from tasks.reporting import artifact_key
 from tasks.retry_policy import retry_on_io
 
 
 @task(name="publish", retries=2, retry_delay_seconds=10, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
 def publish_model(
     spec: PipelineSpec, checkpoint: str, evaluation: dict[str, Any], report: IngestReport, shards: ShardSet,
-    features: dict[str, Any], parent_run_id: str,
+    features: dict[str, Any], parent_run_id: str, selection: dict[str, Any] | None = None,
+    incoming_dataset_version: str | None = None,
 ) -> dict[str, Any]:
-    """New registered version with lineage tags; ``@<tag>`` always, ``@champion`` only through the gate."""
+    """New registered version with lineage tags (once per run and checkpoint); ``@champion`` only through the gate."""
     if spec.publish is None:
         return {"published": False, "reason": "spec has no publish section"}
     settings = get_settings()
@@ -39,21 +47,45 @@ def publish_model(
         "seed": str(spec.seed),
         "pipeline": spec.name,
         "prefect_flow_run_id": str(flow_run.id or ""),
+        **({"incoming_dataset_version": incoming_dataset_version} if incoming_dataset_version else {}),
         **registry.save_score_tags(score),
     }
     name = spec.publish.registered_model
-    version = registry.log_model_version(name, checkpoint, parent_run_id, tags)
+    version = registry.publish_version(name, checkpoint, parent_run_id, tags,
+                                       publish_key=stable_hash({"run": parent_run_id, "checkpoint": checkpoint}))
+    kept = (selection or {}).get("kept_image_ids")
+    s3 = make_s3_client(settings) if (spec.evaluator.weights or "").startswith("s3://") else None
+
+    def rescore(champion: str) -> FidScore:
+        """The champion on this candidate's terms (its reference sample, weights, dims, resize, N, seed)."""
+        real = real_sample(shards, kept, spec.evaluator.num_samples, spec.seed)
+        return rescore_registered(f"models:/{name}/{champion}", score, real, spec, settings, s3_client=s3)
+
+    gate = spec.publish.gate
     outcome = registry.gate_and_alias(
-        name, version, score, metric=spec.publish.gate.metric, margin=spec.publish.gate.margin,
-        tag=spec.publish.tag, lock=registry.lock_for(settings.home, name),
+        name, version, score, metric=gate.metric, margin=gate.margin, tag=spec.publish.tag,
+        lock=registry.lock_for(settings.home, name), rescore=rescore, on_unusable=gate.on_unusable_champion,
     )
+    verdict = outcome["verdict"]
+    champion_score = verdict.get("champion") or {}
     tracking.log_to_run(parent_run_id, tags={"registered_model": name, "registered_version": version,
-                                             "promoted": str(outcome["promoted"])})
+                                             "promoted": str(outcome["promoted"]), "gate_basis": verdict["basis"]},
+                        metrics={f"gate_champion_{gate.metric}": champion_score[gate.metric]}
+                        if champion_score.get(gate.metric) is not None else None)
+    create_markdown_artifact(  # the evaluation artifact again, now with the champion's side and the verdict
+        key=artifact_key(spec.name, "evaluation"),
+        markdown=evaluation_markdown(spec.name, evaluation["score"], parent_run_id, Path(evaluation["grid"]).name,
+                                     verdict={**verdict, "promoted": outcome["promoted"]}),
+        description="FID/KID of the best trial and the promotion verdict",
+    )
     emit_event(
         event="canvascraft.retrain.completed",
         resource={"prefect.resource.id": f"canvascraft.pipeline.{spec.name}", "canvascraft.model": name},
-        payload={"version": version, "promoted": outcome["promoted"], "fid": score.fid,
-                 "dataset_version": report.dataset_version},
+        payload={"version": version, "promoted": outcome["promoted"], "reason": outcome["reason"],
+                 "summary": outcome["summary"], "basis": verdict["basis"], "metric": gate.metric,
+                 "candidate_score": verdict["candidate"], "champion_score": verdict.get("champion"),
+                 "champion_version": verdict.get("champion_version"), "fid": score.fid,
+                 "dataset_version": report.dataset_version, "incoming_dataset_version": incoming_dataset_version},
     )
     return {"published": True, "model": name, **outcome, "fid": score.fid, "kid_mean": score.kid_mean,
             "comparability": {"n": score.n, "dims": score.dims, "resize": score.resize,

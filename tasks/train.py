@@ -21,10 +21,16 @@ from tasks.retry_policy import retry_on_io
 
 
 @task(name="start-tracking", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
-def start_tracking(spec: PipelineSpec, report: IngestReport) -> str:
-    """Create the MLflow parent run of this flow run (resolved spec, dataset version, Prefect run id)."""
+def start_tracking(spec: PipelineSpec, report: IngestReport, incoming_dataset_version: str | None = None) -> str:
+    """Create the MLflow parent run of this flow run (resolved spec, dataset versions, Prefect run id).
+
+    A drift retrain records the incoming dataset version it answers (``tracking.RETRAIN_OF_TAG``): later drift
+    checks of the same incoming data, on any worker, find it and stay calm.
+    """
     tags = {"prefect.flow_run_id": str(flow_run.id or ""), "prefect.flow_run_name": str(flow_run.name or ""),
             "canvascraft.dataset_version": report.dataset_version}
+    if incoming_dataset_version:
+        tags[tracking.RETRAIN_OF_TAG] = incoming_dataset_version
     return tracking.start_parent_run(get_settings(), spec, report.dataset_version, tags)
 
 

@@ -46,6 +46,7 @@ def test_every_train_deployment_retrains_on_its_pipelines_drift_once() -> None:
         assert trigger["expect"] == ["canvascraft.drift.detected"] and trigger["within"] >= 60
         assert trigger["match"] == {"prefect.resource.id": f"canvascraft.pipeline.{d['name']}"}
         assert trigger["parameters"]["extra_sources"] == "{{ event.payload.extra_sources }}"
+        assert "spec" not in trigger["parameters"]  # events are data: the deployment keeps its own spec
     assert {d["entrypoint"] for d in deployments} == {
         "flows/train.py:train", "flows/drift_check.py:drift_check", "flows/rollback.py:rollback"}
 

@@ -4,11 +4,11 @@ from canvascraft.drift.check import DriftCheck, check_drift, incoming_uri, log_d
 from canvascraft.drift.detect import (
     ColumnDrift, DriftResult, compare_features, dataset_drift, drift_markdown, feature_columns,
 )
-from canvascraft.drift.incoming import IncomingFeatures, incoming_features
+from canvascraft.drift.incoming import ingest_incoming, palette_frame
 from canvascraft.drift.reference import ReferenceLocation, locate_reference
 
 __all__ = [
-    "ColumnDrift", "DriftCheck", "DriftResult", "IncomingFeatures", "ReferenceLocation", "check_drift",
-    "compare_features", "dataset_drift", "drift_markdown", "feature_columns", "incoming_features", "incoming_uri",
-    "locate_reference", "log_drift_run",
+    "ColumnDrift", "DriftCheck", "DriftResult", "ReferenceLocation", "check_drift",
+    "compare_features", "dataset_drift", "drift_markdown", "feature_columns", "ingest_incoming", "incoming_uri",
+    "locate_reference", "log_drift_run", "palette_frame",
 ]

@@ -1,4 +1,4 @@
-"""One drift check end to end in the core: incoming prefix -> palettes -> compare with the champion's reference."""
+"""One drift check end to end in the core: incoming prefix -> new images -> palettes (and embeddings) -> compare."""
 
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ from pathlib import Path
 import pandas as pd
 from pydantic import BaseModel
 
-from canvascraft.drift.detect import DriftResult, compare_features
-from canvascraft.drift.incoming import incoming_features
+from canvascraft.drift.detect import JOIN_KEY, DriftResult, compare_features
+from canvascraft.drift.embeddings import EmbeddingsDriftResult, compare_embeddings, image_embeddings, sample_ids
+from canvascraft.drift.incoming import ingest_incoming, palette_frame
 from canvascraft.drift.reference import ReferenceLocation, locate_reference, palette_set_of
 from canvascraft.errors import DriftError
 from canvascraft.ingest import IngestReport
+from canvascraft.ingest.cache import ObjectCache
 from canvascraft.settings import Settings
-from canvascraft.spec import PipelineSpec
+from canvascraft.spec import EmbeddingsDriftSpec, PipelineSpec
 
 SCORE_PREFIX = "drift_score."
 
@@ -45,19 +47,56 @@ def report_path(settings: Settings, spec: PipelineSpec, reference_version: str, 
 
 
 def check_drift(spec: PipelineSpec, settings: Settings, incoming: str | None = None) -> DriftCheck:
-    """Compare the incoming prefix's palettes with the champion's reference table; write the HTML report."""
+    """Compare the incoming images that are new to the champion with its reference; write the HTML report(s).
+
+    Only images whose sha256 is not in the champion's training snapshot are compared: once a retrain on them is
+    champion, the same prefix is calm ("no new images"). An incoming dataset version that a train run already
+    answered (its MLflow run carries ``tracking.RETRAIN_OF_TAG``) is not raised again, promoted or not.
+    """
+    from canvascraft import tracking
+
     uri = incoming_uri(spec, incoming)
     reference = locate_reference(spec, settings)
-    current = incoming_features(spec, settings, uri, palette_set_of(spec))
-    html = report_path(settings, spec, reference.dataset_version, current.report.dataset_version)
-    result = compare_features(pd.read_parquet(reference.table), current.frame, spec.drift, html)
-    result = result.model_copy(update={
-        "pipeline": spec.name, "reference_dataset_version": reference.dataset_version,
-        "reference_model": reference.model, "reference_model_version": reference.version,
-        "reference_table": reference.table, "incoming": uri,
-        "incoming_dataset_version": current.report.dataset_version,
-    })
-    return DriftCheck(result=result, incoming_report=current.report, reference=reference)
+    report, paths = ingest_incoming(spec, settings, uri)
+    reference_frame = pd.read_parquet(reference.table)
+    known = set(reference_frame[JOIN_KEY].astype(str))
+    new_ids = [i for i in paths if i not in known]
+    lineage = {"pipeline": spec.name, "reference_dataset_version": reference.dataset_version,
+               "reference_model": reference.model, "reference_model_version": reference.version,
+               "reference_table": reference.table, "incoming": uri, "incoming_dataset_version": report.dataset_version,
+               "incoming_images": len(paths), "new_images": len(new_ids), "raise_on": spec.drift.raise_on,
+               "drift_share_threshold": spec.drift.drift_share, "method": spec.drift.method,
+               "threshold": spec.drift.threshold, "reference_rows": len(reference_frame)}
+    if not new_ids:
+        return DriftCheck(result=DriftResult(status="no new images", **lineage), incoming_report=report,
+                          reference=reference)
+    answered = tracking.retrains_of(settings, spec.name, report.dataset_version)
+    if answered:
+        return DriftCheck(result=DriftResult(status="already retrained", retrained_by=answered[0], **lineage),
+                          incoming_report=report, reference=reference)
+    current = palette_frame(palette_set_of(spec), {i: paths[i] for i in new_ids})
+    html = report_path(settings, spec, reference.dataset_version, report.dataset_version)
+    result = compare_features(reference_frame, current, spec.drift, html)
+    embedded = None
+    if (emb := spec.drift.embeddings_spec) is not None:
+        embedded = embeddings_check(spec, settings, emb, reference_frame[JOIN_KEY].astype(str).tolist(), new_ids,
+                                    paths, html.with_name(html.stem + "-embeddings.html"))
+    result = result.model_copy(update={**lineage, "embeddings": embedded, "current_rows": len(current)})
+    result = result.model_copy(update={"status": "drift" if result.event_due else "no drift"})
+    return DriftCheck(result=result, incoming_report=report, reference=reference)
+
+
+def embeddings_check(spec: PipelineSpec, settings: Settings, emb: EmbeddingsDriftSpec, reference_ids: list[str],
+                     new_ids: list[str], incoming_paths: dict[str, Path], html: Path) -> EmbeddingsDriftResult:
+    """Inception features of (a seeded sample of) the reference and the new images, compared by Evidently."""
+    cache = ObjectCache(settings.home / "cache")
+    ref_ids = sample_ids(reference_ids, emb.max_images, spec.seed)
+    cur_ids = sample_ids(new_ids, emb.max_images, spec.seed)
+    paths = {**{i: cache.object_path(i) for i in ref_ids}, **incoming_paths}
+    size = spec.features.image_size
+    reference = image_embeddings(ref_ids, paths, emb, size, settings, fallback_weights=spec.evaluator.weights)
+    current = image_embeddings(cur_ids, paths, emb, size, settings, fallback_weights=spec.evaluator.weights)
+    return compare_embeddings(reference, current, emb, html)
 
 
 def log_drift_run(settings: Settings, spec: PipelineSpec, result: DriftResult,
@@ -75,13 +114,23 @@ def log_drift_run(settings: Settings, spec: PipelineSpec, result: DriftResult,
                            "method": result.method or "evidently-default", "threshold": result.threshold,
                            "drift_share_threshold": result.drift_share_threshold,
                            "reference_model": f"{result.reference_model}/{result.reference_model_version}"})
+        mlflow.set_tags({"status": result.status, "event_due": str(result.event_due)})
+        embedded = result.embeddings
         mlflow.log_metrics({"drift_share": result.drift_share, "dataset_drift": float(result.dataset_drift),
                             "drifted_columns": float(len(result.drifted_columns)),
+                            "incoming_images": float(result.incoming_images), "new_images": float(result.new_images),
+                            **({"embeddings_drift_score": embedded.score, "embeddings_drift": float(embedded.drifted),
+                                "embeddings_seconds": embedded.seconds} if embedded else {}),
                             **{SCORE_PREFIX + k: v for k, v in result.scores().items()}})
+        if embedded:
+            mlflow.log_params({"embeddings_method": embedded.method, "embeddings_dims": embedded.dims,
+                               "embeddings_threshold": embedded.threshold})
         report_uri = None
         if result.report_html and Path(result.report_html).is_file():
             mlflow.log_artifact(result.report_html, "drift")
             report_uri = f"{run.info.artifact_uri}/drift/{Path(result.report_html).name}"
+        if embedded and embedded.report_html and Path(embedded.report_html).is_file():
+            mlflow.log_artifact(embedded.report_html, "drift")
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "drift_result.json"
             path.write_text(json.dumps(result.model_dump(mode="json"), indent=1))

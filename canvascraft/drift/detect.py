@@ -11,10 +11,12 @@ import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from canvascraft.drift.embeddings import EmbeddingsDriftResult
 from canvascraft.errors import DriftError
 from canvascraft.spec import DriftSpec
 
@@ -32,19 +34,29 @@ class ColumnDrift(BaseModel):
     drifted: bool
 
 
+DriftStatus = Literal["drift", "no drift", "no new images", "already retrained"]
+
+
 class DriftResult(BaseModel):
     """Outcome of one drift check: share and verdict, per-feature scores, where the HTML report is, and lineage."""
 
     pipeline: str = ""
-    dataset_drift: bool
-    drift_share: float = Field(description="Share of feature columns that drifted.")
-    drift_share_threshold: float = Field(description="spec.drift.drift_share: dataset drift at or above it.")
+    status: DriftStatus = Field(default="no drift", description="What the check concluded (only 'drift' emits).")
+    dataset_drift: bool = Field(default=False, description="Palette verdict: share of drifted columns >= threshold.")
+    drift_share: float = Field(default=0.0, description="Share of feature columns that drifted.")
+    drift_share_threshold: float = Field(default=0.5, description="spec.drift.drift_share: dataset drift at or above it.")
     method: str | None = Field(default=None, description="spec.drift.method (None: Evidently's default per column).")
     threshold: float | None = None
-    drifted_columns: list[str]
-    columns: dict[str, ColumnDrift]
-    reference_rows: int
-    current_rows: int
+    drifted_columns: list[str] = Field(default_factory=list)
+    columns: dict[str, ColumnDrift] = Field(default_factory=dict)
+    reference_rows: int = 0
+    current_rows: int = 0
+    incoming_images: int = Field(default=0, description="Unique valid images under the incoming prefix.")
+    new_images: int = Field(default=0, description="Of those, images not in the champion's training snapshot.")
+    embeddings: EmbeddingsDriftResult | None = None
+    raise_on: Literal["palettes", "embeddings", "any"] = "palettes"
+    retrained_by: dict[str, Any] | None = Field(default=None, description="The train run that already answered "
+                                                "this incoming dataset version, when status is 'already retrained'.")
     report_html: str | None = None
     reference_dataset_version: str | None = None
     reference_model: str | None = None
@@ -54,6 +66,15 @@ class DriftResult(BaseModel):
     incoming_dataset_version: str | None = None
     mlflow_run_id: str | None = None
     report_uri: str | None = Field(default=None, description="MLflow artifact URI of the HTML report.")
+
+    @property
+    def event_due(self) -> bool:
+        """True when the verdict named by ``raise_on`` says drift (and the check found new, unanswered data)."""
+        if self.status in ("no new images", "already retrained"):
+            return False
+        embedded = bool(self.embeddings and self.embeddings.drifted)
+        return {"palettes": self.dataset_drift, "embeddings": embedded,
+                "any": self.dataset_drift or embedded}[self.raise_on]
 
     def scores(self) -> dict[str, float]:
         """Per-feature drift scores (columns Evidently could not score are left out)."""
@@ -140,12 +161,45 @@ def compare_features(
     )
 
 
+def drift_line(result: DriftResult, event_id: str | None = None) -> str:
+    """The one-line outcome of a drift check for the flow log."""
+    head = (f"drift check of {result.incoming} ({result.new_images} new of {result.incoming_images} images) vs dataset "
+            f"{result.reference_dataset_version}: {result.status.upper() if result.status == 'drift' else result.status}")
+    if result.status == "already retrained" and result.retrained_by:
+        return head + f" by MLflow run {result.retrained_by.get('run_id')}; no event"
+    if result.status == "no new images":
+        return head + "; no event"
+    detail = (f"; palettes share {result.drift_share:.3f} (threshold {result.drift_share_threshold}) -> "
+              f"{'drift' if result.dataset_drift else 'no drift'}, drifted {result.drifted_columns}")
+    if result.embeddings:
+        detail += (f"; embeddings {result.embeddings.method} score {result.embeddings.score:.4f} -> "
+                   f"{'drift' if result.embeddings.drifted else 'no drift'}")
+    return head + detail + f"; raise_on {result.raise_on}; report {result.report_uri or result.report_html}" + (
+        f"; event {event_id}" if event_id else "; no event")
+
+
 def drift_markdown(result: DriftResult, max_rows: int = 60) -> str:
     """Markdown summary of a drift check: verdict, share, where the report is, per-feature scores."""
-    verdict = "**DRIFT**" if result.dataset_drift else "no drift"
+    verdict = {"drift": "**DRIFT**"}.get(result.status, result.status)
     lines = [
         f"# Drift check of `{result.pipeline}`: {verdict}",
         "",
+        f"- incoming `{result.incoming}`: {result.incoming_images} images, {result.new_images} not in the champion's "
+        "training snapshot (only those are compared)",
+    ]
+    if result.retrained_by:
+        lines.append(f"- already retrained on this incoming version: MLflow run `{result.retrained_by.get('run_id')}` "
+                     f"({result.retrained_by.get('status')}; registered v{result.retrained_by.get('registered_version')}, "
+                     f"promoted {result.retrained_by.get('promoted')}): no event")
+    if result.status in ("no new images", "already retrained"):
+        return "\n".join(lines)
+    if result.embeddings:
+        e = result.embeddings
+        lines.append(f"- embeddings ({e.dims}-d Inception, {e.method}): score {e.score:.4f}"
+                     f" (threshold {e.threshold if e.threshold is not None else 'bootstrap q0.95'}) -> "
+                     f"{'DRIFT' if e.drifted else 'no drift'}; report `{e.report_html}`")
+    lines.append(f"- event raised on: {result.raise_on} -> {'yes' if result.event_due else 'no'}")
+    lines += [
         f"- drift share **{result.drift_share:.3f}** (dataset drift at >= {result.drift_share_threshold}); "
         f"method {result.method or 'Evidently default'}, threshold {result.threshold or 'default'}",
         f"- reference: dataset version `{result.reference_dataset_version}` ({result.reference_rows} rows, "

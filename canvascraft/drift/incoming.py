@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
 
 from canvascraft.ingest import ImageRules, IngestReport, ingest
 from canvascraft.ingest.cache import ObjectCache
@@ -16,15 +15,6 @@ from canvascraft.spec import PipelineSpec
 from canvascraft.storage import make_s3_client
 
 JOIN_KEY = "image_id"
-
-
-class IncomingFeatures(BaseModel):
-    """The ingest report of the incoming prefix and its palette features (one row per unique image)."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    report: IngestReport
-    frame: pd.DataFrame
 
 
 def palette_frame(palette_set: PaletteSet, paths: dict[str, Path]) -> pd.DataFrame:
@@ -41,13 +31,12 @@ def palette_frame(palette_set: PaletteSet, paths: dict[str, Path]) -> pd.DataFra
     return frame
 
 
-def incoming_features(spec: PipelineSpec, settings: Settings, uri: str, palette_set: PaletteSet) -> IncomingFeatures:
-    """Ingest ``uri`` with the spec's image rules (at least one valid image) and compute its palettes."""
+def ingest_incoming(spec: PipelineSpec, settings: Settings, uri: str) -> tuple[IngestReport, dict[str, Path]]:
+    """Ingest ``uri`` with the spec's image rules (at least one valid image): the report and ``{sha256: file}``."""
     report = ingest(
         [uri], make_s3_client(settings), settings.home / "cache", ImageRules.from_spec(spec.data),
         min_valid_count=1, min_valid_fraction=spec.data.min_valid_fraction, max_workers=settings.s3_max_concurrency,
     )
     manifest = SnapshotManifest.load(report.manifest_path)
     cache = ObjectCache(settings.home / "cache")
-    ids = list(dict.fromkeys(e.sha256 for e in manifest.entries))
-    return IncomingFeatures(report=report, frame=palette_frame(palette_set, {i: cache.object_path(i) for i in ids}))
+    return report, {i: cache.object_path(i) for i in dict.fromkeys(e.sha256 for e in manifest.entries)}

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from canvascraft.evaluation import EvaluationInputError
 from canvascraft.evaluation.scores import FidScore, ReferenceStatsCache, score_images
 from canvascraft.preprocess import ShardSet, load_shards
 from canvascraft.sampling import save_grid
@@ -45,3 +46,28 @@ def evaluate_checkpoint(
     )
     grid = save_grid(fake[:64], Path(checkpoint).parent / "evaluation_samples.png")
     return {"score": score.model_dump(), "grid": str(grid), "n": n}
+
+
+def rescore_registered(
+    model_uri: str, candidate: FidScore, real: torch.Tensor, spec: PipelineSpec, settings: Settings,
+    *, s3_client: Any | None = None,
+) -> FidScore:
+    """A registered generator scored on ``candidate``'s terms: same reference, weights, dims, resize, N and seed.
+
+    ``real`` is the candidate's reference sample (its statistics are normally a cache hit, keyed by
+    ``candidate.reference``); the generator samples ``candidate.n`` images with the spec's seed and sampler steps.
+    """
+    import mlflow.pyfunc
+
+    model = mlflow.pyfunc.load_model(model_uri)
+    fake_nhwc = model.predict({"n": candidate.n, "seed": spec.seed, "inference_steps": spec.evaluator.sampling_steps})
+    fake = torch.as_tensor(fake_nhwc).permute(0, 3, 1, 2).contiguous()
+    cache_dir = settings.home / "cache" / "fid"
+    score = score_images(
+        real, fake, cache_dir=cache_dir, weights=spec.evaluator.weights, dims=candidate.dims, resize=candidate.resize,
+        seed=spec.seed, kid=candidate.kid_mean is not None, reference_cache=ReferenceStatsCache(cache_dir / "reference"),
+        dataset_version=candidate.reference, s3_client=s3_client,
+    )
+    if not score.comparable_with(candidate):  # e.g. the configured weights changed between evaluate and publish
+        raise EvaluationInputError("rescore", f"differs from the candidate in {sorted(score.incomparable_fields(candidate))}")
+    return score

@@ -1,4 +1,4 @@
-"""Register a model version with lineage, promote it through the gate, roll back, promote by hand, list.
+"""Register a model version with lineage (once per publish), promote it through the gate, roll back, promote, list.
 
 Aliases: ``@champion`` (serving), ``@previous`` (the champion it replaced; the rollback target) and the spec's
 publish tag (e.g. ``@latest``) moved on every publish. The read-decide-write of the gate runs under a lock so two
@@ -20,10 +20,14 @@ from mlflow.exceptions import MlflowException
 
 from canvascraft.errors import CanvasCraftError
 from canvascraft.evaluation.scores import FidScore
+from canvascraft.publishing.gate import GateVerdict, Rescorer, judge, rescore_key
 from canvascraft.publishing.pyfunc_model import GeneratorModel
 
 CHAMPION, PREVIOUS = "champion", "previous"
 SCORE_TAG = "canvascraft.score"  # JSON of the FidScore: the comparability keys travel with the version
+VERDICT_TAG = "canvascraft.gate"  # JSON of the GateVerdict: both scores, their keys, the decision
+RESCORE_TAG_PREFIX = "canvascraft.rescore."  # + rescore_key: the champion's score on a candidate's terms
+PUBLISH_KEY_TAG = "publish_key"  # one version per (flow run, checkpoint): retried publishes find it
 
 
 class RegistryError(CanvasCraftError):
@@ -82,38 +86,123 @@ def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
         return None
 
 
-def decide(candidate: FidScore, champion: FidScore | None, metric: str, margin: float) -> tuple[bool, str]:
-    """The promotion gate: promote the first version; else only a comparable score better by ``margin``."""
-    if champion is None:
-        return True, "first version with a score: promoted"
-    if not candidate.comparable_with(champion):
-        diff = candidate.incomparable_fields(champion)
-        return False, f"not comparable with the champion (differs in {', '.join(sorted(diff))}): not promoted"
-    new, old = getattr(candidate, metric), getattr(champion, metric)
-    if new is None or old is None:
-        return False, f"{metric} missing on one side: not promoted"
-    if new < old - margin:  # lower is better for FID and KID
-        return True, f"{metric} {new:.4f} beats champion's {old:.4f} by more than margin {margin}: promoted"
-    return False, f"{metric} {new:.4f} does not beat champion's {old:.4f} by margin {margin}: not promoted"
+def find_published(registered_model: str, publish_key: str) -> str | None:
+    """The version an earlier attempt of this publish registered (same ``publish_key`` tag), if any."""
+    client = MlflowClient()
+    try:
+        found = client.search_model_versions(f"name = '{registered_model}' and tags.{PUBLISH_KEY_TAG} = '{publish_key}'")
+    except MlflowException:
+        return None
+    return str(min(int(v.version) for v in found)) if found else None
+
+
+def publish_version(registered_model: str, checkpoint: str, run_id: str, tags: dict[str, str], publish_key: str) -> str:
+    """Register the checkpoint once per ``publish_key`` (flow run + checkpoint): a retried task reuses the version."""
+    existing = find_published(registered_model, publish_key)
+    if existing is not None:
+        return existing
+    return log_model_version(registered_model, checkpoint, run_id, {**tags, PUBLISH_KEY_TAG: publish_key})
+
+
+def recorded_verdict(name: str, version: str) -> GateVerdict | None:
+    """The gate verdict stored on a version by an earlier attempt (None when the gate has not finished for it)."""
+    raw = MlflowClient().get_model_version(name, version).tags.get(VERDICT_TAG)
+    return GateVerdict.model_validate_json(raw) if raw else None
+
+
+def _cached_rescore(client: MlflowClient, name: str, champion: str, candidate: FidScore) -> FidScore | None:
+    """The champion's re-score on the candidate's terms, cached on the champion version by an earlier gate."""
+    raw = client.get_model_version(name, champion).tags.get(RESCORE_TAG_PREFIX + rescore_key(candidate))
+    return FidScore.model_validate_json(raw) if raw else None
 
 
 def gate_and_alias(
     name: str, version: str, score: FidScore, *, metric: str, margin: float, tag: str,
     lock: Callable[[], contextlib.AbstractContextManager[Any]],
+    rescore: Rescorer | None = None, on_unusable: str = "keep",
 ) -> dict[str, Any]:
-    """Set the publish tag alias; promote to champion through the gate (under ``lock``); return the outcome."""
+    """Set the publish tag alias; promote to champion through the like-for-like gate (under ``lock``).
+
+    Idempotent: a version whose verdict is recorded returns it; a version that already is the champion (an attempt
+    failed after promoting it) reports promoted. The champion's re-score (slow: it samples the champion) is
+    computed before taking the lock and reused under it unless the champion changed meanwhile; it is cached on
+    the champion version per reference key, so the next candidate on the same terms skips it.
+    """
     client = MlflowClient()
+    if (done := recorded_verdict(name, version)) is not None:
+        return _outcome(name, version, done, _alias_version(client, name, PREVIOUS))
+    rescores: dict[str, FidScore | Exception] = {}
+
+    def remembered(champion: str) -> FidScore:
+        """Re-score each champion version at most once per publish; failures are remembered too."""
+        if champion not in rescores:
+            try:
+                rescores[champion] = rescore(champion)  # type: ignore[misc]
+            except Exception as exc:  # noqa: BLE001 - judged below as "champion unusable"
+                rescores[champion] = exc
+        result = rescores[champion]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def inputs(champion: str | None) -> tuple[FidScore | None, FidScore | None]:
+        if champion is None or champion == version:
+            return None, None
+        return _score_of(client, name, champion), _cached_rescore(client, name, champion, score)
+
+    current = _alias_version(client, name, CHAMPION)
+    registered, cached = inputs(current)
+    if rescore is not None and current not in (None, version) and cached is None and (
+            registered is None or not score.comparable_with(registered)):
+        try:
+            remembered(current)  # outside the lock: sampling the champion may take minutes on a big model
+        except Exception:  # noqa: BLE001 - judged under the lock
+            pass
     with lock():
         client.set_registered_model_alias(name, tag, version)
         current = _alias_version(client, name, CHAMPION)
-        champion_score = _score_of(client, name, current) if current else None
-        promote, reason = decide(score, champion_score, metric, margin)
-        if promote:
-            if current:
-                client.set_registered_model_alias(name, PREVIOUS, current)
-            client.set_registered_model_alias(name, CHAMPION, version)
-    return {"version": version, "promoted": promote, "reason": reason, "previous_champion": current,
+        if current == version:
+            verdict = GateVerdict(promoted=True, reason="already champion (promoted by an earlier attempt of this "
+                                  "publish)", metric=metric, basis="already-champion", candidate=score,  # type: ignore[arg-type]
+                                  champion_version=current)
+        else:
+            registered, cached = inputs(current)
+            verdict = judge(score, current, registered, metric=metric, margin=margin,  # type: ignore[arg-type]
+                            rescore=remembered if rescore is not None else None, cached=cached,
+                            on_unusable=on_unusable)  # type: ignore[arg-type]
+            if verdict.basis == "rescored" and verdict.champion is not None and current is not None:
+                client.set_model_version_tag(name, current, RESCORE_TAG_PREFIX + rescore_key(score),
+                                             verdict.champion.model_dump_json())
+            if verdict.promoted:
+                if current:
+                    client.set_registered_model_alias(name, PREVIOUS, current)
+                client.set_registered_model_alias(name, CHAMPION, version)
+        previous = _alias_version(client, name, PREVIOUS)
+        for key, value in verdict_tags(verdict).items():
+            client.set_model_version_tag(name, version, key, value)
+    return _outcome(name, version, verdict, previous)
+
+
+def _outcome(name: str, version: str, verdict: GateVerdict, previous: str | None) -> dict[str, Any]:
+    """The publish outcome: version, promoted, reason, the verdict with both scores, aliases."""
+    return {"version": version, "promoted": verdict.promoted, "reason": verdict.reason,
+            "previous_champion": verdict.champion_version if verdict.champion_version != version else previous,
+            "verdict": verdict.model_dump(mode="json"), "summary": verdict.summary(),
             "aliases": aliases_of(name, version)}
+
+
+def verdict_tags(verdict: GateVerdict) -> dict[str, str]:
+    """Tags recording the gate's verdict, both scores and their comparability keys on the candidate version."""
+    champion_value = getattr(verdict.champion, verdict.metric) if verdict.champion else None
+    return {
+        VERDICT_TAG: verdict.model_dump_json(),
+        "gate_verdict": "promoted" if verdict.promoted else "kept champion",
+        "gate_basis": verdict.basis,
+        "gate_reason": verdict.reason[:4000],
+        "gate_champion_version": verdict.champion_version or "",
+        f"gate_champion_{verdict.metric}": "" if champion_value is None else f"{champion_value:.6f}",
+        f"gate_candidate_{verdict.metric}": f"{getattr(verdict.candidate, verdict.metric):.6f}",
+    }
 
 
 def aliases_of(name: str, version: str) -> list[str]:
@@ -166,8 +255,11 @@ def list_versions(name: str) -> list[dict[str, Any]]:
     for v in sorted(versions, key=lambda v: int(v.version), reverse=True):
         full = client.get_model_version(name, v.version)
         score = json.loads(full.tags.get(SCORE_TAG, "null") or "null")
-        rows.append({"version": str(v.version), "aliases": sorted(full.aliases), "score": score,
-                     "tags": {k: val for k, val in full.tags.items() if k != SCORE_TAG}, "run_id": full.run_id})
+        verdict = json.loads(full.tags.get(VERDICT_TAG, "null") or "null")
+        rows.append({"version": str(v.version), "aliases": sorted(full.aliases), "score": score, "gate": verdict,
+                     "tags": {k: val for k, val in full.tags.items()
+                              if k not in (SCORE_TAG, VERDICT_TAG) and not k.startswith(RESCORE_TAG_PREFIX)},
+                     "run_id": full.run_id})
     return rows
 
 

@@ -1,4 +1,4 @@
-"""The registered model: an MLflow pyfunc whose ``predict({"n", "seed"})`` returns generated images.
+"""The registered model: an MLflow pyfunc whose ``predict({"n", "seed"[, "inference_steps"]})`` returns images.
 
 The artifact is the trainer checkpoint folder (DDPM: diffusers ``save_pretrained`` UNet + scheduler config;
 DCGAN: generator safetensors), loaded with ``canvascraft.trainers.load_trainer``.
@@ -21,9 +21,10 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
         self.trainer = load_trainer(context.artifacts["checkpoint"], device="auto")
 
     def predict(self, context, model_input, params=None):  # noqa: ANN001 (MLflow reads hints as a schema)
-        """``model_input``: ``{"n": int, "seed": int}`` (a dict or a one-row DataFrame) -> uint8 NHWC array."""
+        """``{"n": int, "seed": int, "inference_steps": int (optional)}`` (dict or one-row DataFrame) -> uint8 NHWC."""
         if hasattr(model_input, "to_dict"):
             model_input = {k: v[0] for k, v in model_input.to_dict(orient="list").items()}
         n, seed = int(model_input.get("n", 16)), int(model_input.get("seed", 0))
-        images = self.trainer.sample(n, seed)
+        steps = model_input.get("inference_steps")
+        images = self.trainer.sample(n, seed, inference_steps=int(steps) if steps is not None else None)
         return images.permute(0, 2, 3, 1).numpy()

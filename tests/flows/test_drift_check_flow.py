@@ -25,7 +25,7 @@ def test_drift_check_emits_only_on_drift(prefect_harness, s3_settings, s3_client
     resource = f"canvascraft.pipeline.drift-{bucket}"
 
     calm = drift_check(raw, incoming=f"s3://{bucket}/same")
-    assert not calm["dataset_drift"] and calm["event_id"] is None
+    assert not calm["dataset_drift"] and calm["event_id"] is None and calm["status"] == "no drift"
     assert calm["features"]["rows_written"] == 200  # 100 new images x 2 palette views
     assert drift_events(resource, wait=3) == []
 
@@ -35,8 +35,9 @@ def test_drift_check_emits_only_on_drift(prefect_harness, s3_settings, s3_client
     assert len(events) == 1 and str(events[0].id) == drifted["event_id"]
     payload = events[0].payload
     assert payload["drift_share"] == pytest.approx(drifted["drift_share"])
-    assert payload["drifted_columns"] == drifted["drifted_columns"] and payload["spec"] == raw
+    assert payload["drifted_columns"] == drifted["drifted_columns"] and "spec" not in payload  # data, not commands
     assert payload["extra_sources"] == [f"s3://{bucket}/inverted"] and payload["report"].endswith(".html")
+    assert payload["incoming_dataset_version"] == drifted["incoming_dataset_version"] and payload["new_images"] == 100
     assert events[0].resource["canvascraft.dataset_version"] == reference_version
 
     run = mlflow.get_run(drifted["mlflow_run_id"])

@@ -72,3 +72,32 @@ def test_missing_pieces_are_named(s3_settings, s3_client, bucket: str) -> None:
     client.set_model_version_tag(f"m-{bucket}", version.version, "dataset_version", "feedbeef")
     with pytest.raises(DriftError, match="reference table .*feedbeef.* does not exist"):
         locate_reference(spec, settings)
+
+
+def test_only_new_images_are_compared_and_answered_versions_stay_calm(s3_settings, s3_client, bucket: str) -> None:
+    from canvascraft import tracking
+
+    seed_digits(s3_client, f"s3://{bucket}/reference", 0, 200)
+    seed_digits(s3_client, f"s3://{bucket}/mixed", 100, 200)  # 100 images the champion trained on ...
+    seed_digits(s3_client, f"s3://{bucket}/mixed/new", 200, 300, invert=True)  # ... and 100 new ones
+    settings = get_settings()
+    spec = load_spec(drift_spec(bucket, f"drift-{bucket}", f"m-{bucket}"))
+    make_champion(spec, settings, s3_client)
+
+    known = check_drift(spec, settings, f"s3://{bucket}/reference").result
+    assert known.status == "no new images" and known.new_images == 0 and known.incoming_images == 200
+    assert not known.event_due and known.columns == {}
+
+    mixed = check_drift(spec, settings, f"s3://{bucket}/mixed").result
+    assert mixed.incoming_images == 200 and mixed.new_images == 100 and mixed.current_rows == 100
+    assert mixed.status == "drift" and mixed.event_due
+
+    # a train run that answered this incoming dataset version (any worker reads it from MLflow): no second event
+    tracking.ensure_experiment(settings, spec.name)
+    import mlflow
+
+    with mlflow.start_run(tags={tracking.RETRAIN_OF_TAG: mixed.incoming_dataset_version}) as run:
+        pass
+    answered = check_drift(spec, settings, f"s3://{bucket}/mixed").result
+    assert answered.status == "already retrained" and not answered.event_due
+    assert answered.retrained_by and answered.retrained_by["run_id"] == run.info.run_id

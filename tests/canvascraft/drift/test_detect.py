@@ -66,12 +66,19 @@ def test_dataset_drift_rule() -> None:
         dataset_drift({}, 0.5)
 
 
-def test_with_extra_sources_appends_once() -> None:
-    spec = PipelineSpec.model_validate({"name": "p", "data": {"source": "s3://bkt/a", "extra_sources": ["s3://bkt/b"]}})
-    grown = with_extra_sources(spec, ["s3://bkt/a", "s3://bkt/b", "s3://bkt/incoming", "s3://bkt/incoming"])
-    assert grown.data.extra_sources == ["s3://bkt/b", "s3://bkt/incoming"] and grown.data.source == "s3://bkt/a"
-    assert with_extra_sources(spec, None) is spec
+def test_with_extra_sources_appends_once_and_only_under_drift_incoming() -> None:
     from canvascraft.errors import SpecError
 
-    with pytest.raises(SpecError, match="extra_sources.*not an s3://bucket/prefix"):
-        with_extra_sources(spec, ["/tmp/x"])
+    spec = PipelineSpec.model_validate({"name": "p", "data": {"source": "s3://bkt/a", "extra_sources": ["s3://bkt/b"]},
+                                        "drift": {"incoming": "s3://bkt/incoming"}})
+    grown = with_extra_sources(spec, ["s3://bkt/incoming", "s3://bkt/incoming/day2", "s3://bkt/incoming"])
+    assert grown.data.extra_sources == ["s3://bkt/b", "s3://bkt/incoming", "s3://bkt/incoming/day2"]
+    assert grown.data.source == "s3://bkt/a"
+    assert with_extra_sources(spec, None) is spec
+    # an event or a Run form may add the new images, never point training anywhere else
+    for outside in ("s3://bkt/a", "s3://bkt/incoming-other", "s3://evil/incoming", "/tmp/x"):
+        with pytest.raises(SpecError, match="not under the spec's drift.incoming prefix; allowed values: s3://bkt/incoming"):
+            with_extra_sources(spec, [outside])
+    closed = PipelineSpec.model_validate({"name": "p", "data": {"source": "s3://bkt/a"}})
+    with pytest.raises(SpecError, match="sets no drift.incoming prefix"):
+        with_extra_sources(closed, ["s3://bkt/incoming"])

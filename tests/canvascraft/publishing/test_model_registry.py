@@ -16,9 +16,9 @@ from canvascraft.trainers import build_trainer
 SHA = "a" * 64
 
 
-def score(fid: float, n: int = 100, dims: int = 64) -> FidScore:
+def score(fid: float, n: int = 100, dims: int = 64, reference: str = "dv1") -> FidScore:
     return FidScore(fid=fid, kid_mean=fid / 100, kid_std=0.01, n=n, n_real=n, dims=dims, weights_sha256=SHA,
-                    resize="bilinear", reference="dv1")
+                    resize="bilinear", reference=reference)
 
 
 @pytest.fixture(scope="module")
@@ -35,23 +35,16 @@ def model(tmp_path: Path, checkpoint: str):
     mlflow.set_experiment("registry-test")
     name = f"m-{tmp_path.name[-12:]}"
 
-    def publish(fid: float, **kwargs: object) -> dict:
+    def publish(fid: float, rescore=None, on_unusable: str = "keep", **kwargs: object) -> dict:
         with mlflow.start_run() as run:
             pass
         s = score(fid, **kwargs)
         version = registry.log_model_version(name, checkpoint, run.info.run_id, registry.save_score_tags(s))
         return registry.gate_and_alias(name, version, s, metric="fid", margin=0.5, tag="candidate",
-                                       lock=registry.lock_for(tmp_path, name))
+                                       lock=registry.lock_for(tmp_path, name), rescore=rescore,
+                                       on_unusable=on_unusable)
 
     yield name, publish, registry.lock_for(tmp_path, name)
-
-
-def test_decide_rules() -> None:
-    assert registry.decide(score(10), None, "fid", 0.0)[0]
-    assert registry.decide(score(9), score(10), "fid", 0.5)[0]
-    assert not registry.decide(score(9.8), score(10), "fid", 0.5)[0]  # within the margin
-    ok, reason = registry.decide(score(1, n=50), score(10), "fid", 0.0)
-    assert not ok and "not comparable" in reason and "n" in reason
 
 
 def test_gate_promotes_better_rejects_worse_and_rollback_restores(model) -> None:
@@ -114,3 +107,73 @@ def test_generate_cli_writes_png_of_requested_size(model, tmp_path: Path, monkey
     images = registry.generate(f"{name}@champion", 4, 2)
     assert images.shape == (4, 8, 8, 1) and images.dtype.name == "uint8"
     assert (registry.generate(f"{name}@champion", 4, 2) == images).all()  # seeded
+
+
+def test_gate_rescores_the_champion_on_the_candidates_terms_and_caches_it(model) -> None:
+    name, publish, _ = model
+    first = publish(10.0)
+    asked: list[str] = []
+
+    def rescore(champion: str) -> FidScore:
+        asked.append(champion)  # the champion on dv2's terms is worse than as registered on dv1
+        return score(14.0, reference="dv2")
+
+    # same terms: the registered scores are compared, the champion is not re-scored
+    same = publish(12.0, rescore=rescore)
+    assert not same["promoted"] and same["verdict"]["basis"] == "as-registered" and asked == []
+    # a retrain on new data (reference dv2): re-scored, compared like with like, promoted, verdict recorded
+    retrain = publish(13.0, rescore=rescore, reference="dv2")
+    assert asked == [first["version"]] and retrain["promoted"], retrain["reason"]
+    verdict = retrain["verdict"]
+    assert verdict["basis"] == "rescored" and verdict["champion_version"] == first["version"]
+    assert verdict["champion"]["fid"] == 14.0 and verdict["champion"]["reference"] == "dv2"
+    assert verdict["champion_registered"]["reference"] == "dv1"
+    assert "13.0000" in retrain["summary"] and "14.0000" in retrain["summary"]
+    row = {r["version"]: r for r in registry.list_versions(name)}[retrain["version"]]
+    assert row["gate"]["basis"] == "rescored" and row["tags"]["gate_verdict"] == "promoted"
+    assert row["tags"]["gate_champion_fid"] == "14.000000"
+    # cached per (champion version, reference key): a second candidate on dv2's terms against v1 reuses it
+    mlflow.MlflowClient().set_registered_model_alias(name, "champion", first["version"])
+    again = publish(12.0, rescore=rescore, reference="dv2")
+    assert again["verdict"]["basis"] == "rescore-cached" and asked == [first["version"]] and again["promoted"]
+
+
+@pytest.mark.parametrize(("policy", "promoted"), [("keep", False), ("promote", True)])
+def test_unusable_champion_is_a_verdict_not_a_crash(model, policy: str, promoted: bool) -> None:
+    name, publish, _ = model
+    publish(10.0)
+
+    def broken(champion: str) -> FidScore:
+        raise OSError(f"models:/{name}/{champion}: checkpoint folder is empty")
+
+    outcome = publish(11.0, rescore=broken, on_unusable=policy, reference="dv2")
+    assert outcome["promoted"] is promoted and outcome["verdict"]["basis"] == "champion-unusable"
+    assert outcome["reason"].startswith("champion unusable: OSError") and f"on_unusable_champion={policy}" in outcome["reason"]
+
+
+def test_retried_publish_reuses_its_version_and_reports_the_promotion(model, checkpoint: str, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure after the promotion (here: recording the verdict) and a retry: one version, reported promoted."""
+    name, publish, lock = model
+    publish(10.0)
+    with mlflow.start_run() as run:
+        pass
+    candidate = score(5.0)
+    tags = registry.save_score_tags(candidate)
+    first = registry.publish_version(name, checkpoint, run.info.run_id, tags, publish_key="run-1/ckpt")
+    real_tags = registry.verdict_tags
+    monkeypatch.setattr(registry, "verdict_tags", lambda verdict: (_ for _ in ()).throw(ConnectionError("MLflow went away")))
+    with pytest.raises(ConnectionError):
+        registry.gate_and_alias(name, first, candidate, metric="fid", margin=0.5, tag="candidate", lock=lock)
+    assert "champion" in registry.aliases_of(name, first)  # promoted before the failure
+    monkeypatch.setattr(registry, "verdict_tags", real_tags)
+
+    retried = registry.publish_version(name, checkpoint, run.info.run_id, tags, publish_key="run-1/ckpt")
+    assert retried == first
+    outcome = registry.gate_and_alias(name, retried, candidate, metric="fid", margin=0.5, tag="candidate", lock=lock)
+    assert outcome["promoted"] and outcome["verdict"]["basis"] == "already-champion"
+    versions = mlflow.MlflowClient().search_model_versions(f"name = '{name}'")
+    assert len(versions) == 2  # v1 and the candidate: no second registration
+    # a third attempt returns the recorded verdict unchanged
+    assert registry.gate_and_alias(name, retried, candidate, metric="fid", margin=0.5, tag="candidate",
+                                   lock=lock)["verdict"] == outcome["verdict"]
