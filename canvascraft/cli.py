@@ -342,12 +342,21 @@ def models_list(name: str = typer.Argument(..., help="Registered model name."),
     if as_json:
         typer.echo(json.dumps(rows, indent=1))
         return
-    table = Table("version", "aliases", "FID", "KID", "N", "dims", "dataset", "spec")
+    table = Table("version", "aliases", "FID", "KID", "N", "dims", "reference", "gate verdict (like for like)")
     for r in rows:
         score = r["score"] or {}
+        gate = r.get("gate") or {}
+        champion = (gate.get("champion") or {})
+        verdict = ""
+        if gate:
+            metric = gate.get("metric", "fid")
+            versus = (f" vs v{gate.get('champion_version')} {champion.get(metric):.3f}"
+                      if champion.get(metric) is not None else "")
+            verdict = (f"{'promoted' if gate.get('promoted') else 'kept champion'} ({gate.get('basis')})"
+                       f"{versus}" + ("" if champion or gate.get("basis") == "first-version" else f": {gate.get('reason')}"))
         table.add_row(r["version"], ",".join(r["aliases"]), f"{score.get('fid', float('nan')):.3f}",
                       str(score.get("kid_mean")), str(score.get("n")), str(score.get("dims")),
-                      r["tags"].get("dataset_version", ""), r["tags"].get("spec_hash", ""))
+                      str(score.get("reference") or r["tags"].get("dataset_version", "")), verdict)
     Console().print(table)
 
 

@@ -1,5 +1,5 @@
-"""One real Prefect stack for the flow tests that need a server: `prefect server start`, `canvascraft deploy` of
-prefect.yaml, and a process worker polling gpu-pool. Started once per pytest process, on first use (only the
+"""One real Prefect stack for the flow tests that need a server: an MLflow server, `prefect server start`,
+`canvascraft deploy` of prefect.yaml, and a process worker polling gpu-pool. Started once per pytest process, on first use (only the
 ``prefect_server`` process of `make test` uses it)."""
 
 from __future__ import annotations
@@ -13,16 +13,20 @@ import pytest
 
 from canvascraft.settings import get_settings
 from canvascraft.stack.process import free_port
-from canvascraft.stack.services import prefect_service, worker_service
+from canvascraft.stack.services import mlflow_service, prefect_service, worker_service
 from tests.prefect_server_helpers import PROJECT, PrefectStack
 
 
 @pytest.fixture(scope="session")
 def prefect_stack(s3_settings, tmp_path_factory) -> Iterator[PrefectStack]:
-    """A real Prefect server on a free loopback port, `canvascraft deploy` applied, and a process worker."""
+    """Real MLflow and Prefect servers on free loopback ports, `canvascraft deploy` applied, and a process worker."""
     feast_dir = tmp_path_factory.mktemp("drift-feast")
     os.environ["CANVASCRAFT_FEAST_DATA"] = str(feast_dir)  # the worker's flow runs inherit it
-    settings = get_settings(prefect_port=free_port())  # the session home: the loopback S3's state lives there
+    settings = get_settings(prefect_port=free_port(), mlflow_port=free_port())  # the session home (S3 state)
+    # An MLflow server over the session's sqlite store: the worker's runs and this process share it (the settings
+    # of every process with this home find it through <home>/stack/mlflow.json).
+    tracking_server = mlflow_service(settings)
+    tracking_server.start()
     server = prefect_service(settings)
     server.start()
     api = f"http://127.0.0.1:{settings.prefect_port}/api"
@@ -38,6 +42,7 @@ def prefect_stack(s3_settings, tmp_path_factory) -> Iterator[PrefectStack]:
     finally:
         worker.stop()
         server.stop()
+        tracking_server.stop()
         os.environ.pop("CANVASCRAFT_FEAST_DATA", None)
 
 

@@ -84,7 +84,8 @@ def test_hook_on_other_flows_pushes_and_notifies_drift_and_rollback(prefect_harn
 
     @flow(name="drift_check", on_completion=[observe_run])
     def fake_drift_check(spec: dict) -> dict:
-        return {"pipeline": spec["name"], "dataset_drift": True, "drift_share": 0.6, "drift_share_threshold": 0.5,
+        return {"pipeline": spec["name"], "status": "drift", "event_due": True, "dataset_drift": True,
+                "drift_share": 0.6, "drift_share_threshold": 0.5,
                 "drifted_columns": ["brightness", "entropy", "contrast"], "incoming": "s3://b/in"}
 
     @flow(name="rollback", on_completion=[observe_run])
