@@ -65,6 +65,8 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("canvascraft_fid", "gauge", "FID of the best checkpoint (lower is better)."),
     MetricSpec("canvascraft_kid", "gauge", "KID (mean) of the best checkpoint (lower is better)."),
     MetricSpec("canvascraft_fid_samples", "gauge", "N of generated images behind the FID/KID scores."),
+    MetricSpec("canvascraft_champion_fid", "gauge", "FID of the champion scored on this run's terms (like for like; "
+               "the promotion gate's other side; absent for a first version)."),
     MetricSpec("canvascraft_model_version", "gauge", "Registered model version published by the run."),
     MetricSpec("canvascraft_promotions_total", "counter", "Publish outcomes by outcome.", ("outcome",)),
     MetricSpec("canvascraft_drift_share", "gauge", "Share of feature columns that drifted."),
@@ -248,4 +250,6 @@ def train_result_metrics(metrics: RunMetrics, result: Mapping[str, Any], metric:
     published = result.get("publish") or {}
     if published.get("published"):
         metrics.promotion("promoted" if published.get("promoted") else "kept", published.get("version"))
+        champion = (published.get("verdict") or {}).get("champion") or {}
+        metrics.record("canvascraft_champion_fid", champion.get("fid"))
     return metrics

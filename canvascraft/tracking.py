@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,15 @@ from canvascraft.spec import PipelineSpec
 
 
 def configure(settings: Settings) -> str:
-    """Point MLflow at the configured tracking URI and return it."""
+    """Point MLflow at the configured tracking URI and return it (and keep MLflow's console output to what matters).
+
+    MLflow prints "View run/experiment at <tracking URI>" after every run (the flow prints its own links, and a
+    URI with credentials must never be printed) and draws a progress bar per artifact download; both are off
+    unless the user sets the variables. The registry's "waiting for model version" INFO line is dropped too.
+    """
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow.store.model_registry.abstract_store").setLevel(logging.WARNING)
     uri = settings.resolved_mlflow_tracking_uri
     mlflow.set_tracking_uri(uri)
     return uri

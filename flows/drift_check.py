@@ -17,7 +17,15 @@ from tasks.spec import resolve_spec
       on_crashed=[observe_run])
 def drift_check(spec: str | dict[str, Any] = "pipelines/digits-quick.yaml", incoming: str | None = None,
                 push_features: bool = True) -> dict[str, Any]:
-    """Check the new images of ``incoming`` (default: spec.drift.incoming); emit ``canvascraft.drift.detected``."""
+    """Compare new images with the champion's training data; emit canvascraft.drift.detected on drift.
+
+    Args:
+        spec: The pipeline spec (a path relative to the project, YAML text or a mapping); its publish section names
+            the champion whose training data is the reference, its drift section the method and thresholds.
+        incoming: The s3://bucket/prefix where new images land; empty: the spec's drift.incoming. Only images not
+            already in the champion's training snapshot are compared.
+        push_features: Also write the new images' palette features to Feast (offline store, then online).
+    """
     pipeline = resolve_spec(spec)
     check = check_incoming(pipeline, incoming)
     result = record_drift(pipeline, check.result)

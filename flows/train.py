@@ -21,10 +21,15 @@ from tasks.train import start_tracking, tune_trainer
 @flow(name="train", log_prints=True, on_completion=[observe_run], on_failure=[observe_run], on_crashed=[observe_run])
 def train(spec: str | dict[str, Any] = "pipelines/digits-quick.yaml",
           extra_sources: list[str] | None = None, incoming_dataset_version: str | None = None) -> dict[str, Any]:
-    """Run the training pipeline described by ``spec`` (path, YAML text or mapping).
+    """Train, evaluate and publish the pipeline described by ``spec``.
 
-    A drift retrain passes the incoming prefix as ``extra_sources`` (allowed only under the spec's
-    ``drift.incoming``) and the incoming dataset version it answers.
+    Args:
+        spec: The pipeline spec: a path relative to the project (e.g. pipelines/digits-quick.yaml), YAML text or a
+            mapping. It names the data, brushes, palettes, trainer, tuner, evaluator and publish target.
+        extra_sources: More s3://bucket/prefix sources to ingest with the spec's data. Only prefixes under the
+            spec's drift.incoming are allowed (a drift retrain passes the incoming prefix here).
+        incoming_dataset_version: The incoming dataset version this run retrains on (set by the drift trigger);
+            recorded on the MLflow run so later drift checks of the same data stay calm.
     """
     pipeline = resolve_spec(spec, extra_sources)  # drift retrains add the incoming prefix to the spec's sources
     progress = start_progress(pipeline.name)  # progress artifact + stage timings for the metrics push

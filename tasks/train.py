@@ -53,7 +53,7 @@ def tune_trainer(
     tracking.log_to_run(parent_run_id, metrics={
         f"best_{spec.tuner.metric}": float(best_metric) if best_metric is not None else float("nan"),
         "tune_wall_seconds": result.wall_seconds, "tune_overhead_seconds": result.tune_overhead_seconds,
-    }, params={"best_hp": result.best_config.get("hp", {})})
+    }, params={"best_hp": result.best_config.get("hp", {})}, tags={"tune_restored": str(result.restored)})
     return {
         "best_checkpoint": result.best_checkpoint,
         "best_config": {"trainer": result.best_config["trainer"], "params": result.best_config["params"],

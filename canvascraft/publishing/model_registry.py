@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,6 +61,17 @@ def model_requirements() -> list[str]:
         except PackageNotFoundError:
             pinned.append(name)
     return pinned
+
+
+class _OwnModelPickleNotice(logging.Filter):
+    """Drop MLflow's CloudPickle caution for the generator CanvasCraft itself defines (GeneratorModel is pickled by
+    reference to this package's class, never arbitrary user code); other pyfunc warnings pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Passing a Python object as `python_model`")
+
+
+logging.getLogger("mlflow.pyfunc").addFilter(_OwnModelPickleNotice())
 
 
 def log_model_version(registered_model: str, checkpoint: str, run_id: str, tags: dict[str, str]) -> str:

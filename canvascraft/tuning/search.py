@@ -8,6 +8,10 @@ its last checkpoint instead of starting over.
 from __future__ import annotations
 
 import json
+import logging
+import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,18 +63,50 @@ class SearchResult:
         return max(0.0, self.wall_seconds - longest)
 
 
+def quiet_tune() -> None:
+    """Keep Ray/Tune's console to real warnings (each default yields to a variable the user set).
+
+    - Tune's experiment box, "View detailed results here" and the TensorBoard hint come from its new output engine,
+      which ignores ``verbose=0``; the classic reporter honours it (``RAY_AIR_NEW_OUTPUT=0``).
+    - "operation took 0.5 s, which may be a performance bottleneck": the MLflow callback's HTTP logging takes that
+      long on a loaded 2-core machine; the warning threshold is 5 s (``TUNE_WARN_THRESHOLD_S``) so slow operations
+      still warn.
+    - The token-auth notice of a local Ray instance (its token is generated and kept by Ray) and Tune's INFO lines.
+    """
+    from ray.tune.utils.util import warn_if_slow
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if "TUNE_WARN_THRESHOLD_S" not in os.environ:
+        warn_if_slow.DEFAULT_THRESHOLD = max(warn_if_slow.DEFAULT_THRESHOLD, 5.0)
+    logging.getLogger("ray.tune").setLevel(logging.WARNING)
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+
+
 def connect_ray(settings: Settings) -> None:
-    """Connect to ``settings.ray_address`` (a cluster; token auth via RAY_AUTH_MODE=token) or start local Ray."""
+    """Connect to ``settings.ray_address`` (a cluster; token auth via RAY_AUTH_MODE=token) or start local Ray.
+
+    ``ray.init`` replaces the process's SIGTERM handler with one that calls ``sys.exit`` (ray/_private/worker.py,
+    "terminate any signal before connecting driver"). Inside a Prefect flow run that handler is Prefect's
+    cancellation bridge: a worker cancels a run by SIGTERM, and with Ray's handler the engine saw a SystemExit and
+    recorded the cancel as Crashed. The handler that was there before is put back, so a cancel stays a cancel
+    (the local Ray cluster and its trial processes still stop at interpreter exit through Ray's atexit shutdown).
+    """
     if ray.is_initialized():
         return
+    quiet_tune()
     env = {k: v for k, v in {"CANVASCRAFT_HOME": str(settings.home)}.items()}
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if on_main_thread else None
     ray.init(
         address=settings.ray_address or None,
         include_dashboard=False,
         log_to_driver=False,
         runtime_env={"env_vars": env},
         ignore_reinit_error=True,
+        logging_level=logging.WARNING,  # not "Started a local Ray instance"
     )
+    if on_main_thread and previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def experiment_name(spec: PipelineSpec, dataset_version: str) -> str:

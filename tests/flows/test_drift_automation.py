@@ -37,6 +37,12 @@ def test_deployments_from_prefect_yaml(prefect_api: str) -> None:
         for item in declared:
             deployment = client.read_deployment_by_name(f"{entry_flows[item['entrypoint']]}/{item['name']}")
             assert deployment.work_pool_name == "gpu-pool"
+            # the Run form explains itself: every parameter of every deployment carries a description
+            properties = deployment.parameter_openapi_schema["properties"]
+            assert properties and all(len(p.get("description") or "") > 30 for p in properties.values()), properties
+        train_form = client.read_deployment_by_name("train/digits-quick").parameter_openapi_schema["properties"]
+        assert "drift.incoming" in train_form["extra_sources"]["description"]
+        assert "recorded on the MLflow run" in train_form["incoming_dataset_version"]["description"]
         train = client.read_deployment_by_name("train/fashion-gpu")
         assert train.job_variables["gpu"] == 1 and train.global_concurrency_limit.limit == 1
         assert train.concurrency_options.collision_strategy.value == "CANCEL_NEW"
@@ -48,8 +54,8 @@ def test_deployments_from_prefect_yaml(prefect_api: str) -> None:
         assert names["retrain-digits-quick-on-drift"]["trigger"]["within"] == 900.0
 
 
-def retrain_events(wait: float) -> list:
-    """``canvascraft.retrain.completed`` events of the digits-quick pipeline."""
+def retrain_events(incoming_dataset_version: str, wait: float) -> list:
+    """``canvascraft.retrain.completed`` events of the digits-quick pipeline for one incoming dataset version."""
     from prefect import get_client
     from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
@@ -58,8 +64,9 @@ def retrain_events(wait: float) -> list:
         with get_client(sync_client=True) as client:
             page = client.read_events(EventFilter(event=EventNameFilter(name=["canvascraft.retrain.completed"]),
                                                   resource=EventResourceFilter(id=[RESOURCE])), limit=50)
-        if page.events or time.monotonic() > deadline:
-            return page.events
+        found = [e for e in page.events if e.payload.get("incoming_dataset_version") == incoming_dataset_version]
+        if found or time.monotonic() > deadline:
+            return found
         time.sleep(1)
 
 
@@ -125,9 +132,8 @@ def test_the_retraining_loop_closes(prefect_api: str, s3_client) -> None:
                                       "incoming_dataset_version": incoming_version}
 
         # the verdict compares like with like: the champion re-scored on the retrain's reference and terms
-        completed = retrain_events(wait=30)
-        verdicts = [e for e in completed if e.payload.get("incoming_dataset_version") == incoming_version]
-        assert len(verdicts) == 1, [e.payload for e in completed]
+        verdicts = retrain_events(incoming_version, wait=90)
+        assert len(verdicts) == 1, [e.payload for e in verdicts]
         payload = verdicts[0].payload
         assert payload["basis"] in {"rescored", "rescore-cached"} and payload["champion_version"] == champion_v1
         candidate, champion = payload["candidate_score"], payload["champion_score"]
