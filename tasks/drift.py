@@ -40,7 +40,7 @@ def record_drift(spec: PipelineSpec, result: DriftResult) -> DriftResult:
 
 
 @task(name="push-drift-features", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_io,
-      cache_policy=NO_CACHE)
+      cache_policy=NO_CACHE, log_prints=False)  # Feast prints a materialize report the core swallows
 def push_incoming_features(report: IngestReport, spec: PipelineSpec) -> dict[str, Any]:
     """Write the incoming images' palettes to Feast's offline store (new ids only) and materialize them online."""
     return materialize_snapshot(SnapshotManifest.load(report.manifest_path), spec, get_settings())

@@ -14,7 +14,7 @@ from canvascraft.spec import PipelineSpec
 
 
 # Not cached: the offline store itself is the cache (only images missing from it are computed).
-@task(name="materialize-features", cache_policy=NO_CACHE)
+@task(name="materialize-features", cache_policy=NO_CACHE, log_prints=False)  # Feast prints its own report
 def materialize_features(report: IngestReport, spec: PipelineSpec) -> dict[str, Any]:
     """Compute palettes for the snapshot's new images, write them offline and materialize them online."""
     return materialize_snapshot(SnapshotManifest.load(report.manifest_path), spec, get_settings())

@@ -373,6 +373,7 @@ def materialize(
     started = time.perf_counter()
     if views:
         # Feast prints a coloured per-view progress report to stdout; the returned report says the same in one line
+        # (the Prefect tasks calling this keep log_prints off, so the print reaches this redirect, not the run log)
         with contextlib.redirect_stdout(io.StringIO()):
             store.materialize_incremental(end_date=end, feature_views=views)
     seconds = time.perf_counter() - started

@@ -106,7 +106,64 @@ def connect_ray(settings: Settings) -> None:
         logging_level=logging.WARNING,  # not "Started a local Ray instance"
     )
     if on_main_thread and previous is not None:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, _with_exit_deadline(previous) if callable(previous) else previous)
+
+
+# After a SIGTERM (a Prefect cancel), the engine records the cancellation within a few seconds; the process must
+# then exit. Prefect's runner signals the flow run's whole process group, which includes the local Ray node: its
+# raylet stops while trial workers (busy in C++) keep running, and Tune's cleanup then waits on placement-group
+# removal that can no longer complete, until the runner's 30 s grace ends in SIGKILL. The deadline ends it sooner.
+EXIT_DEADLINE_AFTER_SIGTERM_S = 10.0
+
+
+def _with_exit_deadline(handler: Any) -> Any:
+    """``handler`` (Prefect's cancellation bridge), plus a deadline after which the local Ray node and this process
+    are stopped hard (its trials' checkpoints are already on disk; Tune restores the search on the next run)."""
+
+    def on_sigterm(signum: int, frame: Any) -> Any:
+        timer = threading.Timer(EXIT_DEADLINE_AFTER_SIGTERM_S, _stop_hard)
+        timer.daemon = True
+        timer.start()
+        return handler(signum, frame)
+
+    return on_sigterm
+
+
+def _descendants(root: int) -> list[int]:
+    """Every live descendant pid of ``root`` (from /proc; empty where there is none)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as handle:
+                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, stack = [], [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def _stop_hard() -> None:
+    """SIGKILL the local Ray node and leave at once.
+
+    Under Prefect's runner this process leads its own process group (the runner starts each flow run in a new
+    session and waits until the whole group is gone), and Ray workers whose raylet already stopped are no longer
+    our descendants: the group goes. Run by hand (in a shell's job), only this process's descendants go.
+    """
+    if os.getpgrp() == os.getpid():
+        os.killpg(os.getpid(), signal.SIGKILL)
+    for pid in _descendants(os.getpid()):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    os._exit(128 + signal.SIGTERM)
 
 
 def experiment_name(spec: PipelineSpec, dataset_version: str) -> str:
