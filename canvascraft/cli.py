@@ -354,9 +354,10 @@ def models_list(name: str = typer.Argument(..., help="Registered model name."),
                       if champion.get(metric) is not None else "")
             verdict = (f"{'promoted' if gate.get('promoted') else 'kept champion'} ({gate.get('basis')})"
                        f"{versus}" + ("" if champion or gate.get("basis") == "first-version" else f": {gate.get('reason')}"))
+        kid = score.get("kid_mean")
         table.add_row(r["version"], ",".join(r["aliases"]), f"{score.get('fid', float('nan')):.3f}",
-                      str(score.get("kid_mean")), str(score.get("n")), str(score.get("dims")),
-                      str(score.get("reference") or r["tags"].get("dataset_version", "")), verdict)
+                      "" if kid is None else f"{kid:.4f}", str(score.get("n")), str(score.get("dims")),
+                      str(score.get("reference") or r["tags"].get("dataset_version", ""))[:16], verdict)
     Console().print(table)
 
 
