@@ -14,6 +14,7 @@ import yaml
 
 from canvascraft.datasets import seed_dataset
 from tests.prefect_server_helpers import PROJECT
+from tests.spec_helpers import tiny_dcgan_spec
 
 pytestmark = [pytest.mark.e2e, pytest.mark.prefect_server]
 
@@ -35,17 +36,7 @@ NOISE = {
 
 def test_train_flow_console_has_no_library_noise(prefect_api: str, s3_client, bucket: str, tmp_path: Path) -> None:
     seed_dataset("digits", s3_client, f"s3://{bucket}/digits", limit=96)
-    spec = {
-        "name": f"console-{bucket}", "seed": 1, "data": {"source": f"s3://{bucket}/digits", "min_valid_count": 50},
-        "brushes": [{"name": "resize", "params": {"size": 8}}, {"name": "grayscale"}, {"name": "normalize"}],
-        "features": {"palettes": [{"name": "image_stats"}], "image_size": 8},
-        "trainer": {"name": "dcgan", "params": {"sample_size": 8, "channels": 1, "latent_dim": 8, "g_features": 8,
-                                                "d_features": 8, "steps": 6, "batch_size": 16, "log_every": 2},
-                    "search_space": {"learning_rate_g": {"type": "choice", "values": [0.0002, 0.001]}}},
-        "tuner": {"num_samples": 2, "metric": "loss_g", "mode": "min", "checkpoint_every": 3},
-        "evaluator": {"dims": 64, "num_samples": 32, "sampling_steps": 1},
-        "publish": {"registered_model": f"console-{bucket}", "tag": "candidate"},
-    }
+    spec = tiny_dcgan_spec(f"console-{bucket}", f"s3://{bucket}/digits", f"console-{bucket}")
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
     env = {**os.environ, "PREFECT_API_URL": prefect_api, "PREFECT_LOGGING_LEVEL": "INFO"}

@@ -7,6 +7,7 @@ import mlflow
 import pytest
 
 from canvascraft.datasets import seed_dataset
+from tests.spec_helpers import tiny_dcgan_spec
 
 pytestmark = pytest.mark.e2e
 
@@ -15,18 +16,8 @@ def test_train_flow_publishes_a_promoted_model(prefect_harness, s3_client, bucke
     from flows.train import train
 
     seed_dataset("digits", s3_client, f"s3://{bucket}/digits", limit=96)
-    spec = {
-        # an underscore: allowed in a pipeline name, not in a Prefect artifact key (tasks must sanitise it)
-        "name": f"e2e_{bucket}", "seed": 1, "data": {"source": f"s3://{bucket}/digits", "min_valid_count": 50},
-        "brushes": [{"name": "resize", "params": {"size": 8}}, {"name": "grayscale"}, {"name": "normalize"}],
-        "features": {"palettes": [{"name": "image_stats"}], "image_size": 8},
-        "trainer": {"name": "dcgan", "params": {"sample_size": 8, "channels": 1, "latent_dim": 8, "g_features": 8,
-                                                "d_features": 8, "steps": 6, "batch_size": 16, "log_every": 2},
-                    "search_space": {"learning_rate_g": {"type": "choice", "values": [0.0002, 0.001]}}},
-        "tuner": {"num_samples": 2, "metric": "loss_g", "mode": "min", "checkpoint_every": 3},
-        "evaluator": {"dims": 64, "num_samples": 32, "sampling_steps": 1},
-        "publish": {"registered_model": f"e2e-{bucket}", "tag": "candidate"},
-    }
+    # an underscore: allowed in a pipeline name, not in a Prefect artifact key (tasks must sanitise it)
+    spec = tiny_dcgan_spec(f"e2e_{bucket}", f"s3://{bucket}/digits", f"e2e-{bucket}")
     result = train(spec)
     assert result["valid"] == 96 and result["features"]["rows_written"] == 96
     assert len(result["search"]["trials"]) == 2
