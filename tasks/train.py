@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 from prefect import task
@@ -14,7 +16,7 @@ from canvascraft.ingest import IngestReport
 from canvascraft.preprocess import ShardSet
 from canvascraft.settings import get_settings
 from canvascraft.spec import PipelineSpec
-from canvascraft.tuning.search import run_search
+from canvascraft.tuning.search import run_search, stop_hard
 from canvascraft.tuning.trial_runs import log_trial_samples, trials_table
 from tasks.reporting import artifact_key
 from tasks.retry_policy import retry_on_io
@@ -34,6 +36,36 @@ def start_tracking(spec: PipelineSpec, report: IngestReport, incoming_dataset_ve
     return tracking.start_parent_run(get_settings(), spec, report.dataset_version, tags)
 
 
+# After a cancel is acknowledged, the process gets this long to end on its own before the local Ray node and the
+# process are stopped hard (otherwise Prefect's runner waits its 30 s grace, then SIGKILLs the group).
+CANCEL_EXIT_DEADLINE_S = 10.0
+_watching: list[threading.Thread] = []
+
+
+def watch_for_cancel(deadline: float = CANCEL_EXIT_DEADLINE_S) -> None:
+    """Once per process: when Prefect's runner has delivered a cancel intent, end the process within ``deadline``.
+
+    Reads the intent from Prefect's control listener (``prefect._internal.control_listener``, the source the flow
+    engine itself reads); it leaves the SIGTERM handler alone, which Prefect requires to acknowledge the cancel.
+    """
+    if _watching:
+        return
+    try:
+        from prefect._internal.control_listener import get_intent
+    except ImportError:  # another Prefect version: the runner's grace period still ends the run
+        return
+
+    def watch() -> None:
+        while get_intent() != "cancel":
+            time.sleep(0.5)
+        time.sleep(deadline)
+        stop_hard()
+
+    thread = threading.Thread(target=watch, name="canvascraft-cancel-deadline", daemon=True)
+    thread.start()
+    _watching.append(thread)
+
+
 @task(name="tune", cache_policy=NO_CACHE)
 def tune_trainer(
     spec: PipelineSpec, shards: ShardSet, selection: dict[str, Any], report: IngestReport, parent_run_id: str,
@@ -42,6 +74,7 @@ def tune_trainer(
     """Run (or resume) the Ray Tune search; log sample grids per trial; return the best checkpoint and config."""
     settings = get_settings()
     tracking.configure(settings)
+    watch_for_cancel()
     result = run_search(
         spec, shards.path, selection["kept_image_ids"], settings, parent_run_id=parent_run_id,
         dataset_version=report.dataset_version, extra_config=extra_config,

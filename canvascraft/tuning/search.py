@@ -106,27 +106,8 @@ def connect_ray(settings: Settings) -> None:
         logging_level=logging.WARNING,  # not "Started a local Ray instance"
     )
     if on_main_thread and previous is not None:
-        signal.signal(signal.SIGTERM, _with_exit_deadline(previous) if callable(previous) else previous)
-
-
-# After a SIGTERM (a Prefect cancel), the engine records the cancellation within a few seconds; the process must
-# then exit. Prefect's runner signals the flow run's whole process group, which includes the local Ray node: its
-# raylet stops while trial workers (busy in C++) keep running, and Tune's cleanup then waits on placement-group
-# removal that can no longer complete, until the runner's 30 s grace ends in SIGKILL. The deadline ends it sooner.
-EXIT_DEADLINE_AFTER_SIGTERM_S = 10.0
-
-
-def _with_exit_deadline(handler: Any) -> Any:
-    """``handler`` (Prefect's cancellation bridge), plus a deadline after which the local Ray node and this process
-    are stopped hard (its trials' checkpoints are already on disk; Tune restores the search on the next run)."""
-
-    def on_sigterm(signum: int, frame: Any) -> Any:
-        timer = threading.Timer(EXIT_DEADLINE_AFTER_SIGTERM_S, _stop_hard)
-        timer.daemon = True
-        timer.start()
-        return handler(signum, frame)
-
-    return on_sigterm
+        # the very same handler object: Prefect acknowledges a cancel only while its own handler is installed
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _descendants(root: int) -> list[int]:
@@ -149,8 +130,12 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
-def _stop_hard() -> None:
-    """SIGKILL the local Ray node and leave at once.
+def stop_hard() -> None:
+    """SIGKILL the local Ray node and leave at once (the end of a cancel whose clean shutdown cannot finish).
+
+    A cancel signals the flow run's whole process group, which includes the local Ray node: its raylet stops while
+    trial workers (busy in C++) keep running, and Tune's cleanup then waits on placement-group removal that can no
+    longer complete. The trials' checkpoints are on disk; Tune restores the search on the next run.
 
     Under Prefect's runner this process leads its own process group (the runner starts each flow run in a new
     session and waits until the whole group is gone), and Ray workers whose raylet already stopped are no longer
