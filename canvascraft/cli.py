@@ -106,7 +106,7 @@ def _services(settings: Any, only: list[str] | None = None) -> list[Any]:
         raise
 
 
-ONLY = typer.Option(None, "--only", help="Only these services: s3, pushgateway, mlflow, prefect, worker (repeatable).")
+ONLY = typer.Option(None, "--only", help="Only these services: s3, redis, pushgateway, mlflow, prefect, worker (repeatable).")
 
 
 @stack_app.command("up")
@@ -150,9 +150,26 @@ def stack_status(
 
 
 @stack_app.command("env")
-def stack_env() -> None:
-    """Print ``export`` lines that point Prefect clients at the running stack (``eval "$(canvascraft stack env)"``)."""
-    api = get_settings().prefect_api_url
+def stack_env(
+    worker: bool = typer.Option(False, "--worker", help="Everything a worker on another machine needs "
+                                "(service addresses, artifact root, CANVASCRAFT_USE_EMBEDDED=false)."),
+    with_secrets: bool = typer.Option(False, "--with-secrets", help="With --worker: include the S3 keys."),
+) -> None:
+    """Print ``export`` lines for the running stack (``eval "$(canvascraft stack env)"``)."""
+    from canvascraft.stack.worker_env import SECRET_VARIABLES, export_lines, worker_environment
+
+    settings = get_settings()
+    if worker:
+        try:
+            env = worker_environment(settings, with_secrets=with_secrets)
+        except CanvasCraftError as exc:
+            _fail(exc)
+        typer.echo("\n".join(export_lines(env)))
+        if not with_secrets:
+            typer.echo(f"# S3 keys not printed: give the worker {' and '.join(SECRET_VARIABLES)} "
+                       "(or run with --with-secrets)", err=True)
+        return
+    api = settings.prefect_api_url
     if api:
         typer.echo(f"export PREFECT_API_URL={api}")
     else:
@@ -426,11 +443,12 @@ def drift_check_command(
         result = log_drift_run(settings, spec, checked.result, tags={"source": "cli"})
         features = None
         if push_features:
+            from canvascraft.artifact_root import artifact_root
             from canvascraft.features.stage import materialize_snapshot
-            from canvascraft.ingest import SnapshotManifest
+            from canvascraft.ingest.snapshots import load_manifest
 
-            features = materialize_snapshot(SnapshotManifest.load(checked.incoming_report.manifest_path), spec,
-                                            settings)
+            manifest = load_manifest(checked.incoming_report.dataset_version, artifact_root(settings))
+            features = materialize_snapshot(manifest, spec, settings)
     except CanvasCraftError as exc:
         _fail(exc)
     if as_json:

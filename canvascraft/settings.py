@@ -24,6 +24,14 @@ class Settings(BaseSettings):
     s3_region: str = Field(default="us-east-1", description="Region passed to boto3 for S3.")
     s3_max_attempts: int = Field(default=5, ge=1, le=20, description="botocore retry attempts (standard mode).")
     s3_max_concurrency: int = Field(default=16, ge=1, le=256, description="Parallel object transfers.")
+    artifact_root: str | None = Field(
+        default=None,
+        description="Where run state that later runs read lives (s3://bucket/prefix): manifests, shards, reference "
+        "tables, FID statistics, drift reports, Ray Tune experiments. Unset: the embedded S3's artifact bucket when "
+        "it runs, else <home>/artifacts (one machine only).",
+    )
+    redis_url: str | None = Field(default=None, description="Redis for Feast's online store (redis://host:port/db); "
+                                  "unset: the embedded redis-server when it runs, else sqlite under home.")
     mlflow_tracking_uri: str | None = Field(default=None, description="MLflow URI; unset: sqlite under home.")
     feast_repo_path: Path = Field(default=Path("feature_repo"), description="Feast repository folder.")
     ray_address: str | None = Field(default=None, description="Ray cluster address; unset: start local Ray.")
@@ -31,6 +39,7 @@ class Settings(BaseSettings):
     s3_port: int = Field(default=9000, ge=1024, le=65535, description="Loopback port of the embedded S3.")
     mlflow_port: int = Field(default=5000, ge=1024, le=65535, description="Loopback port of the embedded MLflow.")
     prefect_port: int = Field(default=4200, ge=1024, le=65535, description="Loopback port of the embedded Prefect.")
+    redis_port: int = Field(default=6380, ge=1024, le=65535, description="Loopback port of the embedded Redis.")
     pushgateway_port: int = Field(default=9091, ge=1024, le=65535, description="Loopback port of the Pushgateway.")
     pushgateway_timeout: float = Field(default=5.0, gt=0, le=120, description="Seconds one metrics push may take.")
     notify_block: str | None = Field(default=None, description="Prefect notification block slug (TYPE/NAME), "
@@ -67,6 +76,23 @@ class Settings(BaseSettings):
         return self.embedded_s3["endpoint_url"] if self.embedded_s3 else None
 
     @property
+    def resolved_artifact_root(self) -> str:
+        """The artifact root: explicit, else the embedded S3's artifact bucket, else a folder under the home."""
+        if self.artifact_root:
+            return self.artifact_root.rstrip("/")
+        if self.embedded_s3 and self.embedded_s3.get("artifact_root"):
+            return str(self.embedded_s3["artifact_root"])
+        return str(self.home / "artifacts")
+
+    @property
+    def resolved_redis_url(self) -> str | None:
+        """Redis for Feast's online store: explicit, else the embedded redis-server, else None (sqlite)."""
+        if self.redis_url:
+            return self.redis_url
+        embedded = self.embedded_state("redis")
+        return embedded["url"] if embedded else None
+
+    @property
     def resolved_mlflow_tracking_uri(self) -> str:
         """MLflow tracking URI: explicit, else the embedded MLflow server, else an absolute sqlite file under home."""
         if self.mlflow_tracking_uri:
@@ -100,6 +126,8 @@ class Settings(BaseSettings):
         data["resolved_s3_endpoint_url"] = self.resolved_s3_endpoint_url
         data["resolved_mlflow_tracking_uri"] = mask_uri(self.resolved_mlflow_tracking_uri)
         data["resolved_pushgateway_url"] = self.resolved_pushgateway_url
+        data["resolved_artifact_root"] = self.resolved_artifact_root
+        data["resolved_redis_url"] = self.resolved_redis_url
         creds = self.s3_credentials()
         data["s3_credentials"] = (
             {"source": "embedded", "aws_access_key_id": mask(creds["aws_access_key_id"]), "aws_secret_access_key": "****"}

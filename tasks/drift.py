@@ -10,9 +10,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 
+from canvascraft.artifact_root import artifact_root
 from canvascraft.drift import DriftCheck, DriftResult, check_drift, drift_markdown, log_drift_run
 from canvascraft.features.stage import materialize_snapshot
-from canvascraft.ingest import IngestReport, SnapshotManifest
+from canvascraft.ingest import IngestReport
+from canvascraft.ingest.snapshots import load_manifest
 from canvascraft.settings import get_settings
 from canvascraft.spec import PipelineSpec
 from tasks.reporting import artifact_key
@@ -43,7 +45,8 @@ def record_drift(spec: PipelineSpec, result: DriftResult) -> DriftResult:
       cache_policy=NO_CACHE, log_prints=False)  # Feast prints a materialize report the core swallows
 def push_incoming_features(report: IngestReport, spec: PipelineSpec) -> dict[str, Any]:
     """Write the incoming images' palettes to Feast's offline store (new ids only) and materialize them online."""
-    return materialize_snapshot(SnapshotManifest.load(report.manifest_path), spec, get_settings())
+    settings = get_settings()
+    return materialize_snapshot(load_manifest(report.dataset_version, artifact_root(settings)), spec, settings)
 
 
 @task(name="emit-drift-detected", cache_policy=NO_CACHE)

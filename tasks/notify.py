@@ -33,7 +33,6 @@ from canvascraft.spec import NOTIFY_EVENTS, NotificationsSpec
 from tasks.run_log import run_logger
 
 
-
 def redact(text: str, secrets: list[str]) -> str:
     """``text`` with every secret (and its URL-unquoted form) replaced by ``****``."""
     from urllib.parse import quote, unquote

@@ -2,34 +2,30 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from prefect import task
 
+from canvascraft.artifact_root import artifact_root
 from canvascraft.brushes import BrushStack
-from canvascraft.ingest import IngestReport, SnapshotManifest
-from canvascraft.preprocess import ShardSet, preprocess, stack_key
+from canvascraft.ingest import IngestReport
+from canvascraft.ingest.snapshots import load_manifest
+from canvascraft.preprocess import ShardSet, preprocess, shard_set_key, stack_key
 from canvascraft.settings import get_settings
 from canvascraft.spec import PipelineSpec
-
-
-def _shards_root() -> Path:
-    """Where shard sets live."""
-    return get_settings().home / "shards"
 
 
 def preprocess_cache_key(context: Any, parameters: dict[str, Any]) -> str | None:
     """Key = dataset version + brush-stack key (content only: no run ids, no folder names).
 
-    The cached value is a small ShardSet pointing at shards on disk, so there is no key (no cache lookup) while
-    those shards are absent: a cache hit can never name shards that were deleted. The first run therefore does
-    not populate the cache; the next one (which finds the shards and returns at once) does.
+    The cached value is a small ShardSet naming shards in the artifact root, so there is no key (no cache lookup)
+    while the root lacks them: a cache hit can never name shards that were deleted. The first run therefore does
+    not populate the cache; the next one, on any worker (which finds the shards and returns at once), does.
     """
     report: IngestReport = parameters["report"]
     spec: PipelineSpec = parameters["spec"]
     key = stack_key(BrushStack.from_spec(spec.brushes), spec.seed)
-    if not (_shards_root() / report.dataset_version / key / "index.json").is_file():
+    if not artifact_root(get_settings()).has_folder(shard_set_key(report.dataset_version, key)):
         return None
     return f"preprocess-{report.dataset_version}-{key}"
 
@@ -38,7 +34,6 @@ def preprocess_cache_key(context: Any, parameters: dict[str, Any]) -> str | None
 def preprocess_snapshot(report: IngestReport, spec: PipelineSpec) -> ShardSet:
     """Apply the spec's brushes to the snapshot's images (compute only: no retries)."""
     settings = get_settings()
-    manifest = SnapshotManifest.load(report.manifest_path)
-    return preprocess(
-        manifest, settings.home / "cache", BrushStack.from_spec(spec.brushes), _shards_root(), seed=spec.seed
-    )
+    artifacts = artifact_root(settings)
+    manifest = load_manifest(report.dataset_version, artifacts)
+    return preprocess(manifest, settings.home / "cache", BrushStack.from_spec(spec.brushes), artifacts, seed=spec.seed)

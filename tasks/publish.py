@@ -12,6 +12,7 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run
 
 from canvascraft import tracking
+from canvascraft.artifact_root import artifact_root
 from canvascraft.evaluation.scores import FidScore
 from canvascraft.evaluation.stage import real_sample, rescore_registered
 from canvascraft.hashing import stable_hash
@@ -58,7 +59,7 @@ def publish_model(
 
     def rescore(champion: str) -> FidScore:
         """The champion on this candidate's terms (its reference sample, weights, dims, resize, N, seed)."""
-        real = real_sample(shards, kept, spec.evaluator.num_samples, spec.seed)
+        real = real_sample(shards, kept, spec.evaluator.num_samples, spec.seed, artifact_root(settings))
         return rescore_registered(f"models:/{name}/{champion}", score, real, spec, settings, s3_client=s3)
 
     gate = spec.publish.gate

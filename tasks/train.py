@@ -76,7 +76,7 @@ def tune_trainer(
     tracking.configure(settings)
     watch_for_cancel()
     result = run_search(
-        spec, shards.path, selection["kept_image_ids"], settings, parent_run_id=parent_run_id,
+        spec, shards, selection.get("kept_ids_key"), settings, parent_run_id=parent_run_id,
         dataset_version=report.dataset_version, extra_config=extra_config,
     )
     log_trial_samples(result, parent_run_id, n=16, seed=spec.seed)

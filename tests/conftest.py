@@ -25,9 +25,10 @@ os.environ["CANVASCRAFT_PUSHGATEWAY_URL"] = "127.0.0.1:9"  # discard port: nothi
 for _var in ("CANVASCRAFT_NOTIFY_BLOCK", "CANVASCRAFT_NOTIFY_SECRET_BLOCK", "CANVASCRAFT_NOTIFY_WEBHOOK_URL"):
     os.environ.pop(_var, None)
 
+from canvascraft.artifact_root import ArtifactRoot, storage_options  # noqa: E402
 from canvascraft.settings import Settings, get_settings  # noqa: E402
 from canvascraft.stack.process import free_port  # noqa: E402
-from canvascraft.stack.s3_server import s3_service  # noqa: E402
+from canvascraft.stack.s3_server import ARTIFACT_BUCKET, s3_service  # noqa: E402
 from canvascraft.storage import make_s3_client  # noqa: E402
 
 
@@ -82,6 +83,16 @@ def truncated_png() -> bytes:
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32), dtype=np.uint8)).save(buffer, format="PNG")
     data = buffer.getvalue()
     return data[: len(data) // 2]
+
+
+@pytest.fixture(params=["local", "s3"])
+def artifacts(request: pytest.FixtureRequest, tmp_path: Path) -> ArtifactRoot:
+    """A fresh artifact root: a local folder, and a prefix on the real loopback S3 (each test runs on both)."""
+    if request.param == "local":
+        return ArtifactRoot(str(tmp_path / "artifact-root"), tmp_path / "artifact-cache")
+    settings = request.getfixturevalue("s3_settings")
+    url = f"s3://{ARTIFACT_BUCKET}/t-{uuid.uuid4().hex[:12]}"
+    return ArtifactRoot(url, tmp_path / "artifact-cache", storage_options(settings))
 
 
 @pytest.fixture(scope="session")

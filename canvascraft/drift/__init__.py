@@ -2,7 +2,12 @@
 
 from canvascraft.drift.check import DriftCheck, check_drift, incoming_uri, log_drift_run
 from canvascraft.drift.detect import (
-    ColumnDrift, DriftResult, compare_features, dataset_drift, drift_markdown, feature_columns,
+    ColumnDrift,
+    DriftResult,
+    compare_features,
+    dataset_drift,
+    drift_markdown,
+    feature_columns,
 )
 from canvascraft.drift.incoming import ingest_incoming, palette_frame
 from canvascraft.drift.reference import ReferenceLocation, locate_reference

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from canvascraft.artifact_root import artifact_root
 from canvascraft.ingest import ImageRules, IngestReport, ingest
 from canvascraft.ingest.cache import ObjectCache
 from canvascraft.ingest.manifest import SnapshotManifest
@@ -36,7 +37,8 @@ def ingest_incoming(spec: PipelineSpec, settings: Settings, uri: str) -> tuple[I
     report = ingest(
         [uri], make_s3_client(settings), settings.home / "cache", ImageRules.from_spec(spec.data),
         min_valid_count=1, min_valid_fraction=spec.data.min_valid_fraction, max_workers=settings.s3_max_concurrency,
+        artifacts=artifact_root(settings),
     )
-    manifest = SnapshotManifest.load(report.manifest_path)
+    manifest = SnapshotManifest.load(report.manifest_path)  # written by this very ingest, on this machine
     cache = ObjectCache(settings.home / "cache")
     return report, {i: cache.object_path(i) for i in dict.fromkeys(e.sha256 for e in manifest.entries)}

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import BaseModel
 
+from canvascraft.artifact_root import artifact_root
 from canvascraft.errors import DriftError
 from canvascraft.palettes import PaletteSet
 from canvascraft.settings import Settings
@@ -14,6 +13,7 @@ from canvascraft.spec import PipelineSpec
 CHAMPION = "champion"  # canvascraft.publishing.model_registry.CHAMPION
 DATASET_TAG = "dataset_version"
 TABLE = "features.parquet"
+STATISTICS = "statistics.json"
 
 
 class ReferenceLocation(BaseModel):
@@ -32,9 +32,12 @@ def palette_set_of(spec: PipelineSpec) -> PaletteSet:
     ])
 
 
-def reference_table_path(settings: Settings, dataset_version: str, palette_set: PaletteSet) -> Path:
-    """``<home>/references/<dataset_version>/<palette set hash>/features.parquet`` (written by the train flow)."""
-    return settings.home / "references" / dataset_version / palette_set.set_hash() / TABLE
+def reference_key(dataset_version: str, palette_set: PaletteSet) -> str:
+    """Artifact-root key of a reference folder: ``references/<dataset_version>/<palette set hash>``.
+
+    Keyed by what produced it (the snapshot and the palettes), written by the train flow's training-set task.
+    """
+    return f"references/{dataset_version}/{palette_set.set_hash()}"
 
 
 def locate_reference(spec: PipelineSpec, settings: Settings) -> ReferenceLocation:
@@ -66,10 +69,12 @@ def locate_reference(spec: PipelineSpec, settings: Settings) -> ReferenceLocatio
     if not dataset_version:
         raise DriftError(f"{name} v{version.version} (@{CHAMPION}) has no {DATASET_TAG!r} tag; "
                          "it was not published by the train flow")
-    path = reference_table_path(settings, dataset_version, palette_set_of(spec))
-    if not path.is_file():
-        raise DriftError(f"reference table {path} of dataset version {dataset_version} ({name} v{version.version} "
-                         f"@{CHAMPION}) does not exist under CANVASCRAFT_HOME={settings.home}; the train flow's "
+    artifacts = artifact_root(settings)
+    key = reference_key(dataset_version, palette_set_of(spec))
+    folder = artifacts.folder(key)
+    if folder is None:
+        raise DriftError(f"reference table {artifacts.uri(key)} of dataset version {dataset_version} ({name} "
+                         f"v{version.version} @{CHAMPION}) does not exist in the artifact root; the train flow's "
                          "training-set task writes it (same palettes and image_size as this spec)")
     return ReferenceLocation(model=name, version=str(version.version), dataset_version=dataset_version,
-                             table=str(path))
+                             table=str(folder / TABLE))

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from canvascraft.artifact_root import ArtifactRoot, artifact_root
 from canvascraft.evaluation import EvaluationInputError
 from canvascraft.evaluation.scores import FidScore, ReferenceStatsCache, score_images
 from canvascraft.preprocess import ShardSet, load_shards
@@ -17,9 +18,10 @@ from canvascraft.trainers import load_trainer
 from canvascraft.trainers.base import to_uint8
 
 
-def real_sample(shard_set: ShardSet, kept_ids: list[str] | None, n: int, seed: int) -> torch.Tensor:
+def real_sample(shard_set: ShardSet, kept_ids: list[str] | None, n: int, seed: int,
+                artifacts: ArtifactRoot | None = None) -> torch.Tensor:
     """``n`` real training images (after brushes, as the model sees them) as uint8, chosen by a seeded permutation."""
-    images = load_shards(shard_set)
+    images = load_shards(shard_set, artifacts)
     if kept_ids is not None:
         kept = set(kept_ids)
         images = images[torch.tensor([i for i, k in enumerate(shard_set.image_ids) if k in kept], dtype=torch.long)]
@@ -33,7 +35,7 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Sample from the checkpoint, score FID/KID with comparability keys, save a sample grid; return both."""
     evaluator = spec.evaluator
-    real = real_sample(shard_set, kept_ids, evaluator.num_samples, spec.seed)
+    real = real_sample(shard_set, kept_ids, evaluator.num_samples, spec.seed, artifact_root(settings))
     n = len(real)  # equal N on both sides: FID is biased at small N and only comparable at equal N
     trainer = load_trainer(checkpoint, device=spec.device)
     fake = trainer.sample(n, seed=spec.seed, inference_steps=evaluator.sampling_steps)

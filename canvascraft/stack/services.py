@@ -1,4 +1,4 @@
-"""The rest of the local stack: MLflow server, Prefect server, a Prefect process worker, Prometheus Pushgateway.
+"""The rest of the local stack: Redis, MLflow server, Prefect server, a Prefect process worker, Prometheus Pushgateway.
 
 Each is a real service bound to 127.0.0.1 on a configurable port, started detached with a health check.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 from canvascraft.errors import StackError
 from canvascraft.settings import Settings
 from canvascraft.stack.process import ManagedService, http_answers
-from canvascraft.stack.s3_server import s3_service
+from canvascraft.stack.s3_server import ARTIFACT_BUCKET, embedded_credentials, s3_service
 
 WORK_POOL = "gpu-pool"
 
@@ -29,17 +29,43 @@ def _script(name: str) -> str:
 
 
 def mlflow_service(settings: Settings) -> ManagedService:
-    """MLflow tracking server + UI on sqlite under the home; artifacts served from ``<home>/mlflow-artifacts``."""
+    """MLflow tracking server + UI on sqlite under the home; artifacts proxied to ``<artifact root>/mlflow``.
+
+    The server proxies artifact traffic (``mlflow-artifacts:/``), so clients need no S3 keys of their own and a
+    model logged from one machine loads on any other. The destination is the artifact root: the embedded S3
+    (its endpoint and keys passed in the server's environment, never in argv) or the configured one.
+    """
     url = f"http://127.0.0.1:{settings.mlflow_port}"
+    root, env = artifact_destination(settings)
     command = [
         _script("mlflow"), "server", "--host", "127.0.0.1", "--port", str(settings.mlflow_port),
         "--workers", "1",  # the default 4 gunicorn workers are heavy on 2 cores
         "--backend-store-uri", f"sqlite:///{settings.home / 'mlflow.db'}",
-        "--artifacts-destination", str(settings.home / "mlflow-artifacts"),
+        "--artifacts-destination", f"{root}/mlflow",
     ]
     return ManagedService("mlflow", settings.home, command, url, lambda: http_answers(url + "/health"),
-                          port=settings.mlflow_port, port_setting="CANVASCRAFT_MLFLOW_PORT",
-                          state={"tracking_uri": url}, startup_timeout=120)
+                          port=settings.mlflow_port, port_setting="CANVASCRAFT_MLFLOW_PORT", env=env,
+                          state={"tracking_uri": url, "artifacts_destination": f"{root}/mlflow"}, startup_timeout=120)
+
+
+def artifact_destination(settings: Settings) -> tuple[str, dict[str, str]]:
+    """The artifact root a server started now writes to, and the environment its S3 client needs.
+
+    Resolved before the embedded S3 runs (services are built before any starts): an explicit root uses the
+    configured endpoint and the normal AWS credential chain; otherwise the embedded S3's bucket and keys.
+    """
+    if settings.artifact_root:
+        env = {"MLFLOW_S3_ENDPOINT_URL": settings.s3_endpoint_url} if settings.s3_endpoint_url else {}
+        return settings.artifact_root.rstrip("/"), env
+    if not settings.use_embedded:
+        return str(settings.home / "artifacts"), {}
+    creds = embedded_credentials(settings.home)
+    return f"s3://{ARTIFACT_BUCKET}", {
+        "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{settings.s3_port}",
+        "AWS_ACCESS_KEY_ID": creds["access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": creds["secret_access_key"],
+        "AWS_DEFAULT_REGION": settings.s3_region,
+    }
 
 
 def prefect_service(settings: Settings) -> ManagedService:
@@ -86,10 +112,39 @@ def pushgateway_service(settings: Settings) -> ManagedService:
                           state={"url": url}, startup_timeout=30)
 
 
+def redis_service(settings: Settings) -> ManagedService:
+    """Debian's ``redis-server`` on loopback: Feast's online store, persisted (append-only file) under the home."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise StackError("redis-server not found; install the Debian package "
+                         "(apt-get install redis-server; `make stack` does this where apt works)")
+    data_dir = settings.home / "redis"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = settings.redis_port
+    command = [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir),
+               "--appendonly", "yes", "--save", "", "--daemonize", "no", "--protected-mode", "yes"]
+    return ManagedService("redis", settings.home, command, f"redis://127.0.0.1:{port}",
+                          lambda: redis_answers("127.0.0.1", port), port=port, port_setting="CANVASCRAFT_REDIS_PORT",
+                          state={"url": f"redis://127.0.0.1:{port}/0"}, startup_timeout=30)
+
+
+def redis_answers(host: str, port: int) -> bool:
+    """True when a Redis server answers PING (RESP inline command; no client library needed for a probe)."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=2) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
 def stack_services(settings: Settings, project_dir: Path, names: list[str] | None = None) -> list[ManagedService]:
     """The local stack in start order (optionally only the named services)."""
     factories = {
         "s3": lambda: s3_service(settings),
+        "redis": lambda: redis_service(settings),
         "pushgateway": lambda: pushgateway_service(settings),
         "mlflow": lambda: mlflow_service(settings),
         "prefect": lambda: prefect_service(settings),

@@ -7,7 +7,6 @@ its last checkpoint instead of starting over.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -24,6 +23,7 @@ from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from canvascraft.errors import SpecError
+from canvascraft.preprocess import ShardSet
 from canvascraft.settings import Settings
 from canvascraft.spec import PipelineSpec
 from canvascraft.tuning.resources import TrialPlan, plan_trials
@@ -94,7 +94,9 @@ def connect_ray(settings: Settings) -> None:
     if ray.is_initialized():
         return
     quiet_tune()
-    env = {k: v for k, v in {"CANVASCRAFT_HOME": str(settings.home)}.items()}
+    # trials find the artifact root the driver uses; endpoint and keys come from each node's own settings
+    # (the embedded stack's state on this machine, a Secret/envFrom on a cluster), never through Ray's GCS
+    env = {"CANVASCRAFT_HOME": str(settings.home), "CANVASCRAFT_ARTIFACT_ROOT": settings.resolved_artifact_root}
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGTERM) if on_main_thread else None
     ray.init(
@@ -178,8 +180,8 @@ def build_tune_config(spec: PipelineSpec) -> tune.TuneConfig:
 
 def run_search(
     spec: PipelineSpec,
-    shards_path: str,
-    kept_ids: list[str] | None,
+    shard_set: ShardSet,
+    kept_ids_key: str | None,
     settings: Settings,
     *,
     parent_run_id: str | None = None,
@@ -196,10 +198,6 @@ def run_search(
     name = experiment_name(spec, dataset_version)
     storage = settings.home / "ray_results"
     storage.mkdir(parents=True, exist_ok=True)
-    kept_file = None
-    if kept_ids is not None:
-        kept_file = storage / f"{name}-kept-ids.json"
-        kept_file.write_text(json.dumps(kept_ids))
     params = {**spec.trainer.params, "seed": spec.seed, "checkpoint_every": spec.tuner.checkpoint_every}
     param_space = {
         "trainer": spec.trainer.name,
@@ -207,8 +205,8 @@ def run_search(
         "hp": to_param_space(spec.trainer.search_space),
         "device": plan.device,
         "cpu_threads": max(1, int(plan.cpu)),
-        "shards": shards_path,
-        "kept_ids_file": str(kept_file) if kept_file else None,
+        "shards": shard_set.key,  # artifact-root keys: a trial on any node fetches them
+        "kept_ids_key": kept_ids_key,
         **(extra_config or {}),
     }
     trainable = tune.with_resources(train_trial, plan.resources())

@@ -1,12 +1,11 @@
 """The Ray Tune trainable: one trial = one ``Trainer.train`` call that reports and checkpoints through Tune.
 
-Runs inside a Ray worker process: it reads shards from the path in its config, resumes from
+Runs inside a Ray worker process: it reads shards from the artifact root by the key in its config, resumes from
 ``ray.tune.get_checkpoint()`` when Tune restarts it after a failure, and reports via ``ray.tune.report``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,10 @@ from typing import Any
 import torch
 from ray import tune
 
-from canvascraft.preprocess import ShardSet, load_shards
+from canvascraft.artifact_root import artifact_root
+from canvascraft.errors import CanvasCraftError
+from canvascraft.preprocess import find_shard_set, load_shards
+from canvascraft.settings import get_settings
 from canvascraft.trainers import TRAINERS  # registers the built-in trainers
 
 
@@ -23,12 +25,22 @@ class InjectedTrialFailure(RuntimeError):
 
 
 def trial_data(config: dict[str, Any]) -> torch.Tensor:
-    """The trial's training tensor: the shard set restricted to the training-set's kept image ids."""
-    shard_set = ShardSet.model_validate_json((Path(config["shards"]) / "index.json").read_text())
-    images = load_shards(shard_set)
-    kept_file = config.get("kept_ids_file")
-    if kept_file:
-        kept = set(json.loads(Path(kept_file).read_text()))
+    """The trial's training tensor: the shard set restricted to the training-set's kept image ids.
+
+    Both come from the artifact root by key (never a driver-local path), so a trial runs on any Ray node; the
+    node's home keeps a read-through copy.
+    """
+    artifacts = artifact_root(get_settings())
+    shard_set = find_shard_set(artifacts, config["shards"])
+    if shard_set is None:
+        raise CanvasCraftError(f"trial: shard set {artifacts.uri(config['shards'])} is not in the artifact root")
+    images = load_shards(shard_set, artifacts)
+    kept_key = config.get("kept_ids_key")
+    if kept_key:
+        kept_ids = artifacts.get_json(kept_key)
+        if kept_ids is None:
+            raise CanvasCraftError(f"trial: training set {artifacts.uri(kept_key)} is not in the artifact root")
+        kept = set(kept_ids)
         index = torch.tensor([i for i, image_id in enumerate(shard_set.image_ids) if image_id in kept], dtype=torch.long)
         images = images[index]
     return images
