@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 from pydantic import BaseModel
 
+from canvascraft.artifact_root import artifact_root
 from canvascraft.drift.detect import JOIN_KEY, DriftResult, compare_features
 from canvascraft.drift.embeddings import EmbeddingsDriftResult, compare_embeddings, image_embeddings, sample_ids
 from canvascraft.drift.incoming import ingest_incoming, palette_frame
@@ -16,8 +17,10 @@ from canvascraft.drift.reference import ReferenceLocation, locate_reference, pal
 from canvascraft.errors import DriftError
 from canvascraft.ingest import IngestReport
 from canvascraft.ingest.cache import ObjectCache
+from canvascraft.ingest.snapshots import fetch_objects, load_manifest
 from canvascraft.settings import Settings
 from canvascraft.spec import EmbeddingsDriftSpec, PipelineSpec
+from canvascraft.storage import make_s3_client
 
 SCORE_PREFIX = "drift_score."
 
@@ -79,20 +82,38 @@ def check_drift(spec: PipelineSpec, settings: Settings, incoming: str | None = N
     result = compare_features(reference_frame, current, spec.drift, html)
     embedded = None
     if (emb := spec.drift.embeddings_spec) is not None:
-        embedded = embeddings_check(spec, settings, emb, reference_frame[JOIN_KEY].astype(str).tolist(), new_ids,
-                                    paths, html.with_name(html.stem + "-embeddings.html"))
+        embedded = embeddings_check(spec, settings, emb, reference, reference_frame[JOIN_KEY].astype(str).tolist(),
+                                    new_ids, paths, html.with_name(html.stem + "-embeddings.html"))
+    publish_reports(settings, [html] + ([Path(embedded.report_html)] if embedded and embedded.report_html else []))
     result = result.model_copy(update={**lineage, "embeddings": embedded, "current_rows": len(current)})
     result = result.model_copy(update={"status": "drift" if result.event_due else "no drift"})
     return DriftCheck(result=result, incoming_report=report, reference=reference)
 
 
-def embeddings_check(spec: PipelineSpec, settings: Settings, emb: EmbeddingsDriftSpec, reference_ids: list[str],
-                     new_ids: list[str], incoming_paths: dict[str, Path], html: Path) -> EmbeddingsDriftResult:
-    """Inception features of (a seeded sample of) the reference and the new images, compared by Evidently."""
-    cache = ObjectCache(settings.home / "cache")
+def publish_reports(settings: Settings, reports: list[Path]) -> None:
+    """Copy drift reports to the artifact root (``reports/drift/<pipeline>/``); the home keeps its copy."""
+    artifacts = artifact_root(settings)
+    for path in reports:
+        if path.is_file() and not artifacts.is_local:
+            artifacts.put_bytes(f"reports/drift/{path.parent.name}/{path.name}", path.read_bytes())
+
+
+def embeddings_check(spec: PipelineSpec, settings: Settings, emb: EmbeddingsDriftSpec, reference: ReferenceLocation,
+                     reference_ids: list[str], new_ids: list[str], incoming_paths: dict[str, Path],
+                     html: Path) -> EmbeddingsDriftResult:
+    """Inception features of (a seeded sample of) the reference and the new images, compared by Evidently.
+
+    The reference images come from the champion's snapshot manifest in the artifact root; any this worker's
+    object cache lacks are fetched from their source and checked against their sha256.
+    """
     ref_ids = sample_ids(reference_ids, emb.max_images, spec.seed)
     cur_ids = sample_ids(new_ids, emb.max_images, spec.seed)
-    paths = {**{i: cache.object_path(i) for i in ref_ids}, **incoming_paths}
+    wanted = set(ref_ids)
+    manifest = load_manifest(reference.dataset_version, artifact_root(settings))
+    entries = list({e.sha256: e for e in manifest.entries if e.sha256 in wanted}.values())
+    ref_paths = fetch_objects(entries, ObjectCache(settings.home / "cache"), make_s3_client(settings),
+                              max_workers=settings.s3_max_concurrency)
+    paths = {**ref_paths, **incoming_paths}
     size = spec.features.image_size
     reference = image_embeddings(ref_ids, paths, emb, size, settings, fallback_weights=spec.evaluator.weights)
     current = image_embeddings(cur_ids, paths, emb, size, settings, fallback_weights=spec.evaluator.weights)

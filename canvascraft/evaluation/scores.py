@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from canvascraft.artifact_root import ArtifactRoot
 from canvascraft.evaluation import EvaluationInputError
 from canvascraft.evaluation.frechet import frechet_distance, gaussian_stats
 from canvascraft.evaluation.inception import (
@@ -101,13 +102,22 @@ class ReferenceStatsCache:
     """``<root>/<digest>.npz`` files holding mu, sigma (and optionally features) per ``ReferenceKey``.
 
     The key is stored inside each file and checked on read, so a stale or foreign file is a miss, never a
-    wrong hit. Writes are atomic (temp file + rename).
+    wrong hit. Writes are atomic (temp file + rename). With an artifact root (``for_artifacts``), the files live
+    under its ``fid-reference/`` prefix and ``root`` is the local read-through copy: any worker hits.
     """
 
-    def __init__(self, root: str | Path) -> None:
+    PREFIX = "fid-reference"
+
+    def __init__(self, root: str | Path, artifacts: ArtifactRoot | None = None) -> None:
         self.root = Path(root)
+        self.artifacts = artifacts
         self.hits = 0
         self.misses = 0
+
+    @classmethod
+    def for_artifacts(cls, artifacts: ArtifactRoot) -> ReferenceStatsCache:
+        """Statistics shared through the artifact root (read through ``<cache>/fid-reference``)."""
+        return cls(artifacts.local(cls.PREFIX), artifacts)
 
     def path(self, key: ReferenceKey) -> Path:
         """Where the statistics of ``key`` live."""
@@ -116,6 +126,8 @@ class ReferenceStatsCache:
     def get(self, key: ReferenceKey, *, need_features: bool = False) -> ReferenceStats | None:
         """Cached statistics for ``key`` (None on a miss, or when features are needed but were not stored)."""
         path = self.path(key)
+        if self.artifacts is not None and not path.is_file():
+            self.artifacts.get_bytes(f"{self.PREFIX}/{path.name}")  # fetched into the local copy when present
         try:
             with np.load(path, allow_pickle=False) as data:
                 stored_key = str(data["key"])
@@ -153,6 +165,8 @@ class ReferenceStatsCache:
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
+        if self.artifacts is not None and not self.artifacts.is_local:
+            self.artifacts.put_bytes(f"{self.PREFIX}/{path.name}", path.read_bytes())
         return path
 
 

@@ -42,7 +42,7 @@ def evaluate_checkpoint(
     cache_dir = settings.home / "cache" / "fid"
     score: FidScore = score_images(
         real, fake, cache_dir=cache_dir, weights=evaluator.weights, dims=evaluator.dims, resize=evaluator.resize,
-        device=trainer.device, seed=spec.seed, reference_cache=ReferenceStatsCache(cache_dir / "reference"),
+        device=trainer.device, seed=spec.seed, reference_cache=ReferenceStatsCache.for_artifacts(artifact_root(settings)),
         # the reference set is the brushed training set: key it by dataset version AND brush-stack key
         dataset_version=f"{shard_set.dataset_version}/{shard_set.stack_key}", s3_client=s3_client,
     )
@@ -67,7 +67,7 @@ def rescore_registered(
     cache_dir = settings.home / "cache" / "fid"
     score = score_images(
         real, fake, cache_dir=cache_dir, weights=spec.evaluator.weights, dims=candidate.dims, resize=candidate.resize,
-        seed=spec.seed, kid=candidate.kid_mean is not None, reference_cache=ReferenceStatsCache(cache_dir / "reference"),
+        seed=spec.seed, kid=candidate.kid_mean is not None, reference_cache=ReferenceStatsCache.for_artifacts(artifact_root(settings)),
         dataset_version=candidate.reference, s3_client=s3_client,
     )
     if not score.comparable_with(candidate):  # e.g. the configured weights changed between evaluate and publish
