@@ -23,6 +23,7 @@ from canvascraft.reports import evaluation_markdown
 from canvascraft.settings import get_settings
 from canvascraft.spec import PipelineSpec
 from canvascraft.storage import make_s3_client
+from tasks.promotion_lock import promotion_lock
 from tasks.reporting import artifact_key
 from tasks.retry_policy import retry_on_io
 
@@ -65,7 +66,7 @@ def publish_model(
     gate = spec.publish.gate
     outcome = registry.gate_and_alias(
         name, version, score, metric=gate.metric, margin=gate.margin, tag=spec.publish.tag,
-        lock=registry.lock_for(settings.home, name), rescore=rescore, on_unusable=gate.on_unusable_champion,
+        lock=promotion_lock(name), rescore=rescore, on_unusable=gate.on_unusable_champion,
     )
     verdict = outcome["verdict"]
     champion_score = verdict.get("champion") or {}
@@ -98,4 +99,4 @@ def rollback_model(name: str) -> dict[str, Any]:
     """``@champion`` back to ``@previous``."""
     settings = get_settings()
     tracking.configure(settings)
-    return registry.rollback(name, registry.lock_for(settings.home, name))
+    return registry.rollback(name, promotion_lock(name))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from canvascraft.cli import app
+from cli.main import app
 from canvascraft.datasets import seed_dataset
 
 runner = CliRunner()

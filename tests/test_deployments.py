@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
-from canvascraft.cli import app
+from cli.main import app
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()

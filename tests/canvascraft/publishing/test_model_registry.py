@@ -94,7 +94,7 @@ def test_generate_cli_writes_png_of_requested_size(model, tmp_path: Path, monkey
     from PIL import Image
     from typer.testing import CliRunner
 
-    from canvascraft.cli import app
+    from cli.main import app
 
     name, publish, _ = model
     publish(3.0)

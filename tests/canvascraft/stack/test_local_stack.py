@@ -28,7 +28,7 @@ SERVICES = ["s3", "pushgateway", "mlflow", "prefect", "worker"]
 
 
 def _cli(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "canvascraft.cli", *args], cwd=PROJECT, env=env,
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=PROJECT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 

@@ -56,6 +56,13 @@ def _progress(description: str) -> Iterator[tuple[Any, Any]]:
         yield set_total, advance
 
 
+def _promotion_lock(name: str) -> Any:
+    """The gate's lock for ``name``: the same Prefect lease the publish task takes (file lock without an API)."""
+    from tasks.promotion_lock import promotion_lock
+
+    return promotion_lock(name)
+
+
 def _fail(exc: Exception) -> None:
     """Print a domain error without a traceback and exit 1."""
     console.print(f"[red]error:[/red] {exc}")
@@ -383,7 +390,7 @@ def models_rollback(name: str = typer.Argument(..., help="Registered model name.
     """Move @champion back to @previous (refused when there is none)."""
     registry = _registry()
     try:
-        outcome = registry.rollback(name, registry.lock_for(get_settings().home, name))
+        outcome = registry.rollback(name, _promotion_lock(name))
     except CanvasCraftError as exc:
         _fail(exc)
     typer.echo(f"{name}: @champion -> v{outcome['champion']} (was v{outcome['replaced']})")
@@ -395,7 +402,7 @@ def models_promote(name: str = typer.Argument(..., help="Registered model name."
     """Make a version the champion by hand (the old one becomes @previous)."""
     registry = _registry()
     try:
-        outcome = registry.promote(name, version, registry.lock_for(get_settings().home, name))
+        outcome = registry.promote(name, version, _promotion_lock(name))
     except CanvasCraftError as exc:
         _fail(exc)
     typer.echo(f"{name}: @champion -> v{outcome['champion']} (@previous v{outcome['previous']})")
