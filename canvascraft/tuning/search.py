@@ -28,6 +28,7 @@ from canvascraft.settings import Settings
 from canvascraft.spec import PipelineSpec
 from canvascraft.tuning.resources import TrialPlan, plan_trials
 from canvascraft.tuning.search_space import to_param_space
+from canvascraft.tuning.storage import local_checkpoint, tune_storage
 from canvascraft.tuning.trainable import train_trial
 
 
@@ -196,8 +197,8 @@ def run_search(
     plan = plan_trials(spec.device, spec.tuner.resources.cpu, spec.tuner.resources.gpu,
                        float(ray.cluster_resources().get("GPU", 0)))
     name = experiment_name(spec, dataset_version)
-    storage = settings.home / "ray_results"
-    storage.mkdir(parents=True, exist_ok=True)
+    storage_path, storage_fs = tune_storage(settings)
+    checkpoints = settings.home / "cache" / "checkpoints"
     params = {**spec.trainer.params, "seed": spec.seed, "checkpoint_every": spec.tuner.checkpoint_every}
     param_space = {
         "trainer": spec.trainer.name,
@@ -210,10 +211,11 @@ def run_search(
         **(extra_config or {}),
     }
     trainable = tune.with_resources(train_trial, plan.resources())
-    experiment_path = storage / name
-    restored = tune.Tuner.can_restore(str(experiment_path))
-    if restored:
-        tuner = tune.Tuner.restore(str(experiment_path), trainable, resume_unfinished=True, resume_errored=True)
+    experiment_path = f"{storage_path}/{name}"
+    restored = tune.Tuner.can_restore(experiment_path, storage_filesystem=storage_fs)
+    if restored:  # possibly written by another driver on another machine: the artifact root holds it
+        tuner = tune.Tuner.restore(experiment_path, trainable, resume_unfinished=True, resume_errored=True,
+                                   storage_filesystem=storage_fs)
     else:
         callbacks = []
         if parent_run_id is not None:
@@ -227,7 +229,8 @@ def run_search(
             tune_config=build_tune_config(spec),
             run_config=tune.RunConfig(
                 name=name,
-                storage_path=str(storage),
+                storage_path=storage_path,
+                storage_filesystem=storage_fs,
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 failure_config=tune.FailureConfig(max_failures=spec.tuner.max_failures),
                 callbacks=callbacks,
@@ -245,7 +248,7 @@ def run_search(
             trial_id=str(result.metrics.get("trial_id", "")) if result.metrics else "",
             config=result.config or {},
             metrics=dict(result.metrics or {}),
-            checkpoint=result.checkpoint.path if result.checkpoint else None,
+            checkpoint=local_checkpoint(result.checkpoint, checkpoints) if result.checkpoint else None,
             error=str(result.error) if result.error else None,
             train_seconds=train_seconds,
         ))
@@ -255,7 +258,7 @@ def run_search(
         raise SpecError(f"tuner: no trial produced a checkpoint ({errors})")
     return SearchResult(
         experiment_path=str(experiment_path),
-        best_checkpoint=best.checkpoint.path,
+        best_checkpoint=local_checkpoint(best.checkpoint, checkpoints),
         best_config=best.config,
         best_metrics=dict(best.metrics),
         trials=trials,
