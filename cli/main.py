@@ -167,8 +167,12 @@ def stack_env(
 
     settings = get_settings()
     if worker:
+        from tasks.result_storage import register_result_storage
+
         try:
             env = worker_environment(settings, with_secrets=with_secrets)
+            # task results and cache records on S3: a cached stage hits whichever worker runs it
+            env["PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK"] = register_result_storage(settings, env["PREFECT_API_URL"])
         except CanvasCraftError as exc:
             _fail(exc)
         typer.echo("\n".join(export_lines(env)))

@@ -36,13 +36,19 @@ def prefect_api_url() -> str | None:
 def prefect_lease(registered_model: str, api_url: str) -> Iterator[None]:
     """Hold the model's one-slot global concurrency limit (created on first use) for the block."""
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
     from prefect.concurrency.sync import concurrency
+    from prefect.exceptions import ObjectAlreadyExists
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     name = limit_name(registered_model)
     with temporary_settings(updates={PREFECT_API_URL: api_url}):
         with get_client(sync_client=True) as client:
-            client.upsert_global_concurrency_limit_by_name(name, limit=1)
+            try:  # create-or-keep: the server enforces unique names (upsert is not atomic and would race)
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+            except ObjectAlreadyExists:
+                pass
+        # strict: a missing or unreachable limit is an error, never a silently unlocked gate
         with concurrency(name, occupy=1, timeout_seconds=WAIT_SECONDS, lease_duration=LEASE_SECONDS, strict=True):
             yield
 

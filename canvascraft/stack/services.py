@@ -72,7 +72,11 @@ def prefect_service(settings: Settings) -> ManagedService:
     """A Prefect server + UI with its own PREFECT_HOME (sqlite) under the CanvasCraft home."""
     url = f"http://127.0.0.1:{settings.prefect_port}"
     env = {"PREFECT_HOME": str(settings.home / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_UI_API_URL": f"{url}/api"}
+           "PREFECT_UI_API_URL": f"{url}/api",
+           # concurrency leases (the promotion lock) survive a server restart instead of leaking a held slot
+           "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect.server.concurrency.lease_storage.filesystem",
+           # a waiter re-polls a held slot within seconds, not the default 30 s (+ jitter)
+           "PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS": "5"}
     command = [_script("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(settings.prefect_port)]
     return ManagedService("prefect", settings.home, command, url, lambda: http_answers(url + "/api/health"),
                           port=settings.prefect_port, port_setting="CANVASCRAFT_PREFECT_PORT",

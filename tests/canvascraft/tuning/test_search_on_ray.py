@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from canvascraft import tracking
+from canvascraft.artifact_root import artifact_root
 from canvascraft.preprocess import ShardSet
 from canvascraft.settings import Settings
 from canvascraft.spec import load_spec
@@ -17,18 +18,19 @@ from canvascraft.tuning.search import run_search
 
 
 @pytest.fixture(scope="module")
-def shard_set(tmp_path_factory: pytest.TempPathFactory) -> ShardSet:
-    """64 real digits at 8x8, normalised to [-1, 1], written as a shard set."""
+def shard_set(tmp_path_factory: pytest.TempPathFactory, ray_settings: Settings) -> ShardSet:
+    """64 real digits at 8x8, normalised to [-1, 1], published as a shard set to the settings' artifact root."""
     from safetensors.torch import save_file
     from sklearn.datasets import load_digits
 
     images = torch.tensor(load_digits().images[:64], dtype=torch.float32).unsqueeze(1) / 8.0 - 1.0
     folder = tmp_path_factory.mktemp("shards")
     save_file({"images": images.contiguous()}, str(folder / "shard-00000.safetensors"))
-    shard_set = ShardSet(path=str(folder), dataset_version="digits64", stack_key="k", count=64, shape=[1, 8, 8],
+    shard_set = ShardSet(key="shards/digits64/k", path=str(folder), dataset_version="digits64", stack_key="k", count=64, shape=[1, 8, 8],
                          shards=["shard-00000.safetensors"], image_ids=[f"id{i}" for i in range(64)],
                          labels=[None] * 64, brushes=[], seed=0)
     (folder / "index.json").write_text(shard_set.model_dump_json())
+    artifact_root(ray_settings).put_folder(shard_set.key, folder)
     return shard_set
 
 
@@ -57,7 +59,7 @@ def ray_settings(tmp_path_factory: pytest.TempPathFactory):
 def test_two_trials_best_by_metric_and_mlflow_runs(shard_set: ShardSet, ray_settings: Settings) -> None:
     pipeline = spec("ray-two", steps=8, checkpoint_every=4)
     parent = tracking.start_parent_run(ray_settings, pipeline, "digits64", {"test": "1"})
-    result = run_search(pipeline, shard_set.path, None, ray_settings, parent_run_id=parent, dataset_version="digits64")
+    result = run_search(pipeline, shard_set, None, ray_settings, parent_run_id=parent, dataset_version="digits64")
     assert len(result.trials) == 2 and all(t.error is None for t in result.trials)
     finals = {t.checkpoint: t.metrics["loss_g"] for t in result.trials}
     assert result.best_checkpoint in finals and finals[result.best_checkpoint] == min(finals.values())
@@ -70,14 +72,14 @@ def test_two_trials_best_by_metric_and_mlflow_runs(shard_set: ShardSet, ray_sett
     assert len(history) >= 3  # a loss curve, not just a final value
     assert mlflow.get_run(parent).data.params["dataset_version"] == "digits64"
     # a rerun of the same spec + data restores the finished experiment instead of training again
-    again = run_search(pipeline, shard_set.path, None, ray_settings, parent_run_id=parent, dataset_version="digits64")
+    again = run_search(pipeline, shard_set, None, ray_settings, parent_run_id=parent, dataset_version="digits64")
     assert again.restored and again.best_checkpoint == result.best_checkpoint
 
 
 def test_crashed_trial_restarts_from_its_checkpoint(shard_set: ShardSet, ray_settings: Settings, tmp_path: Path) -> None:
     pipeline = spec("ray-crash", steps=12, checkpoint_every=4, max_failures=1)
     marker = tmp_path / "crashed-once"
-    result = run_search(pipeline, shard_set.path, None, ray_settings, dataset_version="digits64",
+    result = run_search(pipeline, shard_set, None, ray_settings, dataset_version="digits64",
                         extra_config={"_crash_once_at_step": 4, "_crash_marker": str(marker)})
     assert marker.read_text() == "4"  # one trial really crashed after its step-4 checkpoint
     resumed = [t.metrics["resumed_from"] for t in result.trials]

@@ -1,0 +1,139 @@
+""""Two machines" on loopback: one set of services (S3, MLflow, Prefect server, Redis) and homes that share
+nothing else. Each "machine" gets only the environment `canvascraft stack env --worker --with-secrets` prints,
+its own CANVASCRAFT_HOME and PREFECT_HOME. A train run from home A; a drift check from home B finds the champion's
+reference; home A deleted, a rerun from home C reuses the shards (no recompute) and restores the finished search
+from the artifact root; two processes holding the promotion lease never overlap. Real services, a real (tiny)
+DCGAN; nothing mocked. Runs in the `prefect_server` pytest process (a few minutes on 2 cores)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from canvascraft.settings import get_settings
+from canvascraft.stack.process import free_port
+from canvascraft.stack.services import redis_service
+from canvascraft.stack.worker_env import worker_environment
+from tests.drift_helpers import seed_digits
+from tests.prefect_server_helpers import PROJECT, PrefectStack
+from tests.spec_helpers import tiny_dcgan_spec
+
+pytestmark = [pytest.mark.e2e, pytest.mark.prefect_server]
+
+
+@pytest.fixture(scope="module")
+def services(prefect_stack: PrefectStack, s3_client) -> dict[str, str]:
+    """The shared services, plus a Redis, and the worker environment `stack env --worker --with-secrets` prints."""
+    os.environ["CANVASCRAFT_REDIS_PORT"] = str(free_port())
+    redis = redis_service(get_settings())
+    redis.start()
+    try:
+        env = subprocess.run([sys.executable, "-m", "cli.main", "stack", "env", "--worker", "--with-secrets"],
+                             cwd=PROJECT, env={**os.environ, "PREFECT_API_URL": prefect_stack.api_url},
+                             capture_output=True, text=True, timeout=120, check=True).stdout
+        exported = dict(line.removeprefix("export ").split("=", 1) for line in env.splitlines()
+                        if line.startswith("export "))
+        yield {k: v.strip("'") for k, v in exported.items()}
+    finally:
+        redis.stop()
+        os.environ.pop("CANVASCRAFT_REDIS_PORT", None)
+
+
+def machine(root: Path, name: str, services: dict[str, str]) -> dict[str, str]:
+    """The environment of one "machine": the service addresses and keys only, its own homes."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("CANVASCRAFT_", "PREFECT_", "AWS_"))}
+    home = root / name
+    return {**base, **services, "CANVASCRAFT_HOME": str(home / "canvascraft"),
+            "PREFECT_HOME": str(home / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_LOGGING_LEVEL": "INFO", "CANVASCRAFT_PUSHGATEWAY_URL": "127.0.0.1:9"}
+
+
+def run(args: list[str], env: dict[str, str], timeout: int = 900) -> str:
+    """Run a command from the project on one machine; its output (the test fails with it on a non-zero exit)."""
+    done = subprocess.run(args, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=timeout)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-6000:]
+    return output
+
+
+def test_worker_env_names_services_not_the_home(services: dict[str, str]) -> None:
+    assert services["CANVASCRAFT_USE_EMBEDDED"] == "false"
+    assert services["CANVASCRAFT_ARTIFACT_ROOT"].startswith("s3://")
+    assert services["CANVASCRAFT_REDIS_URL"].startswith("redis://127.0.0.1:")
+    assert services["CANVASCRAFT_MLFLOW_TRACKING_URI"].startswith("http://127.0.0.1:")
+    assert "CANVASCRAFT_HOME" not in services and services["AWS_SECRET_ACCESS_KEY"]
+    without = worker_environment(get_settings(), with_secrets=False)
+    assert "AWS_SECRET_ACCESS_KEY" not in without and "AWS_ACCESS_KEY_ID" not in without
+
+
+def test_train_on_a_drift_on_b_rerun_on_c(services: dict[str, str], s3_client, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    bucket = f"two-{uuid.uuid4().hex[:8]}"
+    s3_client.create_bucket(Bucket=bucket)
+    seed_digits(s3_client, f"s3://{bucket}/digits", 0, 120)
+    model = f"two-machines-{uuid.uuid4().hex[:6]}"
+    spec = tiny_dcgan_spec(f"two-{uuid.uuid4().hex[:6]}", f"s3://{bucket}/digits", model)
+    spec["drift"] = {"incoming": f"s3://{bucket}/digits"}
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+
+    a, b, c = (machine(tmp_path, name, services) for name in "abc")
+    first = run([sys.executable, "-m", "flows.train", str(spec_file)], a)
+    assert "preprocessed to [1, 8, 8] (computed)" in first, first[-3000:]
+
+    # machine B has never seen this pipeline: the champion's reference comes from the artifact root
+    checked = run([sys.executable, "-m", "flows.drift_check", str(spec_file)], b)
+    assert "no new images" in checked, checked[-3000:]
+    assert "does not exist" not in checked
+
+    shutil.rmtree(tmp_path / "a")  # the first machine is gone
+    started = time.perf_counter()
+    again = run([sys.executable, "-m", "flows.train", str(spec_file)], c)
+    rerun_seconds = time.perf_counter() - started
+    client = MlflowClient(services["CANVASCRAFT_MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name(spec["name"])
+    parents = client.search_runs([experiment.experiment_id], "tags.`canvascraft.kind` != 'drift'",
+                                 order_by=["attributes.start_time ASC"])
+    parents = [r for r in parents if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 2, [r.data.tags for r in parents]
+    # the search was found in the artifact root and restored (not rerun) by a driver on another machine
+    assert parents[1].data.tags.get("tune_restored") == "True", parents[1].data.tags
+    assert parents[0].data.tags.get("tune_restored") == "False"
+    # home C had no shards: found in the artifact root (or Prefect's cached result), never recomputed
+    assert "preprocessed to [1, 8, 8] (reused)" in again or "preprocessed to [1, 8, 8] (cached)" in again, again[-3000:]
+    print(json.dumps({"rerun_from_empty_home_seconds": round(rerun_seconds, 1)}))
+
+
+def test_promotion_lease_spans_processes(prefect_stack: PrefectStack, tmp_path: Path) -> None:
+    """Two OS processes take the same model's promotion lease: their critical sections never overlap."""
+    script = tmp_path / "hold.py"
+    script.write_text(
+        "import sys, time\n"
+        "from tasks.promotion_lock import promotion_lock\n"
+        "lock = promotion_lock(sys.argv[1])\n"
+        "with lock():\n"
+        "    print('in', time.time(), flush=True)\n"
+        "    time.sleep(4)\n"
+        "    print('out', time.time(), flush=True)\n")
+    env = {**os.environ, "PREFECT_API_URL": prefect_stack.api_url, "PYTHONPATH": str(PROJECT)}
+    name = f"lease-{uuid.uuid4().hex[:6]}"
+    procs = [subprocess.Popen([sys.executable, str(script), name], cwd=PROJECT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    spans = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err[-3000:]
+        stamps = dict(line.split() for line in out.splitlines() if line.startswith(("in ", "out ")))
+        spans.append((float(stamps["in"]), float(stamps["out"])))
+    first, second = sorted(spans)
+    assert first[1] <= second[0], f"both held the lease at once: {spans}"
