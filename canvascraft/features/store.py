@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as pads
 import torch
+import yaml
 from feast import FeatureStore, FeatureView, FileSource
 from feast.constants import FEAST_FS_YAML_FILE_PATH_ENV_NAME
 from feast.errors import FeatureServiceNotFoundException, FeatureViewNotFoundException
@@ -190,7 +191,32 @@ def open_store(settings: Settings | None = None, repo_path: Path | None = None) 
     environment = feast_environment(settings)
     Path(environment[DATA_DIR_ENV]).mkdir(parents=True, exist_ok=True)
     with _environment(environment):
-        return FeatureStore(repo_path=str(repo), fs_yaml_file=yaml_file)
+        redis_url = settings.resolved_redis_url
+        if redis_url is None:
+            return FeatureStore(repo_path=str(repo), fs_yaml_file=yaml_file)
+        # a Redis is configured (the embedded redis-server, or CANVASCRAFT_REDIS_URL): the online store lives in
+        # that service, shared by every worker, instead of the yaml's sqlite file under one machine's home
+        from feast.repo_config import RepoConfig
+
+        values = yaml.safe_load(os.path.expandvars(yaml_file.read_text()))
+        values["online_store"] = {"type": "redis", "connection_string": feast_redis_connection(redis_url)}
+        return FeatureStore(repo_path=str(repo), config=RepoConfig(repo_path=repo, **values))
+
+
+def feast_redis_connection(url: str) -> str:
+    """Feast's Redis ``connection_string`` (``host:port,db=N[,password=P][,ssl=true]``) from a ``redis://`` URL."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise SettingsError(f"CANVASCRAFT_REDIS_URL {url.split('@')[-1]!r} is not a redis://host:port/db URL; "
+                            "allowed schemes: redis, rediss")
+    options = [f"{parts.hostname}:{parts.port or 6379}", f"db={(parts.path.strip('/') or '0')}"]
+    if parts.password:
+        options.append(f"password={parts.password}")
+    if parts.scheme == "rediss":
+        options.append("ssl=true")
+    return ",".join(options)
 
 
 def apply_definitions(
