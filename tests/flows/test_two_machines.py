@@ -137,3 +137,64 @@ def test_promotion_lease_spans_processes(prefect_stack: PrefectStack, tmp_path: 
         spans.append((float(stamps["in"]), float(stamps["out"])))
     first, second = sorted(spans)
     assert first[1] <= second[0], f"both held the lease at once: {spans}"
+
+
+# `TWO_MACHINES_GATE_LOCK=none pytest -m prefect_server -k concurrent_publishes` shows the race the lease prevents
+GATE_LOCK = os.environ.get("TWO_MACHINES_GATE_LOCK", "lease")
+
+
+def test_concurrent_publishes_from_two_machines(services: dict[str, str], tmp_path: Path) -> None:
+    """A publishes the best version, B a good one 0.3 s later, both through the real gate against one MLflow
+    server (behind a proxy adding 0.15 s per request, so each gate's read-decide-write spans seconds and the two
+    overlap). With the lease, B waits and then sees A's champion: one consistent @champion and @previous."""
+    import contextlib
+
+    import mlflow
+    import torch
+    from mlflow import MlflowClient
+
+    from canvascraft.evaluation.scores import FidScore
+    from canvascraft.publishing import model_registry as registry
+    from canvascraft.trainers import build_trainer
+    from tests.latency_proxy import latency_proxy
+
+    tracking = services["CANVASCRAFT_MLFLOW_TRACKING_URI"]
+    mlflow.set_tracking_uri(tracking)
+    name = f"race-{uuid.uuid4().hex[:6]}"
+    trainer = build_trainer("dcgan", {"sample_size": 8, "channels": 1, "latent_dim": 4, "g_features": 4,
+                                      "d_features": 4, "steps": 1, "batch_size": 4})
+    trainer.train(None, torch.rand(8, 1, 8, 8) * 2 - 1)
+    checkpoint = str(trainer.save_checkpoint(tmp_path / "ckpt"))
+
+    def score(fid: float) -> FidScore:
+        return FidScore(fid=fid, kid_mean=None, kid_std=None, n=32, n_real=32, dims=64, weights_sha256="a" * 64,
+                        resize="bilinear", reference="two-machines")
+
+    mlflow.set_experiment(name)
+    with mlflow.start_run() as run:
+        pass
+    versions = {label: registry.log_model_version(name, checkpoint, run.info.run_id, registry.save_score_tags(score(fid)))
+                for label, fid in (("base", 20.0), ("best", 4.0), ("good", 8.0))}
+    registry.gate_and_alias(name, versions["base"], score(20.0), metric="fid", margin=0.5, tag="candidate",
+                            lock=lambda: contextlib.nullcontext())
+    script = str(PROJECT / "tests" / "flows" / "gate_publisher.py")
+    with latency_proxy(tracking, delay=0.15) as proxy:
+        start = time.time() + 12  # both processes are imported and waiting by then
+        launches = [("a", "best", 4.0, start), ("b", "good", 8.0, start + 0.3)]
+        procs = []
+        for home, label, fid, at in launches:
+            env = {**machine(tmp_path, home, services), "CANVASCRAFT_MLFLOW_TRACKING_URI": proxy,
+                   "PYTHONPATH": str(PROJECT)}
+            procs.append(subprocess.Popen([sys.executable, script, name, versions[label], str(fid), str(at), GATE_LOCK],
+                                          cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          text=True))
+        outcomes = {}
+        for (_, label, _, _), proc in zip(launches, procs, strict=True):
+            out, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err[-3000:]
+            outcomes[label] = json.loads(out.strip().splitlines()[-1])
+    client = MlflowClient(tracking)
+    assert outcomes["best"]["promoted"] is True
+    assert outcomes["good"]["promoted"] is False  # it judged against A's champion, not the one it first read
+    assert client.get_model_version_by_alias(name, "champion").version == versions["best"]
+    assert client.get_model_version_by_alias(name, "previous").version == versions["base"]

@@ -1,0 +1,27 @@
+"""One "machine" publishing one registered version through the gate (run as a subprocess by the two-machines test).
+
+argv: MODEL VERSION FID START_AT LOCK   (LOCK: lease = the Prefect promotion lease, none = no lock at all)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+
+import mlflow
+
+from canvascraft.evaluation.scores import FidScore
+from canvascraft.publishing import model_registry as registry
+from canvascraft.settings import get_settings
+from tasks.promotion_lock import promotion_lock
+
+name, version, fid, start_at, mode = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+mlflow.set_tracking_uri(get_settings().resolved_mlflow_tracking_uri)
+score = FidScore(fid=fid, kid_mean=None, kid_std=None, n=32, n_real=32, dims=64, weights_sha256="a" * 64,
+                 resize="bilinear", reference="two-machines")
+lock = promotion_lock(name) if mode == "lease" else (lambda: contextlib.nullcontext())
+time.sleep(max(0.0, start_at - time.time()))  # both processes enter the gate at a set moment
+outcome = registry.gate_and_alias(name, version, score, metric="fid", margin=0.5, tag="candidate", lock=lock)
+print(json.dumps({"version": version, "promoted": outcome["promoted"], "at": time.time()}))
