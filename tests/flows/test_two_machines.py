@@ -144,8 +144,8 @@ GATE_LOCK = os.environ.get("TWO_MACHINES_GATE_LOCK", "lease")
 
 
 def test_concurrent_publishes_from_two_machines(services: dict[str, str], tmp_path: Path) -> None:
-    """A publishes the best version, B a good one 0.3 s later, both through the real gate against one MLflow
-    server (behind a proxy adding 0.15 s per request, so each gate's read-decide-write spans seconds and the two
+    """A publishes the best version, B a good one 0.4 s later, both through the real gate against one MLflow
+    server (behind a proxy adding 0.25 s per request, so each gate's read-decide-write spans seconds and the two
     overlap). With the lease, B waits and then sees A's champion: one consistent @champion and @previous."""
     import contextlib
 
@@ -178,14 +178,16 @@ def test_concurrent_publishes_from_two_machines(services: dict[str, str], tmp_pa
     registry.gate_and_alias(name, versions["base"], score(20.0), metric="fid", margin=0.5, tag="candidate",
                             lock=lambda: contextlib.nullcontext())
     script = str(PROJECT / "tests" / "flows" / "gate_publisher.py")
-    with latency_proxy(tracking, delay=0.15) as proxy:
-        start = time.time() + 12  # both processes are imported and waiting by then
-        launches = [("a", "best", 4.0, start), ("b", "good", 8.0, start + 0.3)]
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    with latency_proxy(tracking, delay=0.25) as proxy:
+        launches = [("a", "best", 4.0, 0.0), ("b", "good", 8.0, 0.4)]
         procs = []
-        for home, label, fid, at in launches:
+        for home, label, fid, delay in launches:
             env = {**machine(tmp_path, home, services), "CANVASCRAFT_MLFLOW_TRACKING_URI": proxy,
                    "PYTHONPATH": str(PROJECT)}
-            procs.append(subprocess.Popen([sys.executable, script, name, versions[label], str(fid), str(at), GATE_LOCK],
+            procs.append(subprocess.Popen([sys.executable, script, name, versions[label], str(fid), str(barrier),
+                                           str(delay), GATE_LOCK],
                                           cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                           text=True))
         outcomes = {}
@@ -193,7 +195,9 @@ def test_concurrent_publishes_from_two_machines(services: dict[str, str], tmp_pa
             out, err = proc.communicate(timeout=300)
             assert proc.returncode == 0, err[-3000:]
             outcomes[label] = json.loads(out.strip().splitlines()[-1])
+    print(json.dumps(outcomes))
     client = MlflowClient(tracking)
+    assert outcomes["good"]["entered"] < outcomes["best"]["left"]  # the two gates did overlap in time
     assert outcomes["best"]["promoted"] is True
     assert outcomes["good"]["promoted"] is False  # it judged against A's champion, not the one it first read
     assert client.get_model_version_by_alias(name, "champion").version == versions["best"]
