@@ -152,12 +152,18 @@ def _copy_tree(source: Path, target: Path, listing: dict[str, int]) -> None:
         atomic_write_bytes(target / name, (source / name).read_bytes())
 
 
-def storage_options(settings: Settings) -> dict[str, Any]:
-    """fsspec options for the settings' artifact root: s3fs with the resolved endpoint and keys (else none)."""
-    if not settings.resolved_artifact_root.startswith("s3://"):
+def storage_options(settings: Settings, *, force_s3: bool = False) -> dict[str, Any]:
+    """s3fs options for the settings' S3 (endpoint and keys resolved like boto3's); none for a local root."""
+    if not force_s3 and not settings.resolved_artifact_root.startswith("s3://"):
         return {}
-    options: dict[str, Any] = {"client_kwargs": {"region_name": settings.s3_region},
-                               "skip_instance_cache": True, "use_listings_cache": False}
+    options: dict[str, Any] = {
+        "client_kwargs": {"region_name": settings.s3_region},
+        "skip_instance_cache": True, "use_listings_cache": False,
+        # checksums only where S3 requires them: S3-compatible servers (the embedded rclone) answer a ranged read
+        # with the whole object's checksum, which botocore's default validation then rejects
+        "config_kwargs": {"response_checksum_validation": "when_required",
+                          "request_checksum_calculation": "when_required"},
+    }
     if settings.resolved_s3_endpoint_url:
         options["endpoint_url"] = settings.resolved_s3_endpoint_url
     creds = settings.s3_credentials()

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
 from canvascraft.datasets import seed_dataset
+from cli.main import app
 
 runner = CliRunner()
 COMMANDS = [[], ["config"], ["config", "show"], ["spec"], ["spec", "validate"], ["stack"], ["stack", "up"],

@@ -39,32 +39,42 @@ IMAGE = Entity(
 )
 
 
-def data_dir_from_env() -> Path:
-    """The absolute Feast data folder named by ``CANVASCRAFT_FEAST_DATA`` (the variable feature_store.yaml uses)."""
+def data_dir_from_env() -> str:
+    """The Feast data location named by ``CANVASCRAFT_FEAST_DATA``: an absolute folder or an ``s3a://`` URL."""
     value = os.environ.get(DATA_DIR_ENV, "").strip()
     if not value:
         raise SettingsError(
             f"{DATA_DIR_ENV} is not set; feature_repo/feature_store.yaml and the palette sources need it, "
-            f"e.g. export {DATA_DIR_ENV}=\"$CANVASCRAFT_HOME/feast\" (absolute path)"
+            f"e.g. export {DATA_DIR_ENV}=\"$CANVASCRAFT_HOME/feast\" (absolute path) or s3a://BUCKET/PREFIX/feast"
         )
+    return check_data_dir(value)
+
+
+def check_data_dir(value: str) -> str:
+    """An absolute folder or an ``s3a://`` URL (DuckDB reads it through a registered s3fs); else a clear error."""
+    if value.startswith("s3a://"):
+        return value.rstrip("/")
+    if "://" in value:
+        raise SettingsError(f"{DATA_DIR_ENV} {value!r}: allowed values are an absolute folder or s3a://BUCKET/PREFIX "
+                            "(s3a: DuckDB reads it through s3fs; an s3:// path makes it download its httpfs extension)")
     path = Path(value).expanduser()
     if not path.is_absolute():
         raise SettingsError(
             f"{DATA_DIR_ENV} must be an absolute path (Feast resolves relative ones per process), got {value!r}"
         )
-    return path
+    return str(path)
 
 
-def offline_folder(data_dir: Path, palette: Palette) -> Path:
-    """Folder holding one palette's parquet part files."""
-    return Path(data_dir) / OFFLINE_FOLDER / palette.view_name()
+def offline_folder(data_dir: str | Path, palette: Palette) -> str:
+    """Folder (or S3 prefix) holding one palette's parquet part files."""
+    return f"{str(data_dir).rstrip('/')}/{OFFLINE_FOLDER}/{palette.view_name()}"
 
 
-def palette_source(palette: Palette, data_dir: Path) -> FileSource:
+def palette_source(palette: Palette, data_dir: str | Path) -> FileSource:
     """Parquet FileSource over the palette's part files (a glob the DuckDB offline store expands)."""
     return FileSource(
         name=f"{palette.view_name()}_source",
-        path=str(offline_folder(data_dir, palette) / PART_GLOB),
+        path=f"{offline_folder(data_dir, palette)}/{PART_GLOB}",
         file_format=ParquetFormat(),
         timestamp_field=TIMESTAMP_FIELD,
         created_timestamp_column=CREATED_FIELD,
@@ -72,7 +82,7 @@ def palette_source(palette: Palette, data_dir: Path) -> FileSource:
     )
 
 
-def palette_view(palette: Palette, data_dir: Path) -> FeatureView:
+def palette_view(palette: Palette, data_dir: str | Path) -> FeatureView:
     """Typed feature view whose schema is the palette's ``feature_names()``; ttl 0: content-keyed rows never expire."""
     return FeatureView(
         name=palette.view_name(),
@@ -100,7 +110,7 @@ def palette_service(name: str, palette_set: PaletteSet, views: Mapping[str, Feat
     )
 
 
-def build_definitions(palette_sets: Mapping[str, PaletteSet], data_dir: Path) -> list[Any]:
+def build_definitions(palette_sets: Mapping[str, PaletteSet], data_dir: str | Path) -> list[Any]:
     """Entity, sources, views (one per distinct palette) and one service per named palette set, ready to apply."""
     views: dict[str, FeatureView] = {}
     for palette_set in palette_sets.values():

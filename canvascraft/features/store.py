@@ -38,6 +38,7 @@ from canvascraft.features.definitions import (
     PART_GLOB,
     TIMESTAMP_FIELD,
     build_definitions,
+    check_data_dir,
     offline_folder,
 )
 from canvascraft.palettes import Palette, PaletteSet, check_images
@@ -128,15 +129,42 @@ class FilterReport(BaseModel):
     filters: list[FilterOutcome]
 
 
-def feast_data_dir(settings: Settings | None = None) -> Path:
-    """``CANVASCRAFT_FEAST_DATA`` when set, else ``<CANVASCRAFT_HOME>/feast``; always absolute."""
+def feast_data_dir(settings: Settings | None = None) -> str:
+    """Where offline parquet and the registry live: ``CANVASCRAFT_FEAST_DATA`` when set, else ``<artifact root>/feast``
+    for an S3 artifact root (as ``s3a://``, the scheme DuckDB reads through s3fs), else ``<home>/feast``."""
     value = os.environ.get(DATA_DIR_ENV, "").strip()
-    return Path(value).expanduser().resolve() if value else (settings or get_settings()).home / "feast"
+    if value:
+        return check_data_dir(value) if value.startswith("s3a://") else str(Path(value).expanduser().resolve())
+    settings = settings or get_settings()
+    root = settings.resolved_artifact_root
+    if root.startswith("s3://"):
+        return "s3a://" + root[len("s3://"):].rstrip("/") + "/feast"
+    return str(settings.home / "feast")
 
 
 def feast_environment(settings: Settings | None = None) -> dict[str, str]:
     """The variables ``feature_store.yaml`` expands; pass them to ``feast`` CLI subprocesses too."""
-    return {DATA_DIR_ENV: str(feast_data_dir(settings))}
+    return {DATA_DIR_ENV: feast_data_dir(settings)}
+
+
+def _is_remote(data_dir: str) -> bool:
+    return data_dir.startswith("s3a://")
+
+
+def data_filesystem(path: str) -> tuple[Any, str]:
+    """The fsspec filesystem and bare path of an offline location (local folder, or s3a:// with the settings' S3)."""
+    import fsspec
+
+    from canvascraft.artifact_root import storage_options
+
+    options: dict[str, Any] = {}
+    if _is_remote(path):
+        options = {**_STORE_OPTIONS.get("s3", {})} or storage_options(get_settings(), force_s3=True)
+    return fsspec.core.url_to_fs(path, **options)
+
+
+# s3fs options of the last opened store (its settings' endpoint and keys): the data helpers below take store paths
+_STORE_OPTIONS: dict[str, dict[str, Any]] = {}
 
 
 @contextlib.contextmanager
@@ -189,18 +217,87 @@ def open_store(settings: Settings | None = None, repo_path: Path | None = None) 
             f"(now {repo}) or {FEAST_FS_YAML_FILE_PATH_ENV_NAME} to a feature_store yaml"
         )
     environment = feast_environment(settings)
-    Path(environment[DATA_DIR_ENV]).mkdir(parents=True, exist_ok=True)
-    with _environment(environment):
-        redis_url = settings.resolved_redis_url
-        if redis_url is None:
-            return FeatureStore(repo_path=str(repo), fs_yaml_file=yaml_file)
-        # a Redis is configured (the embedded redis-server, or CANVASCRAFT_REDIS_URL): the online store lives in
-        # that service, shared by every worker, instead of the yaml's sqlite file under one machine's home
-        from feast.repo_config import RepoConfig
+    data_dir = environment[DATA_DIR_ENV]
+    redis_url = settings.resolved_redis_url
+    if not _is_remote(data_dir):
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        if redis_url is None:  # one machine: the yaml as written (file registry, sqlite online store)
+            with _environment(environment):
+                return FeatureStore(repo_path=str(repo), fs_yaml_file=yaml_file)
+    from feast.repo_config import RepoConfig
 
+    from canvascraft.artifact_root import storage_options
+
+    # Services replace the yaml's local files (settings injected, the yaml stays the local profile): the registry
+    # and offline parquet under the artifact root, the online store in Redis, so every worker sees the same store.
+    with _environment(environment):
         values = yaml.safe_load(os.path.expandvars(yaml_file.read_text()))
+    if redis_url is not None:
         values["online_store"] = {"type": "redis", "connection_string": feast_redis_connection(redis_url)}
-        return FeatureStore(repo_path=str(repo), config=RepoConfig(repo_path=repo, **values))
+    elif _is_remote(data_dir):  # no Redis: an online store on this machine only (a cache the next run refills)
+        local = settings.home / "feast"
+        local.mkdir(parents=True, exist_ok=True)
+        values["online_store"] = {"type": "sqlite", "path": str(local / "online.db")}
+    registry_env: dict[str, str] = {}
+    if _is_remote(data_dir):
+        options = storage_options(settings, force_s3=True)
+        _STORE_OPTIONS["s3"] = options
+        values["registry"] = {**values.get("registry", {}), "registry_type": "file",
+                              "path": "s3://" + data_dir[len("s3a://"):] + "/registry.pb"}
+        # Feast's S3 registry builds its boto3 client from the environment when the store is created
+        registry_env = {"AWS_DEFAULT_REGION": settings.s3_region}
+        if options.get("endpoint_url"):
+            registry_env["FEAST_S3_ENDPOINT_URL"] = options["endpoint_url"]
+        if options.get("key"):
+            registry_env.update(AWS_ACCESS_KEY_ID=options["key"], AWS_SECRET_ACCESS_KEY=options["secret"])
+    with _environment({**environment, **registry_env}):
+        store = FeatureStore(repo_path=str(repo), config=RepoConfig(repo_path=repo, **values))
+        _ = store.registry  # built lazily: its boto3 client must be created while the environment names the S3
+    _REDIS_URLS[id(store)] = redis_url
+    return store
+
+
+# Redis of each opened store (by id): registry writes of stores sharing a remote registry are serialised there
+_REDIS_URLS: dict[int, str | None] = {}
+
+
+@contextlib.contextmanager
+def registry_write(store: FeatureStore) -> Iterator[None]:
+    """Serialise registry writes across processes and machines when the registry is shared (Redis lock).
+
+    Feast's file registry (also on S3) writes the whole registry from the process's cached copy: two writers at
+    once lose one's update (a view, a materialization interval). Under a Redis lock, each writer refreshes the
+    registry first and writes last. A local file registry (one machine) needs no lock.
+    """
+    url = _REDIS_URLS.get(id(store))
+    if url is None:
+        yield
+        return
+    import redis
+
+    lock = redis.Redis.from_url(url).lock("canvascraft:feast-registry", timeout=600, blocking_timeout=900)
+    if not lock.acquire():
+        raise StorageError("Feast registry: could not take the registry lock in Redis within 900 s")
+    try:
+        store.refresh_registry()
+        yield
+    finally:
+        lock.release()
+
+
+def _duckdb_reads_s3() -> None:
+    """Let DuckDB (Feast's offline store, through ibis) read ``s3a://`` part files via s3fs.
+
+    ibis installs DuckDB's httpfs extension for ``s3://`` paths, a download this platform never makes; ``s3a://``
+    goes to a filesystem registered on the connection instead. Registered once per connection.
+    """
+    import ibis
+    import s3fs
+
+    connection = ibis.get_backend().con
+    if {"s3", "s3a", "s3fs"} & set(connection.list_filesystems()):
+        return
+    connection.register_filesystem(s3fs.S3FileSystem(**_STORE_OPTIONS.get("s3", {})))
 
 
 def feast_redis_connection(url: str) -> str:
@@ -220,16 +317,18 @@ def feast_redis_connection(url: str) -> str:
 
 
 def apply_definitions(
-    store: FeatureStore, palette_sets: Mapping[str, PaletteSet], data_dir: Path | None = None
+    store: FeatureStore, palette_sets: Mapping[str, PaletteSet], data_dir: str | Path | None = None
 ) -> dict[str, Any]:
     """Register the entity, a view per palette and a service per named set (never deletes); names and seconds."""
-    data_dir = Path(data_dir or feast_data_dir())
+    data_dir = str(data_dir or feast_data_dir())
     started = time.perf_counter()
     objects = build_definitions(palette_sets, data_dir)
-    for palette_set in palette_sets.values():
-        for palette in palette_set:
-            offline_folder(data_dir, palette).mkdir(parents=True, exist_ok=True)
-    store.apply(objects, partial=True)
+    if not _is_remote(data_dir):
+        for palette_set in palette_sets.values():
+            for palette in palette_set:
+                Path(offline_folder(data_dir, palette)).mkdir(parents=True, exist_ok=True)
+    with registry_write(store):
+        store.apply(objects, partial=True)
     return {
         "views": sorted({p.view_name() for ps in palette_sets.values() for p in ps}),
         "services": sorted(palette_sets),
@@ -258,7 +357,7 @@ def _check_ids(images: torch.Tensor, image_ids: Sequence[str]) -> None:
         raise ParameterError(f"features: image_ids must be non-empty strings (sha256 hex), got {bad[:3]!r}")
 
 
-def view_folder(store: FeatureStore, palette: Palette) -> Path:
+def view_folder(store: FeatureStore, palette: Palette) -> str:
     """The folder Feast reads a palette's offline rows from (its registered source glob's parent)."""
     try:
         view = store.get_feature_view(palette.view_name())
@@ -270,22 +369,28 @@ def view_folder(store: FeatureStore, palette: Palette) -> Path:
     return source_folder(view)
 
 
-def source_folder(view: FeatureView) -> Path:
+def source_folder(view: FeatureView) -> str:
     """Folder of a view's parquet FileSource glob (the part files Feast reads)."""
     source = view.batch_source
     if not isinstance(source, FileSource):
         raise SettingsError(
             f"feature view {view.name!r}: batch source is {type(source).__name__}; palettes need a parquet FileSource"
         )
-    return Path(source.path).parent
+    return source.path.rsplit("/", 1)[0]
 
 
-def existing_image_ids(folder: Path) -> set[str]:
+def _part_files(folder: str) -> tuple[Any, list[str]]:
+    """The filesystem of a view's folder and its part files (sorted; temp files never match the glob)."""
+    fs, path = data_filesystem(folder)
+    return fs, sorted(fs.glob(f"{path.rstrip('/')}/{PART_GLOB}"))
+
+
+def existing_image_ids(folder: str | Path) -> set[str]:
     """Image ids already present in a view's offline part files."""
-    parts = sorted(Path(folder).glob(PART_GLOB))
+    fs, parts = _part_files(str(folder))
     if not parts:
         return set()
-    table = pads.dataset([str(p) for p in parts], format="parquet").to_table(columns=[JOIN_KEY])
+    table = pads.dataset(parts, format="parquet", filesystem=fs).to_table(columns=[JOIN_KEY])
     return set(table.column(JOIN_KEY).to_pylist())
 
 
@@ -339,24 +444,32 @@ def _write_view(
     report.seconds_compute = round(time.perf_counter() - started, 3)
     report.rows_computed = len(frame)
     started = time.perf_counter()
-    report.path = str(write_part(folder, frame))
+    report.path = write_part(folder, frame)
     report.seconds_write = round(time.perf_counter() - started, 3)
     report.rows_written = len(frame)
     return report
 
 
-def write_part(folder: Path, frame: pd.DataFrame, now: datetime | None = None) -> Path:
+def write_part(folder: str | Path, frame: pd.DataFrame, now: datetime | None = None) -> str:
     """Stamp rows with event/created time (``datetime64[us, UTC]``) and write a part file atomically."""
     stamp = _utc(now or datetime.now(timezone.utc)).floor("us")
     frame = frame.copy()
     frame[TIMESTAMP_FIELD] = pd.Series(stamp, index=frame.index).astype("datetime64[us, UTC]")
     frame[CREATED_FIELD] = frame[TIMESTAMP_FIELD]
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"part-{stamp.strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.parquet"
-    tmp = folder / f".{path.name}.tmp"  # not matched by the source glob until renamed
+    name = f"part-{stamp.strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}.parquet"
+    folder = str(folder).rstrip("/")
+    if _is_remote(folder):
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        fs, path = data_filesystem(folder)
+        fs.pipe_file(f"{path}/{name}", buffer.getvalue())  # an S3 object appears only once complete
+        return f"{folder}/{name}"
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    path = Path(folder) / name
+    tmp = Path(folder) / f".{name}.tmp"  # not matched by the source glob until renamed
     frame.to_parquet(tmp, index=False)
     os.replace(tmp, path)
-    return path
+    return str(path)
 
 
 def _utc(moment: datetime) -> pd.Timestamp:
@@ -365,14 +478,14 @@ def _utc(moment: datetime) -> pd.Timestamp:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
-def _parts(view: FeatureView) -> list[Path]:
-    """Offline part files of a registered view."""
-    return sorted(source_folder(view).glob(PART_GLOB))
+def _parts(view: FeatureView) -> tuple[Any, list[str]]:
+    """Offline part files of a registered view (with their filesystem)."""
+    return _part_files(source_folder(view))
 
 
-def _rows_between(parts: list[Path], start: datetime, end: datetime) -> int:
+def _rows_between(fs: Any, parts: list[str], start: datetime, end: datetime) -> int:
     """Offline rows with ``start <= event_timestamp <= end`` (Feast's materialization filter)."""
-    stamps = pads.dataset([str(p) for p in parts], format="parquet").to_table(columns=[TIMESTAMP_FIELD])
+    stamps = pads.dataset(parts, format="parquet", filesystem=fs).to_table(columns=[TIMESTAMP_FIELD])
     values = stamps.column(TIMESTAMP_FIELD).to_pandas()
     return int(((values >= pd.Timestamp(start)) & (values <= pd.Timestamp(end))).sum())
 
@@ -387,12 +500,13 @@ def materialize(
     for view in store.list_feature_views():
         if (view.name not in wanted) if wanted is not None else ("palette" not in view.tags):
             continue  # only palette views: other teams' views may not be parquet FileSources
-        parts = _parts(view)
+        fs, parts = _parts(view)
         if not parts:
             skipped.append(view.name)
             continue
         start = _utc(view.most_recent_end_time or datetime.now(timezone.utc) - FIRST_WINDOW).to_pydatetime()
-        plans.append(ViewMaterialization(view=view.name, start=start, end=end, rows=_rows_between(parts, start, end)))
+        plans.append(ViewMaterialization(view=view.name, start=start, end=end,
+                                         rows=_rows_between(fs, parts, start, end)))
         views.append(view.name)
     if wanted is not None and (unknown := wanted - set(views) - set(skipped)):
         raise SettingsError(f"materialize: feature views {sorted(unknown)} are not registered; call apply_definitions")
@@ -400,7 +514,9 @@ def materialize(
     if views:
         # Feast prints a coloured per-view progress report to stdout; the returned report says the same in one line
         # (the Prefect tasks calling this keep log_prints off, so the print reaches this redirect, not the run log)
-        with contextlib.redirect_stdout(io.StringIO()):
+        if _STORE_OPTIONS.get("s3") is not None:
+            _duckdb_reads_s3()
+        with registry_write(store), contextlib.redirect_stdout(io.StringIO()):
             store.materialize_incremental(end_date=end, feature_views=views)
     seconds = time.perf_counter() - started
     rows = sum(p.rows for p in plans)
@@ -440,7 +556,7 @@ def historical_features(
     started = time.perf_counter()
     service = _service(store, feature_service)
     for projection in service.feature_view_projections:
-        if not _parts(store.get_feature_view(projection.name)):
+        if not _parts(store.get_feature_view(projection.name))[1]:
             raise StorageError(
                 f"feature view {projection.name!r} of service {feature_service!r} has no offline rows; "
                 "call write_new_features first"
@@ -450,6 +566,8 @@ def historical_features(
     stamp = _utc(at or datetime.now(timezone.utc)).floor("us")
     stamps = pd.Series([stamp] * len(unique), dtype="datetime64[us, UTC]")
     entity_df = pd.DataFrame({JOIN_KEY: unique, TIMESTAMP_FIELD: stamps})
+    if _STORE_OPTIONS.get("s3") is not None:
+        _duckdb_reads_s3()
     result = store.get_historical_features(entity_df=entity_df, features=service).to_df()
     frame = _ordered(result, image_ids, columns)
     return frame, _retrieval_report(feature_service, frame, columns, started)

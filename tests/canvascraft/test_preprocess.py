@@ -9,10 +9,10 @@ import torch
 
 from canvascraft.artifact_root import ArtifactRoot
 from canvascraft.brushes import BrushStack
-from canvascraft.errors import CanvasCraftError
-from canvascraft.ingest import ImageRules, ingest, SnapshotManifest
-from canvascraft.preprocess import load_shards, preprocess, stack_key
 from canvascraft.datasets import seed_dataset
+from canvascraft.errors import CanvasCraftError
+from canvascraft.ingest import ImageRules, SnapshotManifest, ingest
+from canvascraft.preprocess import load_shards, preprocess, stack_key
 
 STACK = [{"name": "resize", "params": {"size": 12}}, {"name": "center_crop", "params": {"size": 12}},
          {"name": "grayscale"}, {"name": "normalize"}]

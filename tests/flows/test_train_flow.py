@@ -6,8 +6,8 @@ from canvascraft.datasets import seed_dataset
 
 
 def test_train_flow_ingests_and_preprocesses_with_caching(prefect_harness, s3_client, bucket: str) -> None:
-    from prefect.client.orchestration import get_client
     from prefect.artifacts import Artifact
+    from prefect.client.orchestration import get_client
 
     from flows.train import train
 

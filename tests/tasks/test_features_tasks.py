@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from canvascraft.datasets import seed_dataset
 from canvascraft.errors import ParameterError, SpecError
 from canvascraft.spec import load_spec
 from tasks.features import materialize_features, training_set
 from tasks.ingest import ingest_snapshot
-
-import pytest
 
 
 def spec_for(bucket: str, **features: object) -> dict:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from canvascraft.datasets import seed_dataset
 from canvascraft.spec import load_spec
 from tasks.ingest import ingest_snapshot
-from tasks.retry_policy import retry_on_io as _retry_on_io
 from tasks.preprocess import preprocess_snapshot
+from tasks.retry_policy import retry_on_io as _retry_on_io
 
 
 def spec_for(bucket: str) -> dict:

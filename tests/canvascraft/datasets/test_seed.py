@@ -49,8 +49,9 @@ def test_fashion_mnist_absent_names_the_debian_package(tmp_path: Path) -> None:
 def test_fashion_mnist_reads_real_images() -> None:
     samples = list(_fashion_mnist(3))
     assert [s[1] for s in samples] == ["ankle-boot", "t-shirt", "t-shirt"]  # the dataset's documented first labels
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     assert Image.open(io.BytesIO(samples[0][2])).size == (28, 28)
 

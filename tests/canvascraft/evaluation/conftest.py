@@ -7,7 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from canvascraft.evaluation.inception import InceptionFeatureExtractor, InceptionWeights, load_feature_extractor, locate_inception_weights
+from canvascraft.evaluation.inception import (
+    InceptionFeatureExtractor,
+    InceptionWeights,
+    load_feature_extractor,
+    locate_inception_weights,
+)
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from canvascraft.evaluation import EvaluationInputError
-from canvascraft.evaluation import frechet
+from canvascraft.evaluation import EvaluationInputError, frechet
 from canvascraft.evaluation.frechet import frechet_distance, gaussian_stats, trace_sqrt_product
 
 

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from canvascraft.evaluation import EvaluationInputError, InceptionWeightsError
-from canvascraft.evaluation import inception
+from canvascraft.evaluation import EvaluationInputError, InceptionWeightsError, inception
 from canvascraft.evaluation.inception import (
     HUB_FILENAMES,
     InceptionFeatureExtractor,

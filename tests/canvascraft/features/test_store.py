@@ -44,7 +44,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         mp.delenv("FEAST_FS_YAML_FILE_PATH", raising=False)
         settings = Settings(home=tmp_path_factory.mktemp("feast-home"), feast_repo_path=REPO)
         store = fs.open_store(settings)
-        data_dir = fs.feast_data_dir(settings)
+        data_dir = Path(fs.feast_data_dir(settings))
         palettes = build_palette("image_stats") + build_palette("rgb_histogram", {"bins": 4})
         applied = fs.apply_definitions(store, {SERVICE: palettes}, data_dir)
         yield {"store": store, "data_dir": data_dir, "palettes": palettes, "applied": applied, "settings": settings}

@@ -39,7 +39,7 @@ def test_online_features_round_trip_through_redis(redis_url: str, tmp_path: Path
     settings = Settings(home=tmp_path, feast_repo_path=REPO, redis_url=redis_url, use_embedded=False)
     store = fs.open_store(settings)
     assert store.config.online_store.type == "redis"
-    assert not (fs.feast_data_dir(settings) / "online.db").exists()
+    assert not (Path(fs.feast_data_dir(settings)) / "online.db").exists()
     palettes = PaletteSet((build_palette("image_stats"),))
     fs.apply_definitions(store, {"redis-set": palettes}, fs.feast_data_dir(settings))
     images, ids = batch(12, seed=4)

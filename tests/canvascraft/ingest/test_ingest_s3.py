@@ -10,7 +10,7 @@ import pytest
 from canvascraft.errors import IngestError
 from canvascraft.ingest import ImageRules, SnapshotManifest, ingest
 from canvascraft.ingest.cache import ObjectCache
-from canvascraft.storage import list_objects, S3Uri
+from canvascraft.storage import S3Uri, list_objects
 from tests.conftest import png_bytes, truncated_png
 
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler
 from diffusers.optimization import get_cosine_schedule_with_warmup
+from trainer_helpers import assert_same_state, window_means
 
 from canvascraft.errors import ParameterError
 from canvascraft.trainers import DDPMTrainer, TrainingDataError, load_trainer
-from trainer_helpers import assert_same_state, window_means
 
 # Tiny UNet: ~0.1 s/step at batch 32 on 2 idle cores here (up to ~6x slower when the machine is shared).
 TINY = dict(

@@ -1,0 +1,74 @@
+"""Feast on services only: registry and offline parquet under the artifact root on a real loopback S3, online store
+in a real Redis. A second "machine" (another home, only service addresses and keys) sees the same store."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from canvascraft.features import store as fs
+from canvascraft.features.definitions import DATA_DIR_ENV
+from canvascraft.palettes import PaletteSet, build_palette
+from canvascraft.settings import Settings
+from canvascraft.stack.process import free_port
+from canvascraft.stack.services import redis_service
+from tests.canvascraft.features.test_store import REPO, batch
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs Debian's redis-server (make apt)")
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    service = redis_service(Settings(home=tmp_path_factory.mktemp("redis-home"), redis_port=free_port()))
+    service.start()
+    try:
+        yield service.state["url"]
+    finally:
+        service.stop()
+
+
+def test_two_homes_share_registry_offline_rows_and_online_store(
+    s3_settings: Settings, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FEAST_FS_YAML_FILE_PATH", raising=False)
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    creds = s3_settings.s3_credentials()
+    root = f"s3://canvascraft-artifacts/t-{uuid.uuid4().hex[:10]}"
+    # "machines" that share nothing but the services: explicit endpoint, root and Redis; keys from the environment
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", creds["aws_access_key_id"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", creds["aws_secret_access_key"])
+    machine = {"use_embedded": False, "s3_endpoint_url": s3_settings.resolved_s3_endpoint_url, "artifact_root": root,
+               "redis_url": redis_url, "feast_repo_path": REPO}
+    a = Settings(home=tmp_path / "a", **machine)
+    b = Settings(home=tmp_path / "b", **machine)
+    assert fs.feast_data_dir(a) == "s3a://" + root[len("s3://"):] + "/feast"
+
+    store_a = fs.open_store(a)
+    palettes = PaletteSet((build_palette("image_stats"),))
+    fs.apply_definitions(store_a, {"svc": palettes}, fs.feast_data_dir(a))
+    images, ids = batch(20, seed=7)
+    written = fs.write_new_features(store_a, images, ids, palettes)
+    assert written.rows_written == 20 and written.views[0].path.startswith("s3a://")
+    assert fs.materialize(store_a, palettes).rows == 20
+
+    store_b = fs.open_store(b)  # a fresh home: everything comes from S3 and Redis
+    assert [v.name for v in store_b.list_feature_views()] == [palettes.palettes[0].view_name()]
+    assert fs.missing_image_ids(store_b, palettes, ids) == []
+    expected = fs.compute_palette_frame(images, ids, palettes).set_index("image_id")
+    historical, report = fs.historical_features(store_b, ids[:6], "svc")
+    assert report.rows_missing == 0
+    pd.testing.assert_frame_equal(historical.set_index("image_id"), expected.loc[ids[:6]], check_index_type=False)
+    online, _ = fs.online_features(store_b, ids[:4], "svc")
+    pd.testing.assert_frame_equal(online.set_index("image_id"), expected.loc[ids[:4]], check_index_type=False)
+    # B adds images; A's next write sees them (no duplicate rows)
+    more, more_ids = batch(5, seed=8)
+    assert fs.write_new_features(store_b, more, more_ids, palettes).rows_written == 5
+    assert fs.write_new_features(store_a, more, more_ids, palettes).rows_written == 0
+    # nothing a later run reads was left on either home
+    for home in (a.home, b.home):
+        assert not list(home.rglob("*.parquet")) and not list(home.rglob("registry*")) and not list(home.rglob("online.db"))
