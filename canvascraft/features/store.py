@@ -232,9 +232,17 @@ def open_store(settings: Settings | None = None, repo_path: Path | None = None) 
     # and offline parquet under the artifact root, the online store in Redis, so every worker sees the same store.
     with _environment(environment):
         values = yaml.safe_load(os.path.expandvars(yaml_file.read_text()))
-    if redis_url is not None:
+    online_is_local = values.get("online_store", {}).get("type", "sqlite") == "sqlite"
+    registry = values.get("registry", {})
+    registry = registry if isinstance(registry, dict) else {"path": registry}
+    registry_path = str(registry.get("path", ""))
+    # the yaml's own file registry (under ${CANVASCRAFT_FEAST_DATA}, or any plain path) follows the data
+    registry_is_local = registry.get("registry_type", "file") == "file" and (
+        "://" not in registry_path or registry_path.startswith(data_dir))
+    # only the yaml's *local* pieces are replaced: a profile naming its own services (SQL registry, a Redis) wins
+    if redis_url is not None and online_is_local:
         values["online_store"] = {"type": "redis", "connection_string": feast_redis_connection(redis_url)}
-    elif _is_remote(data_dir):  # no Redis: an online store on this machine only (a cache the next run refills)
+    elif _is_remote(data_dir) and online_is_local:  # no Redis: online store on this machine (the next run refills)
         local = settings.home / "feast"
         local.mkdir(parents=True, exist_ok=True)
         values["online_store"] = {"type": "sqlite", "path": str(local / "online.db")}
@@ -242,7 +250,8 @@ def open_store(settings: Settings | None = None, repo_path: Path | None = None) 
     if _is_remote(data_dir):
         options = storage_options(settings, force_s3=True)
         _STORE_OPTIONS["s3"] = options
-        values["registry"] = {**values.get("registry", {}), "registry_type": "file",
+    if _is_remote(data_dir) and registry_is_local:
+        values["registry"] = {**registry, "registry_type": "file",
                               "path": "s3://" + data_dir[len("s3a://"):] + "/registry.pb"}
         # Feast's S3 registry builds its boto3 client from the environment when the store is created
         registry_env = {"AWS_DEFAULT_REGION": settings.s3_region}
