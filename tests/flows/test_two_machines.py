@@ -202,3 +202,63 @@ def test_concurrent_publishes_from_two_machines(services: dict[str, str], tmp_pa
     assert outcomes["good"]["promoted"] is False  # it judged against A's champion, not the one it first read
     assert client.get_model_version_by_alias(name, "champion").version == versions["best"]
     assert client.get_model_version_by_alias(name, "previous").version == versions["base"]
+
+
+def test_workers_on_two_homes_run_deployment_runs_whichever_picks_them(
+    prefect_stack: PrefectStack, services: dict[str, str], s3_client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session's worker steps aside; one worker per home polls gpu-pool. Two runs of the train deployment on
+    the same spec and data: both complete, and the second restores the first's search, whichever worker ran each."""
+    from prefect import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from canvascraft.stack.services import worker_service
+
+    bucket = f"pool-{uuid.uuid4().hex[:8]}"
+    s3_client.create_bucket(Bucket=bucket)
+    seed_digits(s3_client, f"s3://{bucket}/digits", 0, 100)
+    spec = tiny_dcgan_spec(f"pool-{uuid.uuid4().hex[:6]}", f"s3://{bucket}/digits", f"pool-{uuid.uuid4().hex[:6]}")
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+
+    port = int(prefect_stack.api_url.rsplit(":", 1)[1].split("/")[0])
+    session_worker = worker_service(get_settings(prefect_port=port), PROJECT)
+    session_worker.env.update({"PREFECT_LOGGING_LEVEL": "INFO", "PREFECT_WORKER_QUERY_SECONDS": "2"})
+    session_worker.stop()
+    monkeypatch.delenv("CANVASCRAFT_FEAST_DATA", raising=False)  # the homes' workers get service addresses only
+    workers = []
+    try:
+        for name in ("d", "e"):
+            env = machine(tmp_path, name, services)
+            worker = worker_service(get_settings(home=Path(env["CANVASCRAFT_HOME"]), prefect_port=port), PROJECT)
+            worker.env.update({k: v for k, v in env.items() if k.startswith(("CANVASCRAFT_", "PREFECT_", "AWS_"))})
+            worker.env.update({"PREFECT_WORKER_QUERY_SECONDS": "2"})
+            worker.start()
+            workers.append(worker)
+        states = []
+        with temporary_settings({PREFECT_API_URL: prefect_stack.api_url}), get_client(sync_client=True) as client:
+            deployment = client.read_deployment_by_name("train/digits-quick")
+            for _ in range(2):
+                run = client.create_flow_run_from_deployment(deployment.id, parameters={"spec": str(spec_file)})
+                deadline = time.monotonic() + 600
+                while time.monotonic() < deadline:
+                    state = client.read_flow_run(run.id).state
+                    if state is not None and state.is_final():
+                        break
+                    time.sleep(3)
+                states.append((str(run.id), state.type.value if state else None))
+        assert [s for _, s in states] == ["COMPLETED", "COMPLETED"], states
+        picked = {run_id: [str(w.home) for w in workers if run_id in w.tail_log(5000)] for run_id, _ in states}
+        logs = {str(w.home): w.tail_log(5000) for w in workers}
+        assert all(len(by) == 1 for by in picked.values()), (picked, logs)  # each run ran on one of the two homes
+        from mlflow import MlflowClient
+
+        client = MlflowClient(services["CANVASCRAFT_MLFLOW_TRACKING_URI"])
+        experiment = client.get_experiment_by_name(spec["name"])
+        runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+        restored = [r.data.tags["tune_restored"] for r in runs if "tune_restored" in r.data.tags]
+        assert restored == ["False", "True"], restored
+    finally:
+        for worker in workers:
+            worker.stop()
+        session_worker.start()
