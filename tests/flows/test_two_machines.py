@@ -111,7 +111,11 @@ def test_train_on_a_drift_on_b_rerun_on_c(services: dict[str, str], s3_client, t
     assert parents[0].data.tags.get("tune_restored") == "False"
     # home C had no shards: found in the artifact root (or Prefect's cached result), never recomputed
     assert "preprocessed to [1, 8, 8] (reused)" in again or "preprocessed to [1, 8, 8] (cached)" in again, again[-3000:]
-    print(json.dumps({"rerun_from_empty_home_seconds": round(rerun_seconds, 1)}))
+    # C's preprocess result (keyed by content) went to the results block on S3: the next worker gets a cache hit
+    keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket="canvascraft-artifacts",
+                                                         Prefix="prefect-results/preprocess-").get("Contents", [])]
+    assert keys, "no cached preprocess result under s3://canvascraft-artifacts/prefect-results/"
+    print(json.dumps({"rerun_from_empty_home_seconds": round(rerun_seconds, 1), "cached_results": keys}))
 
 
 def test_promotion_lease_spans_processes(prefect_stack: PrefectStack, tmp_path: Path) -> None:
@@ -251,6 +255,7 @@ def test_workers_on_two_homes_run_deployment_runs_whichever_picks_them(
         picked = {run_id: [str(w.home) for w in workers if run_id in w.tail_log(5000)] for run_id, _ in states}
         logs = {str(w.home): w.tail_log(5000) for w in workers}
         assert all(len(by) == 1 for by in picked.values()), (picked, logs)  # each run ran on one of the two homes
+        print(json.dumps({"picked_by": picked}))
         from mlflow import MlflowClient
 
         client = MlflowClient(services["CANVASCRAFT_MLFLOW_TRACKING_URI"])
