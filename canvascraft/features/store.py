@@ -14,6 +14,7 @@ import os
 import time
 import uuid
 import warnings
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -262,12 +263,12 @@ def open_store(settings: Settings | None = None, repo_path: Path | None = None) 
     with _environment({**environment, **registry_env}):
         store = FeatureStore(repo_path=str(repo), config=RepoConfig(repo_path=repo, **values))
         _ = store.registry  # built lazily: its boto3 client must be created while the environment names the S3
-    _REDIS_URLS[id(store)] = redis_url
+    _REDIS_URLS[store] = redis_url
     return store
 
 
-# Redis of each opened store (by id): registry writes of stores sharing a remote registry are serialised there
-_REDIS_URLS: dict[int, str | None] = {}
+# Redis of each opened store: registry writes of stores sharing a remote registry are serialised there
+_REDIS_URLS: weakref.WeakKeyDictionary[FeatureStore, str | None] = weakref.WeakKeyDictionary()
 
 
 @contextlib.contextmanager
@@ -278,7 +279,7 @@ def registry_write(store: FeatureStore) -> Iterator[None]:
     once lose one's update (a view, a materialization interval). Under a Redis lock, each writer refreshes the
     registry first and writes last. A local file registry (one machine) needs no lock.
     """
-    url = _REDIS_URLS.get(id(store))
+    url = _REDIS_URLS.get(store)
     if url is None:
         yield
         return

@@ -72,3 +72,44 @@ def test_two_homes_share_registry_offline_rows_and_online_store(
     # nothing a later run reads was left on either home
     for home in (a.home, b.home):
         assert not list(home.rglob("*.parquet")) and not list(home.rglob("registry*")) and not list(home.rglob("online.db"))
+
+
+def test_two_processes_writing_the_shared_registry_at_once_lose_nothing(
+    s3_settings: Settings, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A train run and a drift run apply and materialize at the same moment: Feast writes its whole registry from
+    each process's cached copy, so without the Redis lock one process's view or materialization is lost."""
+    import os
+    import subprocess
+    import sys
+
+    creds = s3_settings.s3_credentials()
+    root = f"s3://canvascraft-artifacts/t-{uuid.uuid4().hex[:10]}"
+    project = Path(__file__).resolve().parents[3]
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    procs = []
+    for palette in ("image_stats", "rgb_histogram"):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CANVASCRAFT_", "AWS_", "FEAST_"))}
+        env.update({"CANVASCRAFT_USE_EMBEDDED": "false", "CANVASCRAFT_ARTIFACT_ROOT": root,
+                    "CANVASCRAFT_S3_ENDPOINT_URL": str(s3_settings.resolved_s3_endpoint_url),
+                    "CANVASCRAFT_REDIS_URL": redis_url, "CANVASCRAFT_HOME": str(tmp_path / palette),
+                    "CANVASCRAFT_FEAST_REPO_PATH": str(REPO), "AWS_ACCESS_KEY_ID": creds["aws_access_key_id"],
+                    "AWS_SECRET_ACCESS_KEY": creds["aws_secret_access_key"], "PYTHONPATH": str(project)})
+        procs.append(subprocess.Popen([sys.executable, str(Path(__file__).with_name("registry_writer.py")), palette,
+                                       str(barrier)], cwd=project, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+        assert out.strip().splitlines()[-1] == "10"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", creds["aws_access_key_id"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", creds["aws_secret_access_key"])
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    reader = fs.open_store(Settings(home=tmp_path / "reader", use_embedded=False, artifact_root=root,
+                                    s3_endpoint_url=s3_settings.resolved_s3_endpoint_url, redis_url=redis_url,
+                                    feast_repo_path=REPO))
+    views = {v.name: v for v in reader.list_feature_views()}
+    assert len(views) == 2, sorted(views)
+    assert all(v.materialization_intervals for v in views.values()), {n: v.materialization_intervals
+                                                                      for n, v in views.items()}
