@@ -32,4 +32,5 @@ while len(list(barrier.iterdir())) < 2:
 time.sleep(delay)
 entered = time.time()
 outcome = registry.gate_and_alias(name, version, score, metric="fid", margin=0.5, tag="candidate", lock=lock)
-print(json.dumps({"version": version, "promoted": outcome["promoted"], "entered": entered, "left": time.time()}))
+print(json.dumps({"version": version, "promoted": outcome["promoted"], "previous_champion": outcome["previous_champion"],
+                  "entered": entered, "left": time.time()}))

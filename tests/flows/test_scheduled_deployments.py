@@ -29,8 +29,11 @@ def scheduler_errors(log: str) -> list[str]:
     """
     starts = [m.start() for m in ENTRY.finditer(log)] + [len(log)]
     entries = [log[a:b] for a, b in zip(starts, starts[1:])]
+    # by the logger of the scheduler services, not by the word: another service's entry may quote a state's
+    # "scheduled_time" (e.g. the task-run recorder's "database is locked" retry)
     return [e for e in entries if ("| ERROR" in e or "Traceback" in e)
-            and ("schedul" in e.lower() or "InvalidRequestError" in e or "bulk DML" in e)]
+            and ("prefect.server.services.scheduler" in e or "schedule_recent_deployments" in e
+                 or "InvalidRequestError" in e or "bulk DML" in e)]
 
 
 def scheduled_deployments() -> list[str]:

@@ -1,5 +1,5 @@
 """`canvascraft stack up|status|env|down` of the whole local stack, as a user runs it: real processes (rclone S3,
-Debian Pushgateway, MLflow server, Prefect server, a process worker on gpu-pool) on free loopback ports under a
+Debian redis-server and Pushgateway, MLflow server, Prefect server, a process worker on gpu-pool) on free loopback ports under a
 temp home: up, idempotent up, down, up again after down, and recovery after `kill -9` of services. A few minutes
 on 2 cores (MLflow and Prefect servers start twice)."""
 
@@ -19,12 +19,13 @@ from pathlib import Path
 import pytest
 
 from canvascraft.stack.process import free_port, pid_alive
+from canvascraft.stack.services import redis_answers
 
 # A real `prefect server start`: runs in the separate prefect_server pytest process (see Makefile `test`).
 pytestmark = [pytest.mark.e2e, pytest.mark.prefect_server]
 
 PROJECT = Path(__file__).resolve().parents[3]
-SERVICES = ["s3", "pushgateway", "mlflow", "prefect", "worker"]
+SERVICES = ["s3", "redis", "pushgateway", "mlflow", "prefect", "worker"]
 
 
 def _cli(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -44,9 +45,10 @@ def _listening(port: int) -> bool:
 
 
 def test_stack_up_status_env_down_and_back_up(tmp_path: Path) -> None:
-    if shutil.which("prometheus-pushgateway") is None:
-        pytest.skip("Debian package prometheus-pushgateway not installed (make apt)")
-    ports = {name: free_port() for name in ("s3", "pushgateway", "mlflow", "prefect")}
+    for binary in ("prometheus-pushgateway", "redis-server"):
+        if shutil.which(binary) is None:
+            pytest.skip(f"Debian package {binary} not installed (make apt)")
+    ports = {name: free_port() for name in ("s3", "redis", "pushgateway", "mlflow", "prefect")}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CANVASCRAFT_", "PREFECT_API_URL"))}
     env.update({"CANVASCRAFT_HOME": str(tmp_path / "home"), "PREFECT_HOME": str(tmp_path / "prefect-cli"),
                 **{f"CANVASCRAFT_{name.upper()}_PORT": str(port) for name, port in ports.items()}})
@@ -63,6 +65,11 @@ def test_stack_up_status_env_down_and_back_up(tmp_path: Path) -> None:
         assert _get(f"http://127.0.0.1:{ports['prefect']}/") == 200  # the Prefect UI
         assert _get(f"http://127.0.0.1:{ports['mlflow']}/") == 200  # the MLflow UI
         assert _get(f"http://127.0.0.1:{ports['pushgateway']}/-/ready") == 200
+        assert redis_answers("127.0.0.1", ports["redis"])
+        # the artifact bucket exists on the embedded S3 and MLflow writes its artifacts there
+        assert (tmp_path / "home" / "s3" / "canvascraft-artifacts").is_dir()
+        mlflow_state = json.loads((tmp_path / "home" / "stack" / "mlflow.json").read_text())
+        assert mlflow_state["artifacts_destination"] == "s3://canvascraft-artifacts/mlflow"
         assert _cli(env, "stack", "env").stdout.strip() == f"export PREFECT_API_URL=http://127.0.0.1:{ports['prefect']}/api"
 
         again = _cli(env, "stack", "up")  # idempotent: the same processes keep running
@@ -99,15 +106,15 @@ def test_stack_up_status_env_down_and_back_up(tmp_path: Path) -> None:
         states = {s["name"]: s for s in json.loads(crashed.stdout)}
         for name in ("worker", "s3"):
             assert states[name]["running"] is False and states[name]["healthy"] is False, states[name]
-        assert all(states[n]["healthy"] for n in ("pushgateway", "mlflow", "prefect")), states
+        assert all(states[n]["healthy"] for n in ("redis", "pushgateway", "mlflow", "prefect")), states
         assert _cli(env, "stack", "status").returncode == 1
 
         recovered = _cli(env, "stack", "up")
         assert recovered.returncode == 0, recovered.stdout + recovered.stderr
         final = {s["name"]: s for s in json.loads(_cli(env, "stack", "status", "--json").stdout)}
         assert all(s["healthy"] for s in final.values()), final
-        assert {n: final[n]["pid"] for n in ("pushgateway", "mlflow", "prefect")} == {
-            n: restarted[n]["pid"] for n in ("pushgateway", "mlflow", "prefect")}  # the live ones were kept
+        assert {n: final[n]["pid"] for n in ("redis", "pushgateway", "mlflow", "prefect")} == {
+            n: restarted[n]["pid"] for n in ("redis", "pushgateway", "mlflow", "prefect")}  # the live ones were kept
         assert all(final[n]["pid"] != restarted[n]["pid"] for n in ("worker", "s3"))
         print(f"up -> down -> up -> kill -9 -> up: {time.monotonic() - began:.1f}s")
     finally:
