@@ -59,7 +59,8 @@ def run(client: Any, sources: dict[int, str], repeats: int, root: Path) -> list[
             frames = {}
             for palette in palette_set:
                 folder = view_folder(store, palette)
-                frames[palette.view_name()] = pd.concat([pd.read_parquet(p) for p in sorted(folder.glob("*.parquet"))])
+                parts = sorted(Path(folder).glob("*.parquet"))  # a fresh home: the artifact root is a local folder
+                frames[palette.view_name()] = pd.concat([pd.read_parquet(p) for p in parts])
 
             def bare() -> int:
                 for view, frame in frames.items():

@@ -11,23 +11,16 @@ from bench.common import Row, Sample, fresh_home, timed
 
 
 def tiny_spec(source: str, name: str) -> dict[str, Any]:
-    """The end-to-end test's spec: 8x8 digits, one palette, a 2-trial tiny DCGAN search, FID 64-d on 32 samples."""
-    return {
-        "name": name, "seed": 1, "device": "cpu", "data": {"source": source, "min_valid_count": 50},
-        "brushes": [{"name": "resize", "params": {"size": 8}}, {"name": "grayscale"}, {"name": "normalize"}],
-        "features": {"palettes": [{"name": "image_stats"}], "image_size": 8},
-        "trainer": {"name": "dcgan", "params": {"sample_size": 8, "channels": 1, "latent_dim": 8, "g_features": 8,
-                                                "d_features": 8, "steps": 6, "batch_size": 16, "log_every": 2},
-                    "search_space": {"learning_rate_g": {"type": "choice", "values": [0.0002, 0.001]}}},
-        "tuner": {"num_samples": 2, "metric": "loss_g", "mode": "min", "checkpoint_every": 3},
-        "evaluator": {"dims": 64, "num_samples": 32, "sampling_steps": 1},
-        "publish": {"registered_model": name, "tag": "candidate"},
-    }
+    """The flow tests' spec (tests/spec_helpers.py): 8x8 digits, one palette, a 2-trial tiny DCGAN, FID 64-d N=32."""
+    from tests.spec_helpers import tiny_dcgan_spec
+
+    return {**tiny_dcgan_spec(name, source, name), "device": "cpu"}
 
 
 def plain_train(spec: dict[str, Any]) -> dict[str, Any]:
     """flows/train.py with every @task replaced by the canvascraft core call it wraps (no Prefect at all)."""
     from canvascraft import tracking
+    from canvascraft.artifact_root import artifact_root
     from canvascraft.brushes import BrushStack
     from canvascraft.evaluation.scores import FidScore
     from canvascraft.evaluation.stage import evaluate_checkpoint
@@ -47,17 +40,18 @@ def plain_train(spec: dict[str, Any]) -> dict[str, Any]:
     data = pipeline.data
     report = ingest([data.source, *data.extra_sources], make_s3_client(settings), settings.home / "cache",
                     ImageRules.from_spec(data), min_valid_count=data.min_valid_count,
-                    min_valid_fraction=data.min_valid_fraction, max_workers=settings.s3_max_concurrency)
+                    min_valid_fraction=data.min_valid_fraction, max_workers=settings.s3_max_concurrency,
+                    artifacts=artifact_root(settings))
     ingest_markdown(report)
     manifest = SnapshotManifest.load(report.manifest_path)
     shards = preprocess(manifest, settings.home / "cache", BrushStack.from_spec(pipeline.brushes),
-                        settings.home / "shards", seed=pipeline.seed)
+                        artifact_root(settings), seed=pipeline.seed)
     features = materialize_snapshot(SnapshotManifest.load(report.manifest_path), pipeline, settings)
     selection = build_training_set(SnapshotManifest.load(report.manifest_path), pipeline, settings)
     parent = tracking.start_parent_run(settings, pipeline, report.dataset_version,
                                        {"canvascraft.dataset_version": report.dataset_version})
     tracking.configure(settings)
-    result = run_search(pipeline, shards.path, selection["kept_image_ids"], settings, parent_run_id=parent,
+    result = run_search(pipeline, shards, selection.get("kept_ids_key"), settings, parent_run_id=parent,
                         dataset_version=report.dataset_version)
     log_trial_samples(result, parent, n=16, seed=pipeline.seed)
     trials_table(result.trials, pipeline.tuner.metric)

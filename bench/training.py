@@ -61,19 +61,19 @@ def bare_diffusers_loop(images: torch.Tensor, params: dict[str, Any], steps: int
 
 
 def shards_for(source: str, spec: Any, root: Path) -> Any:
+    from bench.ingest import seed
+    from canvascraft.artifact_root import artifact_root
     from canvascraft.brushes import BrushStack
     from canvascraft.ingest import ImageRules, SnapshotManifest, ingest
     from canvascraft.preprocess import preprocess
     from canvascraft.settings import get_settings
-
-    from bench.ingest import seed
 
     seed(_client(), source.split("/")[2], [int(source.rsplit("-", 1)[1])])  # idempotent
     fresh_home(root, "training")
     settings = get_settings()
     report = ingest([source], _client(), settings.home / "cache", ImageRules.from_spec(spec.data), max_workers=settings.s3_max_concurrency)
     return report, preprocess(SnapshotManifest.load(report.manifest_path), settings.home / "cache",
-                              BrushStack.from_spec(spec.brushes), settings.home / "shards", seed=spec.seed)
+                              BrushStack.from_spec(spec.brushes), artifact_root(settings), seed=spec.seed)
 
 
 def warm_ray(settings: Any) -> float:
@@ -136,7 +136,7 @@ def run(root: Path, steps: int, trials: int, source: str = "s3://bench/digits-10
     batch = params["batch_size"]
     for spec in specs:
         bare_repeat()
-        seconds, result = timed(lambda: run_search(spec, shards.path, None, settings,
+        seconds, result = timed(lambda: run_search(spec, shards, None, settings,
                                                    dataset_version=report.dataset_version))
         search_seconds.append(seconds)
         tune_overhead.append(result.tune_overhead_seconds)

@@ -14,11 +14,11 @@ one code path for the embedded S3, MinIO, AWS and a plain folder.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
 from canvascraft.errors import StorageError
 from canvascraft.files import atomic_write_bytes
@@ -34,7 +34,7 @@ class ArtifactRoot:
         self.url = url.rstrip("/")
         self.cache_dir = cache_dir
         self.fs, self._root = fsspec.core.url_to_fs(self.url, **(storage_options or {}))
-        self.is_local = self.fs.protocol in ("file", "local") or "file" in tuple(self.fs.protocol)
+        self.is_local = isinstance(self.fs, LocalFileSystem)
 
     def __repr__(self) -> str:
         return f"ArtifactRoot({self.url!r})"
@@ -104,14 +104,11 @@ class ArtifactRoot:
         listing = {p.relative_to(source).as_posix(): p.stat().st_size for p in files}
         target = self.local(key)
         try:
-            if self.is_local:
-                if source.resolve() != target.resolve():
-                    _copy_tree(source, target, listing)
-            else:
+            if not self.is_local:
                 for name in listing:
                     self.fs.put_file(str(source / name), self._path(f"{key}/{name}"))
-                if source.resolve() != target.resolve():
-                    _copy_tree(source, target, listing)
+            if source.resolve() != target.resolve():  # the root itself (local) or this machine's copy (S3)
+                _copy_tree(source, target, listing)
         except OSError as exc:
             raise StorageError(f"artifact root {self.url}: cannot publish {key!r}: {exc}") from exc
         self.put_json(f"{key}/{MARKER}", {"files": listing})
@@ -121,11 +118,9 @@ class ArtifactRoot:
         """A local copy of a complete folder (fetched file by file where missing or of the wrong size), or None."""
         key = key.strip("/")
         local = self.local(key)
-        marker = self.get_json(f"{key}/{MARKER}") if not self.is_local else _read_json(local / MARKER)
+        # keys are content-addressed: a marker copied here once names the same files for good
+        marker = self.get_json(f"{key}/{MARKER}")
         if marker is None:
-            if not self.is_local and (local / MARKER).exists():
-                # our copy of a folder the root no longer has: the root decides, drop the stale copy
-                shutil.rmtree(local, ignore_errors=True)
             return None
         if self.is_local:
             return local
@@ -139,11 +134,6 @@ class ArtifactRoot:
                 raise StorageError(f"artifact root {self.url}: folder {key!r} lists {name} but it cannot be "
                                    f"read: {exc}") from exc
         return local
-
-
-def _read_json(path: Path) -> Any:
-    """A local JSON file, or None."""
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _copy_tree(source: Path, target: Path, listing: dict[str, int]) -> None:

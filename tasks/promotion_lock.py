@@ -9,7 +9,6 @@ plain `python -m flows...` run), it is the file lock under the home.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -29,7 +28,7 @@ def prefect_api_url() -> str | None:
     """The Prefect API this process talks to (Prefect's own setting), else the embedded server of `stack up`."""
     from prefect.settings import PREFECT_API_URL
 
-    return PREFECT_API_URL.value() or os.environ.get("PREFECT_API_URL") or get_settings().prefect_api_url
+    return PREFECT_API_URL.value() or get_settings().prefect_api_url
 
 
 @contextlib.contextmanager

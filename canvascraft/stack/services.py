@@ -133,14 +133,12 @@ def redis_service(settings: Settings) -> ManagedService:
 
 
 def redis_answers(host: str, port: int) -> bool:
-    """True when a Redis server answers PING (RESP inline command; no client library needed for a probe)."""
-    import socket
+    """True when a Redis server answers PING."""
+    import redis
 
     try:
-        with socket.create_connection((host, port), timeout=2) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
+        return bool(redis.Redis(host=host, port=port, socket_timeout=2, socket_connect_timeout=2).ping())
+    except redis.RedisError:
         return False
 
 

@@ -17,7 +17,7 @@ def worker_environment(settings: Settings, *, with_secrets: bool = False) -> dic
     comes from here; its home is then only a cache. S3 keys are printed only when asked (``with_secrets``):
     otherwise the worker's own credential chain (environment, profile, instance role, a Kubernetes Secret) applies.
     """
-    if settings.prefect_api_url is None and settings.embedded_state("prefect") is None:
+    if settings.prefect_api_url is None:
         raise StackError("no Prefect server is running in this stack; start it with `canvascraft stack up` "
                          "(a worker needs a Prefect API to poll)")
     endpoint = settings.resolved_s3_endpoint_url

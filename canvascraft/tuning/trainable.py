@@ -34,7 +34,7 @@ def trial_data(config: dict[str, Any]) -> torch.Tensor:
     shard_set = find_shard_set(artifacts, config["shards"])
     if shard_set is None:
         raise CanvasCraftError(f"trial: shard set {artifacts.uri(config['shards'])} is not in the artifact root")
-    images = load_shards(shard_set, artifacts)
+    images = load_shards(shard_set)  # find_shard_set fetched it: its path is this node's copy
     kept_key = config.get("kept_ids_key")
     if kept_key:
         kept_ids = artifacts.get_json(kept_key)

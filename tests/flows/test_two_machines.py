@@ -109,8 +109,9 @@ def test_train_on_a_drift_on_b_rerun_on_c(services: dict[str, str], s3_client, t
     # the search was found in the artifact root and restored (not rerun) by a driver on another machine
     assert parents[1].data.tags.get("tune_restored") == "True", parents[1].data.tags
     assert parents[0].data.tags.get("tune_restored") == "False"
-    # home C had no shards: found in the artifact root (or Prefect's cached result), never recomputed
-    assert "preprocessed to [1, 8, 8] (reused)" in again or "preprocessed to [1, 8, 8] (cached)" in again, again[-3000:]
+    # home C had no shards: found in the artifact root, never recomputed (A's run had no cache key yet: the key
+    # exists only once the root holds the shards, so C's is the first cached result, asserted below)
+    assert "preprocessed to [1, 8, 8] (reused)" in again, again[-3000:]
     # C's preprocess result (keyed by content) went to the results block on S3: the next worker gets a cache hit
     keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket="canvascraft-artifacts",
                                                          Prefix="prefect-results/preprocess-").get("Contents", [])]
