@@ -56,7 +56,9 @@ class Settings(BaseSettings):
 
     def embedded_state(self, service: str) -> dict[str, Any] | None:
         """State a running embedded service recorded in ``<home>/stack/<service>.json`` (None when stopped or dead)."""
-        from canvascraft.stack.process import read_live_state  # stdlib only; keeps settings import light
+        from canvascraft.stack.process import (
+            read_live_state,  # stdlib only; keeps settings import light
+        )
 
         if not self.use_embedded:
             return None

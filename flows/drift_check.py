@@ -8,7 +8,12 @@ from typing import Any
 from prefect import flow
 
 from canvascraft.drift.detect import drift_line
-from tasks.drift import check_incoming, emit_drift_detected, push_incoming_features, record_drift
+from tasks.drift import (
+    check_incoming,
+    emit_drift_detected,
+    push_incoming_features,
+    record_drift,
+)
 from tasks.observability import observe_run
 from tasks.spec import resolve_spec
 

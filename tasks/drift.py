@@ -11,7 +11,13 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run
 
 from canvascraft.artifact_root import artifact_root
-from canvascraft.drift import DriftCheck, DriftResult, check_drift, drift_markdown, log_drift_run
+from canvascraft.drift import (
+    DriftCheck,
+    DriftResult,
+    check_drift,
+    drift_markdown,
+    log_drift_run,
+)
 from canvascraft.features.stage import materialize_snapshot
 from canvascraft.ingest import IngestReport
 from canvascraft.ingest.snapshots import load_manifest

@@ -22,7 +22,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from prefect.blocks.core import Block
-from prefect.blocks.notifications import CustomWebhookNotificationBlock, NotificationBlock, SlackWebhook
+from prefect.blocks.notifications import (
+    CustomWebhookNotificationBlock,
+    NotificationBlock,
+    SlackWebhook,
+)
 from prefect.blocks.system import Secret
 from prefect.types import SecretDict
 from pydantic import SecretStr

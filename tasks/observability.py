@@ -20,7 +20,12 @@ from canvascraft.errors import SpecError
 from canvascraft.metrics import RunMetrics, train_result_metrics
 from canvascraft.settings import get_settings
 from canvascraft.spec import NotificationsSpec, read_spec
-from tasks.notify import notify_drift_detected, notify_flow_failure, notify_model_promoted, notify_rollback
+from tasks.notify import (
+    notify_drift_detected,
+    notify_flow_failure,
+    notify_model_promoted,
+    notify_rollback,
+)
 from tasks.reporting import pop_progress, publish_run_summary
 from tasks.run_log import run_logger
 

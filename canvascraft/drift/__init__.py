@@ -13,7 +13,18 @@ from canvascraft.drift.incoming import ingest_incoming, palette_frame
 from canvascraft.drift.reference import ReferenceLocation, locate_reference
 
 __all__ = [
-    "ColumnDrift", "DriftCheck", "DriftResult", "ReferenceLocation", "check_drift",
-    "compare_features", "dataset_drift", "drift_markdown", "feature_columns", "ingest_incoming", "incoming_uri",
-    "locate_reference", "log_drift_run", "palette_frame",
+    "ColumnDrift",
+    "DriftCheck",
+    "DriftResult",
+    "ReferenceLocation",
+    "check_drift",
+    "compare_features",
+    "dataset_drift",
+    "drift_markdown",
+    "feature_columns",
+    "incoming_uri",
+    "ingest_incoming",
+    "locate_reference",
+    "log_drift_run",
+    "palette_frame",
 ]

@@ -11,9 +11,18 @@ from pydantic import BaseModel
 
 from canvascraft.artifact_root import artifact_root
 from canvascraft.drift.detect import JOIN_KEY, DriftResult, compare_features
-from canvascraft.drift.embeddings import EmbeddingsDriftResult, compare_embeddings, image_embeddings, sample_ids
+from canvascraft.drift.embeddings import (
+    EmbeddingsDriftResult,
+    compare_embeddings,
+    image_embeddings,
+    sample_ids,
+)
 from canvascraft.drift.incoming import ingest_incoming, palette_frame
-from canvascraft.drift.reference import ReferenceLocation, locate_reference, palette_set_of
+from canvascraft.drift.reference import (
+    ReferenceLocation,
+    locate_reference,
+    palette_set_of,
+)
 from canvascraft.errors import DriftError
 from canvascraft.ingest import IngestReport
 from canvascraft.ingest.cache import ObjectCache

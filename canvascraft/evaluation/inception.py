@@ -157,7 +157,9 @@ def fetch_s3_weights(
     with a bare ``downloader(uri, destination)`` callable it is keyed by URI only. Local paths derive from hashes,
     never from object keys.
     """
-    from canvascraft.storage import S3Uri  # boto3 is imported only when S3 weights are configured
+    from canvascraft.storage import (
+        S3Uri,  # boto3 is imported only when S3 weights are configured
+    )
 
     try:
         location = S3Uri.parse(uri)
@@ -386,7 +388,9 @@ def resize_to_input(images: torch.Tensor, mode: ResizeMode) -> torch.Tensor:
     * ``nearest``: ``F.interpolate(mode="nearest-exact")`` (pixel-centre sampling, as PIL/scikit-image).
     """
     if mode == "bilinear":
-        from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+        from torch_fidelity.interpolate_compat_tensorflow import (
+            interpolate_bilinear_2d_like_tensorflow1x,
+        )
 
         return interpolate_bilinear_2d_like_tensorflow1x(images, size=(INPUT_SIZE, INPUT_SIZE), align_corners=False)
     if mode == "bicubic":

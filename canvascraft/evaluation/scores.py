@@ -30,7 +30,11 @@ from canvascraft.evaluation.inception import (
     load_feature_extractor,
     locate_inception_weights,
 )
-from canvascraft.evaluation.kid import DEFAULT_SUBSET_SIZE, DEFAULT_SUBSETS, kernel_inception_distance
+from canvascraft.evaluation.kid import (
+    DEFAULT_SUBSET_SIZE,
+    DEFAULT_SUBSETS,
+    kernel_inception_distance,
+)
 from canvascraft.hashing import canonical_json, stable_hash
 
 Images = ImageBatch | Sequence[ImageBatch]

@@ -16,7 +16,7 @@ import uuid
 import warnings
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -462,7 +462,7 @@ def _write_view(
 
 def write_part(folder: str | Path, frame: pd.DataFrame, now: datetime | None = None) -> str:
     """Stamp rows with event/created time (``datetime64[us, UTC]``) and write a part file atomically."""
-    stamp = _utc(now or datetime.now(timezone.utc)).floor("us")
+    stamp = _utc(now or datetime.now(UTC)).floor("us")
     frame = frame.copy()
     frame[TIMESTAMP_FIELD] = pd.Series(stamp, index=frame.index).astype("datetime64[us, UTC]")
     frame[CREATED_FIELD] = frame[TIMESTAMP_FIELD]
@@ -504,7 +504,7 @@ def materialize(
     store: FeatureStore, palette_set: PaletteSet | None = None, end_date: datetime | None = None
 ) -> MaterializeReport:
     """``materialize_incremental`` up to ``end_date`` (now) for the set's views (all views) that hold offline rows."""
-    end = _utc(end_date or datetime.now(timezone.utc)).to_pydatetime()
+    end = _utc(end_date or datetime.now(UTC)).to_pydatetime()
     wanted = {p.view_name() for p in palette_set} if palette_set is not None else None
     views, skipped, plans = [], [], []
     for view in store.list_feature_views():
@@ -514,7 +514,7 @@ def materialize(
         if not parts:
             skipped.append(view.name)
             continue
-        start = _utc(view.most_recent_end_time or datetime.now(timezone.utc) - FIRST_WINDOW).to_pydatetime()
+        start = _utc(view.most_recent_end_time or datetime.now(UTC) - FIRST_WINDOW).to_pydatetime()
         plans.append(ViewMaterialization(view=view.name, start=start, end=end,
                                          rows=_rows_between(fs, parts, start, end)))
         views.append(view.name)
@@ -573,7 +573,7 @@ def historical_features(
             )
     columns = _feature_columns(service)
     unique = list(dict.fromkeys(image_ids))
-    stamp = _utc(at or datetime.now(timezone.utc)).floor("us")
+    stamp = _utc(at or datetime.now(UTC)).floor("us")
     stamps = pd.Series([stamp] * len(unique), dtype="datetime64[us, UTC]")
     entity_df = pd.DataFrame({JOIN_KEY: unique, TIMESTAMP_FIELD: stamps})
     if _STORE_OPTIONS.get("s3") is not None:

@@ -1,7 +1,12 @@
 """Ingest from S3: validation, content-addressed cache, snapshot manifest."""
 
 from canvascraft.ingest.ingest import LABELS_MANIFEST, ingest
-from canvascraft.ingest.manifest import IngestReport, ManifestEntry, QuarantineEntry, SnapshotManifest
+from canvascraft.ingest.manifest import (
+    IngestReport,
+    ManifestEntry,
+    QuarantineEntry,
+    SnapshotManifest,
+)
 from canvascraft.ingest.validation import ImageRules, check_key, validate_image
 
 __all__ = [

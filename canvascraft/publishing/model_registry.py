@@ -11,9 +11,9 @@ import contextlib
 import json
 import logging
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import mlflow
 from mlflow import MlflowClient

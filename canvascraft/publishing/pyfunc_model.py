@@ -15,7 +15,7 @@ _HINT_NOTICE = "Add type hints to the `predict` method"
 _show_warning = warnings.showwarning
 
 
-def _without_hint_notice(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
+def _without_hint_notice(message, category, filename, lineno, file=None, line=None):
     """Show every warning but MLflow's request for predict() type hints (see the class below)."""
     if _HINT_NOTICE not in str(message):
         _show_warning(message, category, filename, lineno, file, line)
@@ -36,7 +36,7 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
 
         self.trainer = load_trainer(context.artifacts["checkpoint"], device="auto")
 
-    def predict(self, context, model_input, params=None):  # noqa: ANN001 (MLflow reads hints as a schema)
+    def predict(self, context, model_input, params=None):
         """``{"n": int, "seed": int, "inference_steps": int (optional)}`` (dict or one-row DataFrame) -> uint8 NHWC."""
         if hasattr(model_input, "to_dict"):
             model_input = {k: v[0] for k, v in model_input.to_dict(orient="list").items()}

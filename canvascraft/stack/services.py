@@ -12,7 +12,11 @@ from pathlib import Path
 from canvascraft.errors import StackError
 from canvascraft.settings import Settings
 from canvascraft.stack.process import ManagedService, http_answers
-from canvascraft.stack.s3_server import ARTIFACT_BUCKET, embedded_credentials, s3_service
+from canvascraft.stack.s3_server import (
+    ARTIFACT_BUCKET,
+    embedded_credentials,
+    s3_service,
+)
 
 WORK_POOL = "gpu-pool"
 
