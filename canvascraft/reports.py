@@ -26,12 +26,31 @@ def ingest_markdown(report: IngestReport, max_rows: int = 50) -> str:
     return "\n".join(lines)
 
 
+def gate_metric_value(score: dict | None, metric: str) -> float | None:
+    """A gate metric read from a score mapping (``classifier_score`` lives in its classifier part)."""
+    if not score:
+        return None
+    if metric == "classifier_score":
+        return (score.get("classifier") or {}).get("mean_top_probability")
+    return score.get(metric)
+
+
+def classifier_summary(score: dict | None) -> str:
+    """``0.873 (10/10 classes)`` for a score with a classifier part, else ``-``."""
+    classifier = (score or {}).get("classifier")
+    if not classifier:
+        return "-"
+    return (f"{float(classifier['mean_top_probability']):.3f} "
+            f"({classifier['coverage']}/{classifier['num_classes']} classes)")
+
+
 def _score_row(label: str, score: dict | None) -> str:
     """One table row of a FidScore mapping with its comparability keys."""
     if not score:
-        return f"| {label} | - | - | - | - | - | - | - |"
+        return f"| {label} | - | - | - | - | - | - | - | - |"
     kid = score.get("kid_mean")
-    return (f"| {label} | {float(score['fid']):.3f} | {kid if kid is None else round(float(kid), 5)} | {score['n']} "
+    return (f"| {label} | {float(score['fid']):.3f} | {kid if kid is None else round(float(kid), 5)} "
+            f"| {classifier_summary(score)} | {score['n']} "
             f"| {score['dims']} | {score['resize']} | `{str(score['weights_sha256'])[:12]}` | `{score.get('reference')}` |")
 
 
@@ -39,13 +58,19 @@ def evaluation_markdown(pipeline: str, score: dict, mlflow_run_id: str, grid_nam
                         verdict: dict | None = None) -> str:
     """The evaluation artifact: the candidate's FID/KID with its keys and, after publish, the gate's verdict."""
     lines = [f"# Evaluation of `{pipeline}`", "",
-             "| model | FID | KID | N | dims | resize | weights | reference |", "|---|---:|---:|---:|---:|---|---|---|",
+             "| model | FID | KID | classifier score | N | dims | resize | weights | reference |",
+             "|---|---:|---:|---:|---:|---:|---|---|---|",
              _score_row("candidate", score)]
     if verdict:
         champion = verdict.get("champion_version")
         lines.append(_score_row(f"champion v{champion} ({verdict.get('basis')})" if champion else "champion", verdict.get("champion")))
         lines += ["", f"**Gate ({verdict.get('metric')}):** {'promoted' if verdict.get('promoted') else 'not promoted'}"
                       f" - {verdict.get('reason')}"]
+    classifier = score.get("classifier")
+    if classifier:
+        lines += ["", (f"Classifier score: mean top-class probability of the samples under a classifier fitted on "
+                       f"the training set (held-out accuracy {float(classifier['classifier_accuracy']):.3f}); classes "
+                       f"drawn confidently (p >= {classifier['confident']}): {classifier.get('class_counts')}")]
     lines += ["", f"Sample grid: MLflow run `{mlflow_run_id}`, artifact `samples/{grid_name}`"]
     return "\n".join(lines)
 
@@ -76,7 +101,8 @@ def run_summary_markdown(result: dict, links: dict[str, str | None], stages: dic
     if score:
         fid = score.get("fid")
         lines.append(f"- FID {fid if fid is None else round(float(fid), 3)}, KID {score.get('kid_mean')} (N={score.get('n')}, "
-                     f"dims={score.get('dims')}, resize={score.get('resize')})")
+                     f"dims={score.get('dims')}, resize={score.get('resize')})"
+                     + (f"; classifier score {classifier_summary(score)}" if score.get("classifier") else ""))
     published = result.get("publish") or {}
     if published.get("published"):
         name = f"{published.get('model')} v{published.get('version')}"

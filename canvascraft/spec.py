@@ -128,12 +128,19 @@ class EvaluatorSpec(_Section):
     resize: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
     sampling_steps: int = Field(default=50, ge=1, le=1000)
     weights: str | None = Field(default=None, description="Path or s3:// URI of the FID Inception weights.")
+    classifier_score: bool = Field(
+        default=False, description="Also score the samples with a classifier fitted on the labelled training set: "
+                                   "mean top-class probability and class coverage (needs labels).")
+    classifier_size: int = Field(default=8, ge=4, le=64, description="Side of the grayscale pixels it classifies.")
+    confident: float = Field(default=0.8, gt=0.0, le=1.0,
+                             description="Top-class probability that counts a sample as drawn confidently.")
 
 
 class GateSpec(_Section):
     """Promotion gate: promote when the new score beats the champion's, compared like for like, by ``margin``."""
 
-    metric: Literal["fid", "kid_mean"] = "fid"
+    metric: Literal["fid", "kid_mean", "classifier_score"] = Field(
+        default="fid", description="fid and kid_mean: lower is better; classifier_score: higher is better.")
     margin: float = Field(default=0.0, ge=0.0)
     on_unusable_champion: Literal["promote", "keep"] = Field(
         default="keep", description="When the champion cannot be loaded or sampled for the like-for-like re-score: "
@@ -243,6 +250,14 @@ class PipelineSpec(_Section):
 
     NOT_HASHED: ClassVar[set[str]] = {"notifications"}
 
+    @model_validator(mode="after")
+    def _gate_metric_is_evaluated(self) -> PipelineSpec:
+        if self.publish is not None and self.publish.gate.metric == "classifier_score" \
+                and not self.evaluator.classifier_score:
+            raise ValueError("publish.gate.metric: 'classifier_score' needs evaluator.classifier_score: true "
+                             "(allowed metrics without it: fid, kid_mean)")
+        return self
+
     def spec_hash(self) -> str:
         """Content hash of what produces the model (lineage tag, Tune experiment name).
 
@@ -287,9 +302,11 @@ def _format_errors(exc: ValidationError, prefix: str, model: type[BaseModel] | N
         if err["type"] == "extra_forbidden":
             allowed = _allowed_keys(model, err["loc"][:-1]) if model else []
             message = f"unknown key; allowed keys: {', '.join(allowed)}"
-        elif "input" in err and err["type"] not in ("missing",):
-            message += f" (got {err['input']!r})"
-        lines.append(f"{path}: {message}")
+        elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
+            message += f" (got {err['input']!r})"  # a whole section as input says nothing the message does not
+        if err["type"] == "value_error":
+            message = message.removeprefix("Value error, ")
+        lines.append(f"{path}: {message}" if path else message)
     return lines
 
 

@@ -370,7 +370,10 @@ def models_list(name: str = typer.Argument(..., help="Registered model name."),
     if as_json:
         typer.echo(json.dumps(rows, indent=1))
         return
-    table = Table("version", "aliases", "FID", "KID", "N", "dims", "reference", "gate verdict (like for like)")
+    from canvascraft.reports import classifier_summary, gate_metric_value
+
+    table = Table("version", "aliases", "FID", "KID", "classifier score", "N", "dims", "reference",
+                  "gate verdict (like for like)")
     for r in rows:
         score = r["score"] or {}
         gate = r.get("gate") or {}
@@ -378,13 +381,15 @@ def models_list(name: str = typer.Argument(..., help="Registered model name."),
         verdict = ""
         if gate:
             metric = gate.get("metric", "fid")
-            versus = (f" vs v{gate.get('champion_version')} {champion.get(metric):.3f}"
-                      if champion.get(metric) is not None else "")
+            champion_value = gate_metric_value(champion, metric)
+            versus = (f" vs v{gate.get('champion_version')} {metric} {champion_value:.3f}"
+                      if champion_value is not None else "")
             verdict = (f"{'promoted' if gate.get('promoted') else 'kept champion'} ({gate.get('basis')})"
                        f"{versus}" + ("" if champion or gate.get("basis") == "first-version" else f": {gate.get('reason')}"))
         kid = score.get("kid_mean")
         table.add_row(r["version"], ",".join(r["aliases"]), f"{score.get('fid', float('nan')):.3f}",
-                      "" if kid is None else f"{kid:.4f}", str(score.get("n")), str(score.get("dims")),
+                      "" if kid is None else f"{kid:.4f}", classifier_summary(score), str(score.get("n")),
+                      str(score.get("dims")),
                       str(score.get("reference") or r["tags"].get("dataset_version", ""))[:16], verdict)
     Console().print(table)
 
@@ -418,6 +423,7 @@ def models_generate(
     n: int = typer.Option(16, "-n", "--n", min=1, max=4096, help="Images to generate."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
     out: Path = typer.Option(Path("grid.png"), "--out", help="PNG grid to write."),
+    scale: int = typer.Option(1, "--scale", min=1, max=16, help="Enlarge each pixel to SCALE x SCALE for viewing."),
 ) -> None:
     """Generate images from a registered model and write them as a PNG grid."""
     registry = _registry()
@@ -425,7 +431,7 @@ def models_generate(
         images = registry.generate(reference, n, seed)
     except CanvasCraftError as exc:
         _fail(exc)
-    path = registry.write_grid_png(images, out)
+    path = registry.write_grid_png(images, out, scale=scale)
     typer.echo(f"wrote {n} images ({images.shape[1]}x{images.shape[2]}) to {path}")
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect import flow
 
+from canvascraft.reports import classifier_summary
 from tasks.evaluate import evaluate_model
 from tasks.features import materialize_features, training_set
 from tasks.ingest import ingest_snapshot
@@ -70,7 +71,9 @@ def train(spec: str | dict[str, Any] = "pipelines/digits-quick.yaml",
     progress.done("evaluate")
     score = evaluation["score"]
     print(f"evaluate: FID {score['fid']:.3f}, KID {score['kid_mean']} (N={score['n']}, dims={score['dims']}, "
-          f"resize={score['resize']}, weights {score['weights_sha256'][:12]})")
+          f"resize={score['resize']}, weights {score['weights_sha256'][:12]})"
+          + (f"; classifier score {classifier_summary(score)}" if score.get("classifier") else "")
+          + f"; sample grid {evaluation['grid']} (MLflow run {parent_run_id}, samples/)")
     published = publish_model(pipeline, search["best_checkpoint"], evaluation, report, shards, features, parent_run_id,
                               selection, incoming_dataset_version)
     progress.done("publish")

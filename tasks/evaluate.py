@@ -29,12 +29,17 @@ def evaluate_model(
     s3 = make_s3_client(settings) if (spec.evaluator.weights or "").startswith("s3://") else None
     result = evaluate_checkpoint(checkpoint, shards, selection["kept_image_ids"], spec, settings, s3_client=s3)
     score = result["score"]
+    classifier = score.get("classifier") or {}
     tracking.log_to_run(
         parent_run_id,
         metrics={"fid": score["fid"], **({"kid_mean": score["kid_mean"], "kid_std": score["kid_std"]}
-                                          if score["kid_mean"] is not None else {})},
+                                          if score["kid_mean"] is not None else {}),
+                 **({"classifier_score": classifier["mean_top_probability"],
+                     "classifier_coverage": classifier["coverage"],
+                     "classifier_accuracy": classifier["classifier_accuracy"]} if classifier else {})},
         params={"fid_n": score["n"], "fid_dims": score["dims"], "fid_resize": score["resize"],
-                "fid_weights_sha256": score["weights_sha256"]},
+                "fid_weights_sha256": score["weights_sha256"],
+                **({"classifier_confident": classifier["confident"]} if classifier else {})},
         artifacts=[Path(result["grid"])], artifact_path="samples",
     )
     create_markdown_artifact(

@@ -14,12 +14,12 @@ from prefect.runtime import flow_run
 from canvascraft import tracking
 from canvascraft.artifact_root import artifact_root
 from canvascraft.evaluation.scores import FidScore
-from canvascraft.evaluation.stage import real_sample, rescore_registered
+from canvascraft.evaluation.stage import fit_classifier, real_sample, rescore_registered
 from canvascraft.hashing import stable_hash
 from canvascraft.ingest import IngestReport
 from canvascraft.preprocess import ShardSet
 from canvascraft.publishing import model_registry as registry
-from canvascraft.reports import evaluation_markdown
+from canvascraft.reports import evaluation_markdown, gate_metric_value
 from canvascraft.settings import get_settings
 from canvascraft.spec import PipelineSpec
 from canvascraft.storage import make_s3_client
@@ -59,9 +59,12 @@ def publish_model(
     s3 = make_s3_client(settings) if (spec.evaluator.weights or "").startswith("s3://") else None
 
     def rescore(champion: str) -> FidScore:
-        """The champion on this candidate's terms (its reference sample, weights, dims, resize, N, seed)."""
-        real = real_sample(shards, kept, spec.evaluator.num_samples, spec.seed, artifact_root(settings))
-        return rescore_registered(f"models:/{name}/{champion}", score, real, spec, settings, s3_client=s3)
+        """The champion on this candidate's terms (its reference sample, weights, dims, resize, N, seed, classifier)."""
+        artifacts = artifact_root(settings)
+        real = real_sample(shards, kept, spec.evaluator.num_samples, spec.seed, artifacts)
+        classifier = fit_classifier(shards, kept, spec, artifacts) if score.classifier is not None else None
+        return rescore_registered(f"models:/{name}/{champion}", score, real, spec, settings, s3_client=s3,
+                                  classifier=classifier)
 
     gate = spec.publish.gate
     outcome = registry.gate_and_alias(
@@ -69,11 +72,10 @@ def publish_model(
         lock=promotion_lock(name), rescore=rescore, on_unusable=gate.on_unusable_champion,
     )
     verdict = outcome["verdict"]
-    champion_score = verdict.get("champion") or {}
+    champion_value = gate_metric_value(verdict.get("champion"), gate.metric)
     tracking.log_to_run(parent_run_id, tags={"registered_model": name, "registered_version": version,
                                              "promoted": str(outcome["promoted"]), "gate_basis": verdict["basis"]},
-                        metrics={f"gate_champion_{gate.metric}": champion_score[gate.metric]}
-                        if champion_score.get(gate.metric) is not None else None)
+                        metrics={f"gate_champion_{gate.metric}": champion_value} if champion_value is not None else None)
     create_markdown_artifact(  # the evaluation artifact again, now with the champion's side and the verdict
         key=artifact_key(spec.name, "evaluation"),
         markdown=evaluation_markdown(spec.name, evaluation["score"], parent_run_id, Path(evaluation["grid"]).name,
@@ -90,6 +92,7 @@ def publish_model(
                  "dataset_version": report.dataset_version, "incoming_dataset_version": incoming_dataset_version},
     )
     return {"published": True, "model": name, **outcome, "fid": score.fid, "kid_mean": score.kid_mean,
+            "classifier_score": score.metric("classifier_score"),
             "comparability": {"n": score.n, "dims": score.dims, "resize": score.resize,
                               "weights_sha256": score.weights_sha256, "reference": score.reference}}
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from canvascraft.artifact_root import ArtifactRoot
 from canvascraft.evaluation import EvaluationInputError
+from canvascraft.evaluation.classifier_score import ClassifierScore
 from canvascraft.evaluation.frechet import frechet_distance, gaussian_stats
 from canvascraft.evaluation.inception import (
     FeatureDims,
@@ -56,14 +57,18 @@ class FidScore(BaseModel):
     resize: Literal["bilinear", "bicubic", "nearest"]
     reference: str | None = Field(default=None, description="Reference dataset version, when known.")
     kid_subset_size: int | None = Field(default=None, ge=2, description="KID subset size used (not a comparability key).")
+    classifier: ClassifierScore | None = Field(
+        default=None, description="The samples under the training set's classifier (evaluator.classifier_score).")
 
     def comparability_key(self) -> tuple[Any, ...]:
-        """What must be equal for two FIDs to be compared: (n, n_real, dims, weights_sha256, resize, reference)."""
-        return (self.n, self.n_real, self.dims, self.weights_sha256, self.resize, self.reference)
+        """What must be equal for two scores to be compared: (n, n_real, dims, weights_sha256, resize, reference,
+        classifier key or None)."""
+        classifier = self.classifier.comparability_key() if self.classifier is not None else None
+        return (self.n, self.n_real, self.dims, self.weights_sha256, self.resize, self.reference, classifier)
 
     def incomparable_fields(self, other: FidScore) -> dict[str, tuple[Any, Any]]:
         """Fields of the comparability key that differ, as ``{field: (self, other)}`` (empty when comparable)."""
-        names = ("n", "n_real", "dims", "weights_sha256", "resize", "reference")
+        names = ("n", "n_real", "dims", "weights_sha256", "resize", "reference", "classifier")
         return {
             name: (mine, theirs)
             for name, mine, theirs in zip(names, self.comparability_key(), other.comparability_key(), strict=True)
@@ -71,8 +76,21 @@ class FidScore(BaseModel):
         }
 
     def comparable_with(self, other: FidScore) -> bool:
-        """True when both FIDs were computed with the same sample counts, dims, weights, resize and reference."""
+        """True when both scores were computed with the same counts, dims, weights, resize, reference and classifier."""
         return self.comparability_key() == other.comparability_key()
+
+    def metric(self, name: str) -> float | None:
+        """The value of a gate metric: ``fid``, ``kid_mean`` or ``classifier_score`` (mean top-class probability)."""
+        if name == "classifier_score":
+            return self.classifier.mean_top_probability if self.classifier is not None else None
+        if name in ("fid", "kid_mean"):
+            return getattr(self, name)
+        raise EvaluationInputError("metric", f"got {name!r}", GATE_METRICS)
+
+
+GateMetric = Literal["fid", "kid_mean", "classifier_score"]
+GATE_METRICS: tuple[str, ...] = ("fid", "kid_mean", "classifier_score")
+HIGHER_IS_BETTER = frozenset({"classifier_score"})  # FID and KID are distances: lower is better
 
 
 class ReferenceKey(BaseModel):

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from canvascraft.evaluation.scores import FidScore
+from canvascraft.evaluation.scores import HIGHER_IS_BETTER, FidScore, GateMetric
 from canvascraft.hashing import stable_hash
 
 # champion version -> the champion's score on the candidate's terms (raises when the champion is unusable)
@@ -29,7 +29,7 @@ class GateVerdict(BaseModel):
 
     promoted: bool
     reason: str
-    metric: Literal["fid", "kid_mean"]
+    metric: GateMetric
     basis: Basis = Field(description="How the champion's side of the comparison was obtained.")
     candidate: FidScore
     champion_version: str | None = None
@@ -38,30 +38,43 @@ class GateVerdict(BaseModel):
 
     def summary(self) -> str:
         """One line for logs, events and the CLI: both scores and the verdict."""
-        new = getattr(self.candidate, self.metric)
-        old = getattr(self.champion, self.metric) if self.champion else None
+        new = self.candidate.metric(self.metric)
+        old = self.champion.metric(self.metric) if self.champion else None
+        if new is None:
+            return f"{self.metric} missing ({self.basis}): {self.reason}"
         pair = f"{self.metric} {new:.4f}" + (f" vs champion v{self.champion_version} {old:.4f}" if old is not None else "")
         return f"{pair} ({self.basis}): {self.reason}"
 
 
 def rescore_key(candidate: FidScore) -> str:
     """Cache key of a champion re-score: the candidate's comparability key (reference, weights, dims, resize, N)."""
-    n, n_real, dims, weights, resize, reference = candidate.comparability_key()
-    return stable_hash({"n": n, "n_real": n_real, "dims": dims, "weights_sha256": weights, "resize": resize,
-                        "reference": reference}, length=16)
+    n, n_real, dims, weights, resize, reference, classifier = candidate.comparability_key()
+    key = {"n": n, "n_real": n_real, "dims": dims, "weights_sha256": weights, "resize": resize, "reference": reference}
+    if classifier is not None:  # a candidate without a classifier score keeps the key its rescores were cached under
+        key["classifier"] = list(classifier)
+    return stable_hash(key, length=16)
 
 
 def decide(candidate: FidScore, champion: FidScore | None, metric: str, margin: float) -> tuple[bool, str]:
-    """The rule: promote the first version; else only a comparable score better by ``margin`` (lower is better)."""
+    """The rule: promote the first version; else only a comparable score better by ``margin`` (FID and KID lower,
+    the classifier score higher)."""
     if champion is None:
         return True, "first version with a score: promoted"
     if not candidate.comparable_with(champion):
         diff = candidate.incomparable_fields(champion)
         return False, f"not comparable with the champion (differs in {', '.join(sorted(diff))}): not promoted"
-    new, old = getattr(candidate, metric), getattr(champion, metric)
+    new, old = candidate.metric(metric), champion.metric(metric)
     if new is None or old is None:
         return False, f"{metric} missing on one side: not promoted"
-    if new < old - margin:
+    if metric == "classifier_score" and candidate.classifier and champion.classifier \
+            and candidate.classifier.coverage < champion.classifier.coverage:
+        # Confidence alone rewards collapse: uniform noise reads as one Fashion-MNIST class at p ~0.95, above real
+        # images (~0.84); the number of classes drawn confidently exposes it (docs/quality.md).
+        return False, (f"{metric}: draws {candidate.classifier.coverage} classes confidently, the champion "
+                       f"{champion.classifier.coverage}: not promoted")
+    if metric in HIGHER_IS_BETTER and new > old + margin:
+        return True, f"{metric} {new:.4f} beats champion's {old:.4f} by more than margin {margin}: promoted"
+    if metric not in HIGHER_IS_BETTER and new < old - margin:
         return True, f"{metric} {new:.4f} beats champion's {old:.4f} by more than margin {margin}: promoted"
     return False, f"{metric} {new:.4f} does not beat champion's {old:.4f} by margin {margin}: not promoted"
 
@@ -71,7 +84,7 @@ def judge(
     champion_version: str | None,
     champion_registered: FidScore | None,
     *,
-    metric: Literal["fid", "kid_mean"],
+    metric: GateMetric,
     margin: float,
     rescore: Rescorer | None = None,
     cached: FidScore | None = None,

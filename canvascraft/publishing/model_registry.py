@@ -205,7 +205,8 @@ def _outcome(name: str, version: str, verdict: GateVerdict, previous: str | None
 
 def verdict_tags(verdict: GateVerdict) -> dict[str, str]:
     """Tags recording the gate's verdict, both scores and their comparability keys on the candidate version."""
-    champion_value = getattr(verdict.champion, verdict.metric) if verdict.champion else None
+    champion_value = verdict.champion.metric(verdict.metric) if verdict.champion else None
+    candidate_value = verdict.candidate.metric(verdict.metric)
     return {
         VERDICT_TAG: verdict.model_dump_json(),
         "gate_verdict": "promoted" if verdict.promoted else "kept champion",
@@ -213,7 +214,7 @@ def verdict_tags(verdict: GateVerdict) -> dict[str, str]:
         "gate_reason": verdict.reason[:4000],
         "gate_champion_version": verdict.champion_version or "",
         f"gate_champion_{verdict.metric}": "" if champion_value is None else f"{champion_value:.6f}",
-        f"gate_candidate_{verdict.metric}": f"{getattr(verdict.candidate, verdict.metric):.6f}",
+        f"gate_candidate_{verdict.metric}": "" if candidate_value is None else f"{candidate_value:.6f}",
     }
 
 
@@ -315,15 +316,24 @@ def save_score_tags(score: FidScore) -> dict[str, str]:
     return {SCORE_TAG: score.model_dump_json(), "fid": f"{score.fid:.6f}",
             "kid_mean": "" if score.kid_mean is None else f"{score.kid_mean:.6f}",
             "fid_n": str(score.n), "fid_dims": str(score.dims), "fid_weights_sha256": score.weights_sha256,
-            "fid_resize": score.resize}
+            "fid_resize": score.resize, **classifier_tags(score)}
 
 
-def write_grid_png(images_nhwc: Any, out: Path) -> Path:
-    """Save generated NHWC uint8 images as a PNG grid."""
+def classifier_tags(score: FidScore) -> dict[str, str]:
+    """Tags of the classifier score (none when the evaluator did not compute it)."""
+    if score.classifier is None:
+        return {}
+    c = score.classifier
+    return {"classifier_score": f"{c.mean_top_probability:.6f}", "classifier_coverage": f"{c.coverage}/{c.num_classes}",
+            "classifier_accuracy": f"{c.classifier_accuracy:.6f}"}
+
+
+def write_grid_png(images_nhwc: Any, out: Path, scale: int = 1) -> Path:
+    """Save generated NHWC uint8 images as a PNG grid (each pixel ``scale x scale``)."""
     import torch
 
     from canvascraft.sampling import save_grid
 
-    return save_grid(torch.as_tensor(images_nhwc).permute(0, 3, 1, 2), out)
+    return save_grid(torch.as_tensor(images_nhwc).permute(0, 3, 1, 2), out, scale=scale)
 
 

@@ -139,7 +139,7 @@ def test_reference_cache_treats_foreign_or_corrupt_files_as_misses(tmp_path: Pat
 def test_fid_scores_compare_only_on_equal_settings() -> None:
     base = FidScore(fid=10.0, n=100, n_real=500, dims=2048, weights_sha256=SHA_A, resize="bilinear", reference="v1")
     assert base.comparable_with(base.model_copy(update={"fid": 3.0, "kid_mean": 0.1}))
-    assert base.comparability_key() == (100, 500, 2048, SHA_A, "bilinear", "v1")
+    assert base.comparability_key() == (100, 500, 2048, SHA_A, "bilinear", "v1", None)  # no classifier part
     for change in ({"n": 50}, {"n_real": 400}, {"dims": 64}, {"weights_sha256": SHA_B}, {"resize": "bicubic"},
                    {"reference": "v2"}):
         other = base.model_copy(update=change)

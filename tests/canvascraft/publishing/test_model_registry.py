@@ -104,6 +104,10 @@ def test_generate_cli_writes_png_of_requested_size(model, tmp_path: Path, monkey
     assert result.exit_code == 0, result.output
     # 3x3 grid of 8x8 images with 1-pixel padding: 3*8 + 4 = 28
     assert Image.open(out).size == (28, 28)
+    scaled = CliRunner().invoke(app, ["models", "generate", f"{name}@champion", "-n", "9", "--seed", "2", "--out",
+                                      str(out), "--scale", "3"])
+    assert scaled.exit_code == 0, scaled.output
+    assert Image.open(out).size == (3 * 24 + 4, 3 * 24 + 4)  # each pixel 3x3, the 1-pixel padding unchanged
     images = registry.generate(f"{name}@champion", 4, 2)
     assert images.shape == (4, 8, 8, 1) and images.dtype.name == "uint8"
     assert (registry.generate(f"{name}@champion", 4, 2) == images).all()  # seeded
@@ -177,3 +181,32 @@ def test_retried_publish_reuses_its_version_and_reports_the_promotion(model, che
     # a third attempt returns the recorded verdict unchanged
     assert registry.gate_and_alias(name, retried, candidate, metric="fid", margin=0.5, tag="candidate",
                                    lock=lock)["verdict"] == outcome["verdict"]
+
+
+def test_gate_on_classifier_score_promotes_the_better_candidate(tmp_path: Path, checkpoint: str) -> None:
+    """``publish.gate.metric: classifier_score``: higher wins, whatever FID says; the tags carry the score."""
+    from canvascraft.evaluation.classifier_score import ClassifierScore
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("registry-classifier-test")
+    name = "m-classifier"
+
+    def publish(fid: float, probability: float) -> dict:
+        with mlflow.start_run() as run:
+            pass
+        part = ClassifierScore(mean_top_probability=probability, coverage=8, num_classes=10, confident=0.8, n=100,
+                               classifier_accuracy=0.93, classifier="clf")
+        s = score(fid).model_copy(update={"classifier": part})
+        version = registry.log_model_version(name, checkpoint, run.info.run_id, registry.save_score_tags(s))
+        return registry.gate_and_alias(name, version, s, metric="classifier_score", margin=0.0, tag="candidate",
+                                       lock=registry.lock_for(tmp_path, name))
+
+    first = publish(fid=5.0, probability=0.70)
+    worse = publish(fid=1.0, probability=0.60)  # better FID, worse classifier score: kept out
+    better = publish(fid=9.0, probability=0.85)
+    assert (first["promoted"], worse["promoted"], better["promoted"]) == (True, False, True)
+    assert registry.aliases_of(name, better["version"]) == ["candidate", "champion"]
+    assert registry.aliases_of(name, first["version"]) == ["previous"]
+    tags = {row["version"]: row["tags"] for row in registry.list_versions(name)}[better["version"]]
+    assert tags["classifier_score"] == "0.850000" and tags["classifier_coverage"] == "8/10"
+    assert tags["gate_candidate_classifier_score"] == "0.850000" and tags["gate_champion_classifier_score"] == "0.700000"
