@@ -6,7 +6,6 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.canvascraft-installed
 APT_PACKAGES := prometheus-pushgateway prometheus dataset-fashion-mnist redis-server
 SPEC ?= pipelines/digits-quick.yaml
-DEMO_GRID ?= .canvascraft/champion-grid.png
 PYTEST_ARGS ?=
 BENCH_PROFILE ?= quick
 
@@ -44,12 +43,10 @@ demo: install apt
 	$(BIN)/canvascraft stack up
 	$(BIN)/canvascraft data seed --dataset digits --dest s3://canvascraft/digits
 	eval "$$($(BIN)/canvascraft stack env)"; $(BIN)/python -m flows.train $(SPEC)
-	$(BIN)/canvascraft models generate canvascraft-digits@champion -n 64 --seed 1 --scale 4 --out $(DEMO_GRID)
 	@echo
-	@echo "Sample grid of @champion: $(DEMO_GRID) (scores: '$(BIN)/canvascraft models list canvascraft-digits')"
 	@echo "Next: '$(BIN)/canvascraft models list canvascraft-digits' for versions, aliases and scores;"
 	@echo "      '$(BIN)/canvascraft stack status' for the UIs (Prefect, MLflow) and the Pushgateway holding this run's metrics;"
-	@echo "      '$(BIN)/canvascraft models generate canvascraft-digits -n 16 --out grid.png'; README.md for more."
+	@echo "      '$(BIN)/canvascraft models generate canvascraft-digits -n 64 --seed 1 --scale 4 --out grid.png' for the champion's samples; README.md for more."
 
 # Two pytest processes: tests against a real Prefect server apart from those under the session's test harness.
 test: install apt

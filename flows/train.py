@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 from prefect import flow
@@ -72,14 +73,16 @@ def train(spec: str | dict[str, Any] = "pipelines/digits-quick.yaml",
     score = evaluation["score"]
     print(f"evaluate: FID {score['fid']:.3f}, KID {score['kid_mean']} (N={score['n']}, dims={score['dims']}, "
           f"resize={score['resize']}, weights {score['weights_sha256'][:12]})"
-          + (f"; classifier score {classifier_summary(score)}" if score.get("classifier") else "")
-          + f"; sample grid {evaluation['grid']} (MLflow run {parent_run_id}, samples/)")
+          + (f"; classifier score {classifier_summary(score)}" if score.get("classifier") else ""))
     published = publish_model(pipeline, search["best_checkpoint"], evaluation, report, shards, features, parent_run_id,
                               selection, incoming_dataset_version)
     progress.done("publish")
     if published.get("published"):
         print(f"publish: {published['model']} v{published['version']} aliases {published['aliases']}: "
               f"{published['summary']}")
+    print(f"samples of this run: {evaluation['grid']} (MLflow run {parent_run_id}, artifact samples/"
+          f"{Path(evaluation['grid']).name}); FID {score['fid']:.3f}"
+          + (f", classifier score {classifier_summary(score)}" if score.get("classifier") else ""))
     return {**result, "mlflow_run_id": parent_run_id, "search": search, "evaluation": evaluation,
             "publish": published}
 
