@@ -8,6 +8,7 @@ from canvascraft.datasets import seed_dataset
 def test_train_flow_ingests_and_preprocesses_with_caching(prefect_harness, s3_client, bucket: str) -> None:
     from prefect.artifacts import Artifact
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     from flows.train import train
 
@@ -21,11 +22,12 @@ def test_train_flow_ingests_and_preprocesses_with_caching(prefect_harness, s3_cl
 
     second = train(spec, return_state=True)  # shards exist now: this run stores the cache record
     assert second.result()["dataset_version"] == result["dataset_version"]
-    train(spec, return_state=True)
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs()
+    third = train(spec, return_state=True)
+    with get_client(sync_client=True) as client:  # this test's third flow run only, not the shared server's runs
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(
+            any_=[third.state_details.flow_run_id])))
     preprocess_states = [r.state.name for r in runs if r.name.startswith("preprocess")]
-    assert "Cached" in preprocess_states  # a later run's preprocess hit Prefect's content-keyed cache
+    assert preprocess_states == ["Cached"]  # the third run's preprocess hit Prefect's content-keyed cache
     artifact = Artifact.get("flowtest-ingest")
     assert artifact is not None and result["dataset_version"] in artifact.data
 
