@@ -163,8 +163,8 @@ def ingest(
         uri = S3Uri.parse(source)
         try:
             labels = read_labels(client, uri)
-        except client.exceptions.NoSuchBucket:
-            raise StorageError(f"bucket {uri.bucket!r} of {source} does not exist") from None
+        except client.exceptions.NoSuchBucket as exc:  # chained: the retry policy sees a 404, not an outage
+            raise StorageError(f"bucket {uri.bucket!r} of {source} does not exist") from exc
         index = cache.load_index(source)
         new_index: dict[str, dict[str, Any]] = {}
 

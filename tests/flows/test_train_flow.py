@@ -37,4 +37,4 @@ def test_train_flow_fails_clearly_on_bad_spec(prefect_harness) -> None:
 
     state = train({"name": "bad", "data": {"source": "s3://bkt/p"}, "device": "tpu"}, return_state=True)
     assert state.is_failed()
-    assert "'auto', 'cpu' or 'cuda'" in str(state.message) or "cuda" in repr(state.result(raise_on_failure=False))
+    assert "device: Input should be 'auto', 'cpu' or 'cuda' (got 'tpu')" in str(state.message)

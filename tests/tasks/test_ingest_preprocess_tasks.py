@@ -6,7 +6,7 @@ from canvascraft.datasets import seed_dataset
 from canvascraft.spec import load_spec
 from tasks.ingest import ingest_snapshot
 from tasks.preprocess import preprocess_snapshot
-from tasks.retry_policy import retry_on_io as _retry_on_io
+from tasks.retry_policy import is_transient
 
 
 def spec_for(bucket: str) -> dict:
@@ -23,16 +23,21 @@ def test_ingest_then_preprocess_task_bodies(s3_client, bucket: str) -> None:
     assert shards.count == 20 and shards.shape == [1, 8, 8] and shards.dataset_version == report.dataset_version
 
 
-class _State:
-    def __init__(self, exc: Exception) -> None:
-        self.exc = exc
+def client_error(status: int, code: str) -> Exception:
+    from botocore.exceptions import ClientError
 
-    def result(self) -> None:
-        raise self.exc
+    return ClientError({"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+                       "GetObject")
 
 
-def test_retry_condition_retries_io_only() -> None:
+def test_transient_means_outage_not_refusal() -> None:
+    """The policy behind every task's retry_condition_fn (real retries: tests/tasks/test_task_retries.py)."""
     from canvascraft.errors import IngestError, StorageError
 
-    assert _retry_on_io(None, None, _State(StorageError("timeout")))
-    assert not _retry_on_io(None, None, _State(IngestError("too few valid images")))
+    assert is_transient(client_error(503, "SlowDown")) and is_transient(client_error(500, "InternalError"))
+    assert not is_transient(client_error(403, "AccessDenied")) and not is_transient(client_error(404, "NoSuchKey"))
+    wrapped_404 = StorageError("bucket 'x' does not exist")
+    wrapped_404.__cause__ = client_error(404, "NoSuchBucket")
+    assert not is_transient(wrapped_404)  # a domain error is judged by the S3 error it was raised from
+    assert is_transient(StorageError("download failed")) and is_transient(ConnectionError("reset"))
+    assert not is_transient(IngestError("too few valid images")) and not is_transient(ValueError("bad"))
