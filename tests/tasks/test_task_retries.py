@@ -113,6 +113,7 @@ def test_mlflow_unavailable_is_retried(s3_client, bucket: str, tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """start-tracking meets a 503 from MLflow (its client's own retries off), is retried by Prefect and succeeds."""
     from mlflow import MlflowClient
+
     from canvascraft.stack.process import free_port
     from canvascraft.stack.services import mlflow_service
     from tasks.ingest import ingest_snapshot
