@@ -65,6 +65,9 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("canvascraft_fid", "gauge", "FID of the best checkpoint (lower is better)."),
     MetricSpec("canvascraft_kid", "gauge", "KID (mean) of the best checkpoint (lower is better)."),
     MetricSpec("canvascraft_fid_samples", "gauge", "N of generated images behind the FID/KID scores."),
+    MetricSpec("canvascraft_classifier_score", "gauge", "Mean top-class probability of the best checkpoint's samples "
+               "under the training set's classifier (higher is better; evaluator.classifier_score)."),
+    MetricSpec("canvascraft_classifier_coverage", "gauge", "Classes the best checkpoint draws confidently."),
     MetricSpec("canvascraft_champion_fid", "gauge", "FID of the champion scored on this run's terms (like for like; "
                "the promotion gate's other side; absent for a first version)."),
     MetricSpec("canvascraft_model_version", "gauge", "Registered model version published by the run."),
@@ -247,6 +250,9 @@ def train_result_metrics(metrics: RunMetrics, result: Mapping[str, Any], metric:
     score = (result.get("evaluation") or {}).get("score") or {}
     if score:
         metrics.scores(score.get("fid"), score.get("kid_mean"), score.get("n"))
+        classifier = score.get("classifier") or {}
+        metrics.record("canvascraft_classifier_score", classifier.get("mean_top_probability"))
+        metrics.record("canvascraft_classifier_coverage", classifier.get("coverage"))
     published = result.get("publish") or {}
     if published.get("published"):
         metrics.promotion("promoted" if published.get("promoted") else "kept", published.get("version"))

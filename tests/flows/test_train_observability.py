@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from canvascraft.datasets import seed_dataset
 from canvascraft.stack.process import free_port
 from tests.http_receiver import http_receiver
 from tests.observability_helpers import run_gateway, scrape, value
+from tests.spec_helpers import tiny_dcgan_spec
 
 
 @pytest.fixture(scope="module")
@@ -26,27 +28,46 @@ def _spec(bucket: str, name: str) -> dict:
 
 
 def test_completed_run_pushes_metrics_and_publishes_artifacts(prefect_harness, s3_client, bucket: str, gateway: str,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+                                                              session_dir, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real train run with a trainer (2 Tune trials, FID, classifier score, publish) read back from the gateway."""
+    import mlflow
     from prefect.artifacts import Artifact
 
     from flows.train import train
 
     monkeypatch.setenv("CANVASCRAFT_PUSHGATEWAY_URL", gateway)
-    seed_dataset("digits", s3_client, f"s3://{bucket}/digits", limit=24)
-    state = train(_spec(bucket, "obs_ok"), return_state=True)
+    seed_dataset("digits", s3_client, f"s3://{bucket}/digits", limit=60)
+    spec = tiny_dcgan_spec("obs_ok", f"s3://{bucket}/digits", f"obs-{bucket}")
+    spec["evaluator"]["classifier_score"] = True  # digits carry labels.csv
+    state = train(spec, return_state=True)
     assert state.is_completed()
+    result = state.result()
 
     samples = scrape(gateway)
     group = {"job": "canvascraft_train", "pipeline": "obs_ok"}
-    assert value(samples, "canvascraft_images_ingested_total", **group) == 24
+    assert value(samples, "canvascraft_images_ingested_total", **group) == 60
     assert value(samples, "canvascraft_images_quarantined_total", **group) == 0
     assert value(samples, "canvascraft_flow_failures_total", **group) == 0
-    assert value(samples, "canvascraft_stage_duration_seconds", stage="ingest", **group) > 0
+    assert value(samples, "canvascraft_stage_duration_seconds", stage="tune", **group) > 0
     assert value(samples, "canvascraft_run_duration_seconds", **group) > 0
+    assert value(samples, "canvascraft_trials_total", status="ok", **group) == 2
+    assert value(samples, "canvascraft_fid", **group) == pytest.approx(result["evaluation"]["score"]["fid"])
+    classifier = result["evaluation"]["score"]["classifier"]
+    assert value(samples, "canvascraft_classifier_score", **group) == pytest.approx(classifier["mean_top_probability"])
+    assert value(samples, "canvascraft_classifier_coverage", **group) == classifier["coverage"]
+    assert value(samples, "canvascraft_promotions_total", outcome="promoted", **group) == 1
+    assert value(samples, "canvascraft_model_version", **group) == int(result["publish"]["version"])
+
+    mlflow.set_tracking_uri(f"sqlite:///{session_dir / 'home' / 'mlflow.db'}")
+    logged = mlflow.get_run(result["mlflow_run_id"]).data.metrics
+    assert logged["classifier_score"] == pytest.approx(classifier["mean_top_probability"])
+    assert 0.0 < logged["classifier_accuracy"] <= 1.0
     progress = Artifact.get("obs-ok-progress")
     assert progress is not None and progress.type == "progress" and float(progress.data) == 100.0
     summary = Artifact.get("obs-ok-summary")
-    assert summary is not None and state.result()["dataset_version"] in summary.data and "| ingest |" in summary.data
+    assert summary is not None and result["dataset_version"] in summary.data and "| tune |" in summary.data
+    evaluation = Artifact.get("obs-ok-evaluation")
+    assert evaluation is not None and "classifier score" in evaluation.data
 
 
 def test_failed_run_pushes_failure_and_notifies(prefect_harness, gateway: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -65,42 +86,75 @@ def test_failed_run_pushes_failure_and_notifies(prefect_harness, gateway: str, m
     assert value(samples, "canvascraft_flow_failures_total", job="canvascraft_train", pipeline="obs_bad") == 1
 
 
-def test_unreachable_gateway_does_not_fail_the_run(prefect_harness, s3_client, bucket: str,
+def test_unreachable_gateway_does_not_fail_the_run(prefect_harness, s3_client, bucket: str, caplog,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A port that refuses (bound, never listening): the run completes and the hook says the metrics were dropped."""
+    import logging
+
     from flows.train import train
 
-    monkeypatch.setenv("CANVASCRAFT_PUSHGATEWAY_URL", f"127.0.0.1:{free_port()}")  # nothing listens there
+    port = free_port()
+    monkeypatch.setenv("CANVASCRAFT_PUSHGATEWAY_URL", f"127.0.0.1:{port}")
     seed_dataset("digits", s3_client, f"s3://{bucket}/digits", limit=12)
-    state = train(_spec(bucket, "obs_nogw"), return_state=True)
+    with caplog.at_level(logging.WARNING):
+        state = train(_spec(bucket, "obs_nogw"), return_state=True)
     assert state.is_completed() and state.result()["valid"] == 12
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"Pushgateway 127.0.0.1:{port} unreachable: metrics of train/obs_nogw dropped; the run goes on" in warnings
 
 
-def test_hook_on_other_flows_pushes_and_notifies_drift_and_rollback(prefect_harness, gateway: str,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """observe_run as drift_check's and rollback's hook: flow-specific metrics and notifications."""
-    from prefect import flow
+def test_real_drift_check_and_rollback_flows_push_and_notify(prefect_harness, s3_client, bucket: str, gateway: str,
+                                                             tmp_path: Path, session_dir,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """observe_run as the hook of the real drift_check and rollback flows: their metrics and notifications."""
+    import mlflow
+    import torch
 
-    from tasks.observability import observe_run
-
-    @flow(name="drift_check", on_completion=[observe_run])
-    def fake_drift_check(spec: dict) -> dict:
-        return {"pipeline": spec["name"], "status": "drift", "event_due": True, "dataset_drift": True,
-                "drift_share": 0.6, "drift_share_threshold": 0.5,
-                "drifted_columns": ["brightness", "entropy", "contrast"], "incoming": "s3://b/in"}
-
-    @flow(name="rollback", on_completion=[observe_run])
-    def fake_rollback(registered_model: str) -> dict:
-        return {"champion": "2", "replaced": "3"}
+    from canvascraft.evaluation.scores import FidScore
+    from canvascraft.publishing import model_registry as registry
+    from canvascraft.settings import get_settings
+    from canvascraft.spec import load_spec
+    from canvascraft.trainers import build_trainer
+    from flows.drift_check import drift_check
+    from flows.rollback import rollback
+    from tests.drift_helpers import drift_spec, make_champion, seed_digits
 
     monkeypatch.setenv("CANVASCRAFT_PUSHGATEWAY_URL", gateway)
+    monkeypatch.setenv("CANVASCRAFT_FEAST_DATA", str(tmp_path / "feast"))
+    seed_digits(s3_client, f"s3://{bucket}/reference", 0, 150)
+    seed_digits(s3_client, f"s3://{bucket}/inverted", 150, 250, invert=True)
+    pipeline, model = f"obs_drift_{bucket[-6:]}", f"obs-model-{bucket[-6:]}"
+    raw = drift_spec(bucket, pipeline, model)
+    make_champion(load_spec(raw), get_settings(), s3_client)  # v1 @champion, with its reference table
     with http_receiver() as (url, received):
         monkeypatch.setenv("CANVASCRAFT_NOTIFY_WEBHOOK_URL", url)
-        fake_drift_check({"name": "obs_drift"})
-        fake_rollback("canvascraft-obs")
-        events = [json.loads(r["body"])["event"] for r in received.wait_for(2)]
-    assert events == ["drift_detected", "rollback"]
+        drifted = drift_check(raw, incoming=f"s3://{bucket}/inverted", push_features=False)
+        drift_events = [json.loads(r["body"])["event"] for r in received.wait_for(1)]
+
+    # v2 through the real gate, so v1 becomes @previous: the rollback flow then has something to roll back to
+    trainer = build_trainer("dcgan", {"sample_size": 8, "channels": 1, "latent_dim": 4, "g_features": 4,
+                                      "d_features": 4, "steps": 1, "batch_size": 4})
+    trainer.train(None, torch.rand(8, 1, 8, 8) * 2 - 1)
+    checkpoint = str(trainer.save_checkpoint(tmp_path / "ckpt"))
+    mlflow.set_tracking_uri(f"sqlite:///{session_dir / 'home' / 'mlflow.db'}")
+    with mlflow.start_run(experiment_id=mlflow.set_experiment(pipeline).experiment_id) as run:
+        pass
+    score = FidScore(fid=1.0, n=32, n_real=32, dims=64, weights_sha256="c" * 64, resize="bilinear", reference="r")
+    version = registry.log_model_version(model, checkpoint, run.info.run_id, registry.save_score_tags(score))
+    registry.gate_and_alias(model, version, score, metric="fid", margin=0.0, tag="candidate",
+                            lock=registry.lock_for(tmp_path, model))
+    assert registry.aliases_of(model, version) == ["candidate", "champion"]
+
+    with http_receiver() as (url, received):
+        monkeypatch.setenv("CANVASCRAFT_NOTIFY_WEBHOOK_URL", url)
+        rolled = rollback(model)
+        rollback_events = [json.loads(r["body"])["event"] for r in received.wait_for(1)]
+    assert drifted["dataset_drift"] and drift_events == ["drift_detected"]
+    assert rolled == {"champion": "1", "replaced": version} and rollback_events == ["rollback"]
     samples = scrape(gateway)
-    assert value(samples, "canvascraft_drift_share", job="canvascraft_drift_check", pipeline="obs_drift") == 0.6
-    assert value(samples, "canvascraft_drifted_columns", job="canvascraft_drift_check", pipeline="obs_drift") == 3
-    assert value(samples, "canvascraft_promotions_total", job="canvascraft_rollback", pipeline="canvascraft-obs",
+    drift_group = {"job": "canvascraft_drift_check", "pipeline": pipeline}
+    assert value(samples, "canvascraft_drift_share", **drift_group) == pytest.approx(drifted["drift_share"])
+    assert value(samples, "canvascraft_drifted_columns", **drift_group) == len(drifted["drifted_columns"])
+    assert value(samples, "canvascraft_promotions_total", job="canvascraft_rollback", pipeline=model,
                  outcome="rolled_back") == 1
+    assert value(samples, "canvascraft_model_version", job="canvascraft_rollback", pipeline=model) == 1
