@@ -85,3 +85,56 @@ def test_crashed_trial_restarts_from_its_checkpoint(shard_set: ShardSet, ray_set
     resumed = [t.metrics["resumed_from"] for t in result.trials]
     assert 4 in resumed  # ...and Tune restarted it from that checkpoint, not from step 0
     assert all(t.metrics["step"] == 12 and t.error is None for t in result.trials)
+
+
+def test_search_resumes_after_its_driver_is_killed(shard_set: ShardSet, ray_settings: Settings) -> None:
+    """The README's resume promise: a driver SIGKILLed mid-search (its whole process group, Ray included); a rerun
+    of the same search restores the experiment from the artifact root and every trial continues from the
+    checkpoint it had, not from step 0, and the search ends with one best trial."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from canvascraft.tuning.search import experiment_name
+
+    raw = {"name": "ray-killed", "device": "auto", "seed": 5, "data": {"source": "s3://bucket/x"},
+           # a DDPM step costs ~0.05 s here: 120 steps are long enough to kill the driver between checkpoints
+           "trainer": {"name": "ddpm", "params": {"sample_size": 8, "channels": 1, "block_out_channels": [16, 32],
+                                                  "layers_per_block": 1, "attention_head_dim": 8, "steps": 120,
+                                                  "batch_size": 16, "warmup_steps": 2, "log_every": 10},
+                       "search_space": {"learning_rate": {"type": "choice", "values": [0.0005, 0.001]}}},
+           "tuner": {"search": "random", "scheduler": "fifo", "num_samples": 2, "metric": "loss", "mode": "min",
+                     "resources": {"cpu": 1, "gpu": 0}, "checkpoint_every": 20}}
+    pipeline = load_spec(raw)
+    experiment = ray_settings.home / "artifacts" / "ray_results" / experiment_name(pipeline, "digits64")
+    env = {**os.environ, "CANVASCRAFT_HOME": str(ray_settings.home),
+           "CANVASCRAFT_MLFLOW_TRACKING_URI": str(ray_settings.mlflow_tracking_uri),
+           "TUNE_GLOBAL_CHECKPOINT_S": "1"}  # the experiment state reaches storage every second
+    driver = subprocess.Popen([sys.executable, str(Path(__file__).with_name("search_driver.py")), json.dumps(raw),
+                               shard_set.model_dump_json()], env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:  # both trials have checkpointed twice (steps 20 and 40)
+            if len(list(experiment.glob("train_trial_*/checkpoint_000001"))) == 2:
+                time.sleep(3)  # the experiment state (synced every second) now lists them
+                break
+            assert driver.poll() is None, "the driver ended before it could be killed"
+            time.sleep(0.5)
+        else:
+            raise AssertionError("no checkpoint within 300 s")
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    assert not any(experiment.glob("train_trial_*/checkpoint_000005"))  # killed mid-search (step 120 = 6th)
+
+    result = run_search(pipeline, shard_set, None, ray_settings, dataset_version="digits64")
+    assert result.restored
+    resumed = sorted(t.metrics["resumed_from"] for t in result.trials)
+    assert len(resumed) == 2 and all(step >= 20 and step % 20 == 0 for step in resumed), resumed
+    assert all(t.metrics["step"] == 120 and t.error is None for t in result.trials)
+    finals = {t.checkpoint: t.metrics["loss"] for t in result.trials}
+    assert result.best_checkpoint in finals and finals[result.best_checkpoint] == min(finals.values())
