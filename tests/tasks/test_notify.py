@@ -87,64 +87,50 @@ def test_nothing_configured_or_channel_down_never_raises(monkeypatch: pytest.Mon
         notify("weather", "s", "b")
 
 
-def test_webhook_secret_never_reaches_logs_artifacts_or_mlflow(prefect_harness, monkeypatch: pytest.MonkeyPatch,
+def test_webhook_secret_never_reaches_logs_artifacts_or_mlflow(prefect_harness, s3_client, bucket: str,
+                                                               monkeypatch: pytest.MonkeyPatch,
                                                                caplog: pytest.LogCaptureFixture, capfd) -> None:
+    """The real train flow with a secret in the webhook URL: a promoted run notifies it, a failed run's webhook
+    answers 500 (its error names the URL); the secret is in none of the runs' logs, artifacts, MLflow params/tags."""
     import mlflow
-    from prefect import flow, task
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter, LogFilterFlowRunId
     from prefect.logging.handlers import APILogHandler
 
     from canvascraft import tracking
-    from canvascraft.spec import load_spec
-    from tasks.notify import notify_flow_failure, notify_model_promoted
-    from tasks.reporting import publish_run_summary
+    from canvascraft.datasets import seed_dataset
+    from flows.train import train
+    from tests.spec_helpers import tiny_dcgan_spec
 
     secret = f"s3cr3t-{uuid.uuid4().hex}"
+    seed_dataset("digits", s3_client, f"s3://{bucket}/digits", limit=60)
+    spec = tiny_dcgan_spec(f"secret_{bucket[-6:]}", f"s3://{bucket}/digits", f"secret-{bucket}")
     with http_receiver() as (good_url, received), http_receiver(status=500) as (bad_url, _):
-
-        @task
-        def track_and_notify() -> str:
-            """Log params/tags the way the train flow does, plus the resolved settings; notify twice."""
-            settings = get_settings()
-            spec = load_spec({"name": "secret-check", "data": {"source": "s3://bucket/prefix"}})
-            run_id = tracking.start_parent_run(settings, spec, "dv1", {"prefect.flow_run_id": "x"})
-            tracking.log_to_run(run_id, params={"settings": settings.describe()},
-                                tags={"notify_configured": str(settings.notify_webhook_url is not None)})
-            logging.getLogger("canvascraft.test").info("settings %s", settings)
-            print(settings.describe())
-            assert notify_model_promoted("secret-check", PUBLISHED, run_id) is True
-            monkeypatch.setenv("CANVASCRAFT_NOTIFY_WEBHOOK_URL", f"{bad_url}/hooks/{secret}")
-            assert notify_flow_failure("train", "r", "id", "boom") is False  # 500: its error names the URL
-            publish_run_summary({"pipeline": "secret-check", "dataset_version": "dv1", "valid": 1,
-                                 "quarantined": 0, "mlflow_run_id": run_id})
-            return run_id
-
-        @flow(log_prints=True)
-        def secret_flow() -> str:
-            return track_and_notify()
-
         monkeypatch.setenv("CANVASCRAFT_NOTIFY_WEBHOOK_URL", f"{good_url}/hooks/{secret}")
         with caplog.at_level(logging.DEBUG):
-            state = secret_flow(return_state=True)
-        run_id = state.result()
-        assert received.wait_for(1)[0]["path"] == f"/hooks/{secret}"  # the secret was really used
+            promoted = train(spec, return_state=True)
+            assert promoted.is_completed() and promoted.result()["publish"]["promoted"]
+            assert received.wait_for(1)[0]["path"] == f"/hooks/{secret}"  # the secret was really used
+            monkeypatch.setenv("CANVASCRAFT_NOTIFY_WEBHOOK_URL", f"{bad_url}/hooks/{secret}")
+            failed = train({**spec, "device": "tpu"}, return_state=True)  # 500 from the webhook: not delivered
+            assert failed.is_failed()
+    run_ids = [promoted.state_details.flow_run_id, failed.state_details.flow_run_id]
 
     tracking.configure(get_settings())
-    run = mlflow.MlflowClient().get_run(run_id)
-    APILogHandler().flush()  # run logs reach the API in batches (the worker is shared: any instance flushes it)
+    run = mlflow.MlflowClient().get_run(promoted.result()["mlflow_run_id"])
+    APILogHandler().flush()  # run logs reach the API in batches
     with get_client(sync_client=True) as client:
-        flow_run_id = state.state_details.flow_run_id
         deadline = time.monotonic() + 20
         while True:
-            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=run_ids)))
             if any("not delivered" in log.message for log in logs) or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
         artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=run_ids)))
     out, err = capfd.readouterr()
-    assert logs and artifacts and "not delivered" in " ".join(log.message for log in logs)
+    assert "not delivered" in " ".join(log.message for log in logs)
+    assert {a.key for a in artifacts} >= {f"secret-{bucket[-6:]}-summary", f"secret-{bucket[-6:]}-evaluation"}
     places = {
         "mlflow params": json.dumps(run.data.params), "mlflow tags": json.dumps(run.data.tags),
         "prefect logs": " ".join(log.message for log in logs),
