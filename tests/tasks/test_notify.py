@@ -94,7 +94,12 @@ def test_webhook_secret_never_reaches_logs_artifacts_or_mlflow(prefect_harness, 
     answers 500 (its error names the URL); the secret is in none of the runs' logs, artifacts, MLflow params/tags."""
     import mlflow
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
     from prefect.logging.handlers import APILogHandler
 
     from canvascraft import tracking
