@@ -135,10 +135,14 @@ def test_the_retraining_loop_closes(prefect_api: str, s3_client) -> None:
         verdicts = retrain_events(incoming_version, wait=90)
         assert len(verdicts) == 1, [e.payload for e in verdicts]
         payload = verdicts[0].payload
-        assert payload["basis"] in {"rescored", "rescore-cached"} and payload["champion_version"] == champion_v1
+        # a new reference (the incoming images joined the data): no registered or cached score matches, so re-scored
+        assert payload["basis"] == "rescored" and payload["champion_version"] == champion_v1
+        assert payload["metric"] == "classifier_score"  # the quick profile gates on what a user sees
         candidate, champion = payload["candidate_score"], payload["champion_score"]
         for key in ("n", "n_real", "dims", "weights_sha256", "resize", "reference"):
             assert candidate[key] == champion[key], key
+        for key in ("classifier", "confident", "n"):  # the champion read by the candidate's own classifier
+            assert candidate["classifier"][key] == champion["classifier"][key], key
         print(f"retrain verdict: {payload['summary']}")
         version = registry.get_model_version(model, payload["version"])
         assert version.tags["gate_basis"] == payload["basis"] and version.tags["gate_champion_version"] == champion_v1
