@@ -101,9 +101,9 @@ def test_search_resumes_after_its_driver_is_killed(shard_set: ShardSet, ray_sett
     from canvascraft.tuning.search import experiment_name
 
     raw = {"name": "ray-killed", "device": "auto", "seed": 5, "data": {"source": "s3://bucket/x"},
-           # a DDPM step costs ~0.05 s here: 120 steps are long enough to kill the driver between checkpoints
+           # a DDPM step of this size costs 0.02-0.05 s here: 400 steps leave time to kill the driver mid-search
            "trainer": {"name": "ddpm", "params": {"sample_size": 8, "channels": 1, "block_out_channels": [16, 32],
-                                                  "layers_per_block": 1, "attention_head_dim": 8, "steps": 120,
+                                                  "layers_per_block": 1, "attention_head_dim": 8, "steps": 400,
                                                   "batch_size": 16, "warmup_steps": 2, "log_every": 10},
                        "search_space": {"learning_rate": {"type": "choice", "values": [0.0005, 0.001]}}},
            "tuner": {"search": "random", "scheduler": "fifo", "num_samples": 2, "metric": "loss", "mode": "min",
@@ -118,9 +118,13 @@ def test_search_resumes_after_its_driver_is_killed(shard_set: ShardSet, ray_sett
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:  # both trials have checkpointed twice (steps 20 and 40)
-            if len(list(experiment.glob("train_trial_*/checkpoint_000001"))) == 2:
-                time.sleep(3)  # the experiment state (synced every second) now lists them
+        while time.monotonic() < deadline:
+            # both trials have checkpointed at least twice, and the experiment state was written after those
+            # checkpoints (it is what a restore reads); Tune keeps the newest 2 checkpoints per trial
+            newest = [max(t.glob("checkpoint_*"), default=None) for t in experiment.glob("train_trial_*")]
+            states = list(experiment.glob("experiment_state-*.json"))
+            if len(newest) == 2 and all(c is not None and c.name >= "checkpoint_000001" for c in newest) and states \
+                    and max(p.stat().st_mtime for p in states) > max(c.stat().st_mtime for c in newest if c):
                 break
             assert driver.poll() is None, "the driver ended before it could be killed"
             time.sleep(0.5)
@@ -129,12 +133,13 @@ def test_search_resumes_after_its_driver_is_killed(shard_set: ShardSet, ray_sett
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
-    assert not any(experiment.glob("train_trial_*/checkpoint_000005"))  # killed mid-search (step 120 = 6th)
+    assert not any(experiment.glob("train_trial_*/checkpoint_000019"))  # killed mid-search (step 400 = 20th)
 
     result = run_search(pipeline, shard_set, None, ray_settings, dataset_version="digits64")
     assert result.restored
     resumed = sorted(t.metrics["resumed_from"] for t in result.trials)
+    print(f"trials resumed from steps {resumed}")
     assert len(resumed) == 2 and all(step >= 20 and step % 20 == 0 for step in resumed), resumed
-    assert all(t.metrics["step"] == 120 and t.error is None for t in result.trials)
+    assert all(t.metrics["step"] == 400 and t.error is None for t in result.trials)
     finals = {t.checkpoint: t.metrics["loss"] for t in result.trials}
     assert result.best_checkpoint in finals and finals[result.best_checkpoint] == min(finals.values())
