@@ -14,7 +14,12 @@ from prefect.runtime import flow_run
 from canvascraft import tracking
 from canvascraft.artifact_root import artifact_root
 from canvascraft.evaluation.scores import FidScore
-from canvascraft.evaluation.stage import fit_classifier, real_sample, rescore_registered
+from canvascraft.evaluation.stage import (
+    fit_classifier,
+    rescore_registered,
+    seeded_sample,
+    training_set,
+)
 from canvascraft.hashing import stable_hash
 from canvascraft.ingest import IngestReport
 from canvascraft.preprocess import ShardSet
@@ -60,9 +65,9 @@ def publish_model(
 
     def rescore(champion: str) -> FidScore:
         """The champion on this candidate's terms (its reference sample, weights, dims, resize, N, seed, classifier)."""
-        artifacts = artifact_root(settings)
-        real = real_sample(shards, kept, spec.evaluator.num_samples, spec.seed, artifacts)
-        classifier = fit_classifier(shards, kept, spec, artifacts) if score.classifier is not None else None
+        images, labels = training_set(shards, kept, artifact_root(settings))  # read once for both
+        real = seeded_sample(images, spec.evaluator.num_samples, spec.seed)
+        classifier = fit_classifier(images, labels, shards, kept, spec) if score.classifier is not None else None
         return rescore_registered(f"models:/{name}/{champion}", score, real, spec, settings, s3_client=s3,
                                   classifier=classifier)
 

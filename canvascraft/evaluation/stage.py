@@ -31,18 +31,16 @@ def training_set(shard_set: ShardSet, kept_ids: list[str] | None,
     return images[torch.tensor(rows, dtype=torch.long)], [shard_set.labels[i] for i in rows]
 
 
-def real_sample(shard_set: ShardSet, kept_ids: list[str] | None, n: int, seed: int,
-                artifacts: ArtifactRoot | None = None) -> torch.Tensor:
-    """``n`` real training images (after brushes, as the model sees them) as uint8, chosen by a seeded permutation."""
-    images, _ = training_set(shard_set, kept_ids, artifacts)
+def seeded_sample(images: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """``n`` of ``images`` as uint8, chosen by a seeded permutation (the same N real images on every worker)."""
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
     return to_uint8(images[order])
 
 
-def fit_classifier(shard_set: ShardSet, kept_ids: list[str] | None, spec: PipelineSpec,
-                   artifacts: ArtifactRoot | None = None) -> ImageClassifier:
-    """The classifier of ``evaluator.classifier_score``, fitted on the labelled training set (seeded, reproducible)."""
-    images, labels = training_set(shard_set, kept_ids, artifacts)
+def fit_classifier(images: torch.Tensor, labels: list[str | None], shard_set: ShardSet,
+                   kept_ids: list[str] | None, spec: PipelineSpec) -> ImageClassifier:
+    """The classifier of ``evaluator.classifier_score``, fitted on the labelled training set (seeded, reproducible);
+    ``images``/``labels`` are ``training_set(shard_set, kept_ids)``, loaded once by the caller."""
     reference = stable_hash({"training_set": f"{shard_set.dataset_version}/{shard_set.stack_key}",
                              "kept": sorted(kept_ids) if kept_ids is not None else None})
     return ImageClassifier.fit(to_uint8(images), labels, size=spec.evaluator.classifier_size, seed=spec.seed,
@@ -55,11 +53,12 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Sample from the checkpoint, score FID/KID with comparability keys, save a sample grid; return both."""
     evaluator = spec.evaluator
-    real = real_sample(shard_set, kept_ids, evaluator.num_samples, spec.seed, artifact_root(settings))
+    artifacts = artifact_root(settings)
+    images, labels = training_set(shard_set, kept_ids, artifacts)  # read once: the real sample and the classifier
+    real = seeded_sample(images, evaluator.num_samples, spec.seed)
     n = len(real)  # equal N on both sides: FID is biased at small N and only comparable at equal N
     trainer = load_trainer(checkpoint, device=spec.device)
     fake = trainer.sample(n, seed=spec.seed, inference_steps=evaluator.sampling_steps)
-    artifacts = artifact_root(settings)
     cache_dir = settings.home / "cache" / "fid"
     score: FidScore = score_images(
         real, fake, cache_dir=cache_dir, weights=evaluator.weights, dims=evaluator.dims, resize=evaluator.resize,
@@ -68,7 +67,7 @@ def evaluate_checkpoint(
         dataset_version=f"{shard_set.dataset_version}/{shard_set.stack_key}", s3_client=s3_client,
     )
     if evaluator.classifier_score:
-        classifier = fit_classifier(shard_set, kept_ids, spec, artifacts)
+        classifier = fit_classifier(images, labels, shard_set, kept_ids, spec)
         score = score.model_copy(update={"classifier": classifier.score(fake, confident=evaluator.confident)})
     grid = save_grid(fake[:64], Path(checkpoint).parent / "evaluation_samples.png", scale=display_scale(fake.shape[-1]))
     return {"score": score.model_dump(), "grid": str(grid), "n": n}
