@@ -7,8 +7,10 @@ deleting it changes no result, only speed.
 Folders are published atomically: every file is uploaded first and a ``_COMPLETE.json`` marker (names and sizes)
 last, so a reader either sees a whole folder or none (S3 has no rename). Keys are content-addressed by the
 callers (dataset version = manifest hash, stack key, palette-set hash), so two writers of one key write the same
-bytes and either one's marker is right. fsspec (s3fs for ``s3://``, the local filesystem for a path) does the I/O:
-one code path for the embedded S3, MinIO, AWS and a plain folder.
+bytes and either one's marker is right. Concurrent writers (two runs finishing the same key) are safe: every local
+write goes to a temp file of its own and is renamed into place, and a folder's listing ignores the temp files
+another writer has in flight. fsspec (s3fs for ``s3://``, the local filesystem for a path) does the I/O: one code
+path for the embedded S3, MinIO, AWS and a plain folder.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from canvascraft.errors import StorageError
-from canvascraft.files import atomic_write_bytes
+from canvascraft.files import atomic_write_bytes, is_temp_name
 from canvascraft.settings import Settings
 
 MARKER = "_COMPLETE.json"
@@ -100,10 +102,9 @@ class ArtifactRoot:
     def put_folder(self, key: str, source: Path) -> str:
         """Publish a local folder: every file, then the completion marker (names and sizes) last."""
         key = key.strip("/")
-        files = sorted(p for p in source.rglob("*") if p.is_file() and p.name != MARKER)
-        listing = {p.relative_to(source).as_posix(): p.stat().st_size for p in files}
         target = self.local(key)
         try:
+            listing = _listing(source)
             if not self.is_local:
                 for name in listing:
                     self.fs.put_file(str(source / name), self._path(f"{key}/{name}"))
@@ -134,6 +135,20 @@ class ArtifactRoot:
                 raise StorageError(f"artifact root {self.url}: folder {key!r} lists {name} but it cannot be "
                                    f"read: {exc}") from exc
         return local
+
+
+def _listing(source: Path) -> dict[str, int]:
+    """``{relative name: size}`` of a folder's files, without the marker and other writers' in-flight temp files.
+
+    ``source`` may be the published folder itself (a local root, or this machine's copy): another run writing the
+    same key renames or removes its temp files there at any moment, so they are skipped by name before any ``stat``.
+    """
+    listing: dict[str, int] = {}
+    for path in sorted(source.rglob("*")):
+        if path.name == MARKER or is_temp_name(path.name) or not path.is_file():
+            continue
+        listing[path.relative_to(source).as_posix()] = path.stat().st_size
+    return listing
 
 
 def _copy_tree(source: Path, target: Path, listing: dict[str, int]) -> None:

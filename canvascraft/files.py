@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from pathlib import Path
+
+# ".<target name>.<pid>.<8 hex>.tmp": what atomic_write_bytes leaves beside a target while it writes
+_TEMP_NAME = re.compile(r"^\..+\.\d+\.[0-9a-f]{8}\.tmp$")
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether a file name is an in-flight temp file of ``atomic_write_bytes`` (never part of a published folder)."""
+    return bool(_TEMP_NAME.match(name))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (POSIX rename); parents are created."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # pid + random suffix: two threads of one process writing the same target never share a temp file
+    # pid + random suffix: no two writers (threads of one process, or processes) ever share a temp file, so
+    # concurrent writers of one target each rename their own complete file and the last rename wins
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         tmp.write_bytes(data)

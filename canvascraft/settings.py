@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from canvascraft.redaction import mask, mask_uri, split_userinfo
 
 
 class Settings(BaseSettings):
@@ -32,7 +35,14 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(default=None, description="Redis for Feast's online store (redis://host:port/db); "
                                   "unset: the embedded redis-server when it runs, else sqlite under home.")
-    mlflow_tracking_uri: str | None = Field(default=None, description="MLflow URI; unset: sqlite under home.")
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        description="MLflow URI; unset: the embedded server, else sqlite under home. Credentials go in MLflow's "
+        "MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD; an http(s) URI with user:password@ works too, its "
+        "credentials are moved into those variables and the URI is kept without them.",
+    )
+    mlflow_auth: bool = Field(default=False, description="Start the embedded MLflow with its basic-auth app; the "
+                              "admin is MLFLOW_TRACKING_USERNAME with MLFLOW_TRACKING_PASSWORD (clients use the same).")
     feast_repo_path: Path = Field(default=Path("feature_repo"), description="Feast repository folder.")
     ray_address: str | None = Field(default=None, description="Ray cluster address; unset: start local Ray.")
     pushgateway_url: str | None = Field(default=None, description="Prometheus Pushgateway; unset: embedded one.")
@@ -47,6 +57,21 @@ class Settings(BaseSettings):
     notify_secret_block: str | None = Field(default=None, description="Prefect Secret block holding a webhook URL.")
     notify_webhook_url: SecretStr | None = Field(default=None, description="Webhook URL from the environment "
                                                  "(Slack or generic JSON); never logged.")
+
+    @field_validator("mlflow_tracking_uri")
+    @classmethod
+    def _credentials_out_of_uri(cls, value: str | None) -> str | None:
+        # A password inside the URI would travel wherever the URI does (links, logs, Ray Tune's pickled callback,
+        # Prefect's database); MLflow's REST client reads these variables on every request (rest_utils'
+        # MlflowHostCreds), so the URI can be kept clean. Only http(s): a database URI needs its userinfo.
+        if not value or not value.startswith(("http://", "https://")):
+            return value
+        clean, user, password = split_userinfo(value)
+        if user:
+            os.environ["MLFLOW_TRACKING_USERNAME"] = user
+        if password is not None:
+            os.environ["MLFLOW_TRACKING_PASSWORD"] = password
+        return clean
 
     @field_validator("home", "feast_repo_path")
     @classmethod
@@ -142,21 +167,6 @@ class Settings(BaseSettings):
             elif isinstance(value, str) and "://" in value:
                 data[key] = mask_uri(value)
         return data
-
-
-def mask(secret: str, keep: int = 4) -> str:
-    """Keep the first characters of an identifier, hide the rest."""
-    return secret[:keep] + "****" if len(secret) > keep else "****"
-
-
-def mask_uri(uri: str) -> str:
-    """Hide a password embedded in a URI (``scheme://user:pass@host``)."""
-    if "://" not in uri or "@" not in uri:
-        return uri
-    scheme, rest = uri.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:****@{host}"
 
 
 def get_settings(**overrides: Any) -> Settings:

@@ -32,42 +32,19 @@ from prefect.types import SecretDict
 from pydantic import SecretStr
 
 from canvascraft.errors import SettingsError
+from canvascraft.redaction import RedactingFilter, redact
 from canvascraft.settings import Settings, get_settings
 from canvascraft.spec import NOTIFY_EVENTS, NotificationsSpec
 from tasks.run_log import run_logger
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    """``text`` with every secret (and its URL-unquoted form) replaced by ``****``."""
-    from urllib.parse import quote, unquote
-
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        for form in {secret, unquote(secret), quote(secret, safe="")}:
-            text = text.replace(form, "****")
-    return text
-
 
 # Libraries that log request URLs while a notification is sent (httpx logs "HTTP Request: POST <url>" at INFO).
 _URL_LOGGERS = ("httpx", "httpcore.connection", "httpcore.http11", "apprise")
 
 
-class _RedactFilter(logging.Filter):
-    """A logging filter that replaces secrets in a record's rendered message."""
-
-    def __init__(self, secrets: list[str]) -> None:
-        super().__init__()
-        self.secrets = secrets
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Render the message once, redacted (args are cleared so handlers cannot re-render the secret)."""
-        record.msg, record.args = redact(record.getMessage(), self.secrets), None
-        return True
-
-
 @contextmanager
 def _redacted_library_logs(secrets: list[str]) -> Iterator[None]:
     """While sending, redact secrets from what HTTP libraries log."""
-    redactor = _RedactFilter(secrets)
+    redactor = RedactingFilter(secrets)
     loggers = [logging.getLogger(name) for name in _URL_LOGGERS]
     for logger in loggers:
         logger.addFilter(redactor)

@@ -6,7 +6,7 @@ import csv
 import gzip
 import hashlib
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -14,8 +14,17 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from canvascraft.errors import DatasetUnavailableError, SpecError
-from canvascraft.ingest.ingest import LABELS_MANIFEST
+from canvascraft.errors import DatasetUnavailableError, IngestError, SpecError
+from canvascraft.ingest.labels import (
+    LABELS_MANIFEST,
+    MAX_LABELS_BYTES,
+    ParsedLabels,
+    fetch_labels_bytes,
+    labels_uri,
+    parse_labels,
+    row_problem,
+    shorten,
+)
 from canvascraft.storage import S3Uri, ensure_bucket, list_objects
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
@@ -92,22 +101,87 @@ def _folder_samples(folder: Path) -> Iterator[Sample]:
         yield relative, label, path.read_bytes()
 
 
+def _merged_labels(existing: bytes | None, parsed: ParsedLabels, rows: list[tuple[str, str]],
+                   source: str) -> tuple[bytes | None, int]:
+    """(labels.csv with ``rows`` appended to the ``existing`` file, kept byte for byte; rows added); None if none.
+
+    A key already labelled the same way is skipped; a key labelled differently is an IngestError naming the key and
+    both labels (which one is right is the user's call, not the seeder's).
+    """
+    known = dict(parsed.labels)
+    conflicts: list[str] = []
+    new: list[tuple[str, str]] = []
+    for key, label in rows:
+        if key not in known:
+            known[key] = label
+            new.append((key, label))
+        elif known[key] != label:
+            where = f"row {parsed.rows[key]}" if key in parsed.rows else "this upload"
+            conflicts.append(f"{shorten(key)!r} is {shorten(known[key])!r} ({where}), the upload says {shorten(label)!r}")
+    if conflicts:
+        shown = "; ".join(conflicts[:5]) + (f"; and {len(conflicts) - 5} more" if len(conflicts) > 5 else "")
+        raise IngestError(f"{source}: {len(conflicts)} key(s) already have another label: {shown}. Nothing was "
+                          "uploaded; allowed: the same label for a key. Fix labels.csv or the folder, then seed again")
+    if not new:
+        return None, 0
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    if existing is None:
+        writer.writerow(["key", "label"])
+    elif existing and not existing.endswith((b"\n", b"\r")):
+        buffer.write("\r\n")  # the last row had no line end: the first new row must not extend it
+    key_at, label_at = parsed.columns.index("key"), parsed.columns.index("label")
+    for key, label in new:  # in the existing header's column order; other columns left empty
+        row = [""] * len(parsed.columns)
+        row[key_at], row[label_at] = key, label
+        writer.writerow(row)
+    merged = (existing or b"") + buffer.getvalue().encode("utf-8")
+    if len(merged) > MAX_LABELS_BYTES:
+        raise IngestError(f"{source} would be {len(merged)} bytes after adding {len(new)} rows; at most "
+                          f"{MAX_LABELS_BYTES} bytes (16 MiB) allowed: seed the images into another prefix")
+    # Read back as ingest will: an existing file ending inside an unclosed quote would swallow the appended rows
+    check = parse_labels(merged, source)
+    lost = [key for key, label in new if check.labels.get(key) != label]
+    if lost:
+        broken = "; ".join(f"row {r.row}: {r.reason}" for r in parsed.rejected[-3:]) or "its last row"
+        raise IngestError(f"{source}: rows appended after the existing rows would not read back ({len(lost)} of "
+                          f"{len(new)}, e.g. {shorten(lost[0])!r}); the existing file is damaged ({broken}). "
+                          "Nothing was uploaded; fix labels.csv, then seed again")
+    return merged, len(new)
+
+
 def upload_samples(
-    samples: Iterator[Sample], client: Any, dest: str, *, max_workers: int = 16,
+    samples: Iterable[Sample], client: Any, dest: str, *, max_workers: int = 16,
     on_progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Upload samples under ``dest`` in parallel and write ``labels.csv``; return counts and bytes."""
+    """Upload samples under ``dest`` in parallel and merge their labels into ``labels.csv``; return counts and bytes.
+
+    An existing labels.csv is kept: new keys are appended, known keys with the same label are skipped, a known key
+    with another label fails before anything is uploaded.
+    """
     uri = S3Uri.parse(dest)
     ensure_bucket(client, uri.bucket)
+    source = labels_uri(uri)
+    # Executor.map collects its iterables at once anyway (concurrent.futures docs): listing the samples first costs
+    # no memory, and lets the labels be checked before the first upload.
+    samples = list(samples)
+    rows = [(relative, label) for relative, label, _ in samples if label]  # no label: labelled by sub-folder, or none
+    for relative, label in rows:
+        problem = row_problem(relative, label)
+        if problem is not None:
+            raise IngestError(f"{source}: cannot label {shorten(relative)!r} with {shorten(label)!r}: {problem}. "
+                              "Nothing was uploaded; rename the folder or file")
+    existing = fetch_labels_bytes(client, uri)
+    parsed = ParsedLabels() if existing is None else parse_labels(existing, source)
+    merged, added = _merged_labels(existing, parsed, rows, source)
     # Idempotent: an object already holding the same bytes (MD5 ETag of a single-part upload) is skipped.
-    existing = {o["Key"]: o["ETag"].strip('"') for o in list_objects(client, uri)}
-    rows: list[tuple[str, str]] = []
+    existing_etags = {o["Key"]: o["ETag"].strip('"') for o in list_objects(client, uri)}
     skipped = 0
 
     def put(sample: Sample) -> int:
         nonlocal skipped
         relative, _, data = sample
-        if existing.get(uri.folder + relative) == hashlib.md5(data, usedforsecurity=False).hexdigest():
+        if existing_etags.get(uri.folder + relative) == hashlib.md5(data, usedforsecurity=False).hexdigest():
             skipped += 1
             if on_progress:
                 on_progress(1)
@@ -118,20 +192,13 @@ def upload_samples(
             on_progress(1)
         return len(data)
 
-    def tracked() -> Iterator[Sample]:
-        for sample in samples:
-            rows.append((sample[0], sample[1]))
-            yield sample
-
     with ThreadPoolExecutor(max_workers=max_workers) as pool:
-        total_bytes = sum(pool.map(put, tracked()))
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["key", "label"])
-    writer.writerows(rows)
-    client.put_object(Bucket=uri.bucket, Key=uri.folder + LABELS_MANIFEST, Body=buffer.getvalue().encode())
-    return {"dest": str(uri), "objects": len(rows), "uploaded": len(rows) - skipped, "skipped": skipped,
-            "bytes_uploaded": total_bytes, "labels": len({r[1] for r in rows})}
+        total_bytes = sum(pool.map(put, samples))
+    if merged is not None:  # after the images: an ingest never meets a labelled key whose image is not there yet
+        client.put_object(Bucket=uri.bucket, Key=uri.folder + LABELS_MANIFEST, Body=merged)
+    return {"dest": str(uri), "objects": len(samples), "uploaded": len(samples) - skipped, "skipped": skipped,
+            "bytes_uploaded": total_bytes, "labels": len({label for _, label in rows}),
+            "label_rows_added": added, "label_rows_kept": len(parsed.labels)}
 
 
 def seed_dataset(name: str, client: Any, dest: str, *, limit: int | None = None, **kwargs: Any) -> dict[str, Any]:

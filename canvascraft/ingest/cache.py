@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import threading
 from pathlib import Path
 from typing import Any
 
-from canvascraft.hashing import stable_hash
+from canvascraft.files import atomic_write_text
+from canvascraft.hashing import sha256_file, stable_hash
 
 
 class ObjectCache:
@@ -48,11 +50,37 @@ class ObjectCache:
         if folder not in self._made_dirs:
             os.makedirs(folder, exist_ok=True)
             self._made_dirs.add(folder)
+        # pid + thread: unique among live writers on this machine, so two processes (or threads) caching the same
+        # object never share a temp file; the last rename wins and both wrote the same bytes
         tmp = f"{folder}/.{sha256}.{os.getpid()}.{threading.get_ident()}"
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            # a failed write (disk full, interrupt) leaves no temp file behind; the final name is untouched
+            Path(tmp).unlink(missing_ok=True)
+            raise
         return Path(path)
+
+    def defect(self, sha256: str, size: int, *, quarantined: bool = False, verify: bool = False) -> str | None:
+        """Why the cached copy of an object cannot stand in for it (None: it can): absent, wrong size, wrong sha256.
+
+        The size is always checked (one ``stat``): a copy truncated or overwritten outside ``put`` (a crash of an
+        older writer, a full disk, a user's edit) is never reused. The sha256 (a full read) only with ``verify``.
+        """
+        path = self._location(sha256, quarantined)[1]
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            return "absent"
+        if not stat.S_ISREG(info.st_mode):
+            return "not a regular file"
+        if info.st_size != size:
+            return f"{info.st_size} bytes, expected {size}"
+        if verify and sha256_file(path) != sha256:
+            return "sha256 differs from its name"
+        return None
 
     def index_path(self, source: str) -> Path:
         """The verdict index of one source prefix."""
@@ -67,8 +95,5 @@ class ObjectCache:
 
     def save_index(self, source: str, objects: dict[str, dict[str, Any]]) -> None:
         """Replace the verdict index of ``source`` atomically."""
-        path = self.index_path(source)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps({"source": source, "objects": objects}))
-        os.replace(tmp, path)
+        # a unique temp name per call: two ingests of one source (threads or processes) may save at once
+        atomic_write_text(self.index_path(source), json.dumps({"source": source, "objects": objects}))

@@ -1,25 +1,31 @@
 """Ingest: list and download ``s3://`` prefixes into the content-addressed cache, validating every object.
 
 Incremental: an object whose ETag and size match the previous ingest (under the same validation rules) is not
-downloaded again. Invalid objects are quarantined with a reason; nothing is dropped silently and nothing is
-ever deleted from the source.
+downloaded again, provided its cached copy has the listed size (and, re-judged under new rules or with
+``verify``, its sha256). Downloads are conditional on the listed ETag (``IfMatch``), and the ETag recorded is the
+one of the bytes received. Invalid objects are quarantined with a reason; nothing is dropped silently and nothing
+is ever deleted from the source.
 """
 
 from __future__ import annotations
 
-import csv
-import io
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from canvascraft.artifact_root import ArtifactRoot
 from canvascraft.errors import IngestError, StorageError
+from canvascraft.files import atomic_write_text
 from canvascraft.hashing import sha256_bytes
 from canvascraft.ingest.cache import ObjectCache
+from canvascraft.ingest.labels import LABELS_MANIFEST, quarantine_entries, read_labels
 from canvascraft.ingest.manifest import (
     IngestReport,
     ManifestEntry,
@@ -34,9 +40,10 @@ from canvascraft.ingest.validation import (
 )
 from canvascraft.storage import S3Uri, list_objects
 
-LABELS_MANIFEST = "labels.csv"  # optional "key,label" rows, keys relative to the prefix
+CHANGE_ATTEMPTS = 3  # GETs of one object that may meet a newer version than the one just listed/HEADed
 
 Progress = Callable[[int], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,22 +57,6 @@ class _Outcome:
     downloaded_bytes: int
 
 
-def read_labels(client: Any, uri: S3Uri) -> dict[str, str]:
-    """Labels from ``<prefix>/labels.csv`` when present (``{relative key: label}``)."""
-    try:
-        body = client.get_object(Bucket=uri.bucket, Key=uri.folder + LABELS_MANIFEST)["Body"].read()
-    except client.exceptions.NoSuchKey:
-        return {}
-    except client.exceptions.ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey"}:
-            return {}
-        raise
-    rows = csv.DictReader(io.StringIO(body.decode("utf-8")))
-    if rows.fieldnames is None or not {"key", "label"} <= set(rows.fieldnames):
-        raise IngestError(f"{uri}{LABELS_MANIFEST}: expected a CSV header with columns key,label; got {rows.fieldnames}")
-    return {row["key"]: row["label"] for row in rows}
-
-
 def _label_for(relative_key: str, labels: dict[str, str]) -> str | None:
     """Label from the labels manifest, else the first sub-folder under the prefix, else None."""
     if relative_key in labels:
@@ -76,19 +67,22 @@ def _label_for(relative_key: str, labels: dict[str, str]) -> str | None:
 
 def _process_object(
     obj: dict[str, Any], uri: S3Uri, client: Any, cache: ObjectCache, rules: ImageRules, rules_hash: str,
-    previous: dict[str, Any] | None, labels: dict[str, str],
+    previous: dict[str, Any] | None, labels: dict[str, str], verify: bool = False,
 ) -> _Outcome:
     """Reuse the cached verdict or download, hash, validate and file one object."""
-    key, etag, size = obj["Key"], obj["ETag"].strip('"'), int(obj["Size"])
+    key, listed_etag, listed_size = obj["Key"], obj["ETag"].strip('"'), int(obj["Size"])
     full_uri = f"s3://{uri.bucket}/{key}"
     relative = key[len(uri.folder):]
     label = _label_for(relative, labels)
 
-    def quarantined(reason: str, sha: str | None, downloaded: int) -> _Outcome:
+    # etag/size default to the listing's; a download passes those of the bytes it received
+    def quarantined(reason: str, sha: str | None, downloaded: int, *, etag: str = listed_etag,
+                    size: int = listed_size) -> _Outcome:
         record = {"etag": etag, "size": size, "sha256": sha, "rules": rules_hash, "reason": reason}
         return _Outcome(key, record, None, QuarantineEntry(uri=full_uri, key=key, reason=reason, size=size, sha256=sha), downloaded)
 
-    def admitted(sha: str, info: ImageInfo, downloaded: int) -> _Outcome:
+    def admitted(sha: str, info: ImageInfo, downloaded: int, *, etag: str = listed_etag,
+                 size: int = listed_size) -> _Outcome:
         record = {"etag": etag, "size": size, "sha256": sha, "rules": rules_hash, "reason": None,
                   "width": info.width, "height": info.height, "mode": info.mode, "format": info.format}
         # model_construct: every field is built here from typed values (no user input to validate), and pydantic's
@@ -100,26 +94,88 @@ def _process_object(
     unsafe = check_key(key)
     if unsafe:
         return quarantined(unsafe, None, 0)
-    if previous and previous["etag"] == etag and previous["size"] == size:
+    if previous and previous["etag"] == listed_etag and previous["size"] == listed_size:
         sha = previous["sha256"]
         if previous["rules"] == rules_hash:
-            if previous["reason"] is None and cache.object_path(sha).is_file():
+            rejected = previous["reason"] is not None
+            if sha is None and rejected:  # judged without a download (too large): nothing cached to check
+                return quarantined(previous["reason"], sha, 0)
+            if sha is not None and _cached_copy_is_intact(cache, full_uri, sha, listed_size, rejected, verify):
+                if rejected:
+                    return quarantined(previous["reason"], sha, 0)
                 info = ImageInfo(previous["format"], previous["mode"], previous["width"], previous["height"])
                 return admitted(sha, info, 0)
-            if previous["reason"] is not None and (sha is None or cache.quarantine_path(sha).is_file()):
-                return quarantined(previous["reason"], sha, 0)
-        else:  # rules changed: re-judge the local copy instead of downloading again
-            local = cache.object_path(sha) if sha else None
-            local = local if local and local.is_file() else (cache.quarantine_path(sha) if sha else None)
-            if local is not None and local.is_file():
-                return _judge(local.read_bytes(), sha, rules, cache, admitted, quarantined, 0, stored_at=local)
-    if size > rules.max_bytes:
-        return quarantined(f"too large: {size} bytes > max_bytes {rules.max_bytes} (not downloaded)", None, 0)
+        elif sha:  # rules changed: re-judge the local copy instead of downloading again
+            for local in (cache.object_path(sha), cache.quarantine_path(sha)):
+                data = _read_if_intact(local, full_uri, sha, listed_size)
+                if data is not None:
+                    return _judge(data, sha, rules, cache, admitted, quarantined, 0, stored_at=local)
+    if listed_size > rules.max_bytes:
+        return quarantined(f"too large: {listed_size} bytes > max_bytes {rules.max_bytes} (not downloaded)", None, 0)
+    fetched = _get_current_version(client, uri.bucket, key, listed_etag)
+    if fetched is None:
+        # etag "" matches no listing: the next ingest tries this object again instead of reusing the verdict
+        return quarantined(f"changed during download: a newer version appeared on each of {CHANGE_ATTEMPTS} "
+                           "attempts; run ingest again once writers to this key are done", None, 0, etag="")
+    data, etag = fetched
+    # the record pairs these bytes with the ETag of the response that carried them, never the listing's ETag
+    version = {"etag": etag, "size": len(data)}
+    return _judge(data, sha256_bytes(data), rules, cache, partial(admitted, **version),
+                  partial(quarantined, **version), len(data))
+
+
+def _cached_copy_is_intact(cache: ObjectCache, full_uri: str, sha: str, size: int, quarantined: bool,
+                           verify: bool) -> bool:
+    """Whether a cached copy may stand in for a download; a damaged one is logged (then fetched and replaced)."""
+    defect = cache.defect(sha, size, quarantined=quarantined, verify=verify)
+    if defect is not None and defect != "absent":
+        log.warning("cached copy of %s (sha256 %s) is not intact (%s): fetching it again", full_uri, sha[:16], defect)
+    return defect is None
+
+
+def _read_if_intact(path: Path, full_uri: str, sha: str, size: int) -> bytes | None:
+    """A cached copy's bytes when it has the recorded size and sha256 (it is read whole anyway), else None."""
     try:
-        data = client.get_object(Bucket=uri.bucket, Key=key)["Body"].read()
-    except Exception as exc:  # botocore already retried with backoff; surface the object that failed
-        raise StorageError(f"download of {full_uri} failed after retries: {exc}") from exc
-    return _judge(data, sha256_bytes(data), rules, cache, admitted, quarantined, len(data))
+        data = path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+    if len(data) == size and sha256_bytes(data) == sha:
+        return data
+    log.warning("cached copy %s of %s is not intact (%d bytes, expected %d; or sha256 differs): fetching it again",
+                path, full_uri, len(data), size)
+    return None
+
+
+def _error_code(exc: ClientError) -> str:
+    """The S3 error code of a ClientError (the HTTP status when the answer had no body, as for a HEAD)."""
+    error = exc.response.get("Error", {})
+    return str(error.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or "")
+
+
+def _get_current_version(client: Any, bucket: str, key: str, etag: str) -> tuple[bytes, str] | None:
+    """(bytes, the ETag they carry) of an object, GET only while its ETag is ``etag``; None if it keeps changing.
+
+    ``IfMatch``: S3 answers 412 PreconditionFailed when the object was replaced after the listing; the new version
+    is HEADed and fetched under its own ETag (ingest snapshots what the source holds now; the manifest pins it by
+    sha256). A server that ignores If-Match (rclone ``serve s3`` 1.75) returns the new bytes, so the ETag kept is
+    the GET response's own, never the listing's: bytes and ETag always come from one response.
+    """
+    full_uri = f"s3://{bucket}/{key}"
+    for _ in range(CHANGE_ATTEMPTS):
+        try:
+            response = client.get_object(Bucket=bucket, Key=key, IfMatch=f'"{etag}"')
+            return response["Body"].read(), str(response.get("ETag") or "").strip('"')
+        except ClientError as exc:
+            if _error_code(exc) not in {"PreconditionFailed", "412"}:
+                raise StorageError(f"download of {full_uri} failed after retries: {exc}") from exc
+        except Exception as exc:  # botocore already retried with backoff; surface the object that failed
+            raise StorageError(f"download of {full_uri} failed after retries: {exc}") from exc
+        try:
+            etag = client.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+        except Exception as exc:
+            raise StorageError(f"{full_uri} changed after it was listed (GET If-Match answered 412) and its new "
+                               f"version cannot be read: {exc}") from exc
+    return None
 
 
 def _judge(data: bytes, sha: str, rules: ImageRules, cache: ObjectCache, admitted: Any, quarantined: Any,
@@ -146,10 +202,12 @@ def ingest(
     on_total: Callable[[int], None] | None = None,
     on_progress: Progress | None = None,
     artifacts: ArtifactRoot | None = None,
+    verify: bool = False,
 ) -> IngestReport:
     """Ingest every object under ``sources`` into ``cache_root``; return the report (manifest saved alongside).
 
     With ``artifacts``, the manifest and the report are published to the artifact root too (any worker reads them).
+    With ``verify``, every reused cached copy is re-hashed (sha256) before it is trusted, not only size-checked.
 
     Raises IngestError (after saving the report) when valid images fall below the configured minimum.
     """
@@ -158,18 +216,22 @@ def ingest(
     rules_hash = rules.rules_hash()
     entries: list[ManifestEntry] = []
     quarantine: list[QuarantineEntry] = []
+    label_rejects: list[QuarantineEntry] = []  # labels.csv rows not used: reported, not counted as objects
     downloaded = reused = bytes_downloaded = 0
     for source in sources:
         uri = S3Uri.parse(source)
         try:
-            labels = read_labels(client, uri)
+            parsed_labels = read_labels(client, uri)
         except client.exceptions.NoSuchBucket as exc:  # chained: the retry policy sees a 404, not an outage
             raise StorageError(f"bucket {uri.bucket!r} of {source} does not exist") from exc
+        labels = parsed_labels.labels
+        label_rejects += quarantine_entries(uri, parsed_labels)
         index = cache.load_index(source)
         new_index: dict[str, dict[str, Any]] = {}
 
         def work(obj: dict[str, Any], uri: S3Uri = uri, labels: dict[str, str] = labels, index: dict = index) -> _Outcome:
-            outcome = _process_object(obj, uri, client, cache, rules, rules_hash, index.get(obj["Key"]), labels)
+            outcome = _process_object(obj, uri, client, cache, rules, rules_hash, index.get(obj["Key"]), labels,
+                                      verify)
             if on_progress:
                 on_progress(1)
             return outcome
@@ -203,7 +265,7 @@ def ingest(
         sources=list(sources),
         total=total,
         valid=len(entries),
-        quarantined=sorted(quarantine, key=lambda q: q.uri),
+        quarantined=sorted(quarantine + label_rejects, key=lambda q: q.uri),
         downloaded=downloaded,
         reused=reused,
         bytes_downloaded=bytes_downloaded,
@@ -211,8 +273,7 @@ def ingest(
         manifest_path=str(manifest_path),
     )
     report_path = cache_root.parent / "reports" / f"ingest-{report.dataset_version}.json"
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(report.model_dump_json(indent=1))
+    atomic_write_text(report_path, report.model_dump_json(indent=1))  # two runs of one snapshot may write at once
     if artifacts is not None:  # published before the minimum check: a failed ingest's report is kept as well
         from canvascraft.ingest.snapshots import publish_snapshot
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from canvascraft.artifact_root import ArtifactRoot
-from canvascraft.errors import IngestError
+from canvascraft.errors import IngestError, StorageError
 from canvascraft.hashing import sha256_bytes
 from canvascraft.ingest.cache import ObjectCache
 from canvascraft.ingest.manifest import IngestReport, ManifestEntry, SnapshotManifest
@@ -46,16 +46,25 @@ def load_manifest(dataset_version: str, root: ArtifactRoot) -> SnapshotManifest:
 
 
 def fetch_objects(entries: Iterable[ManifestEntry], cache: ObjectCache, client: Any,
-                  max_workers: int = 8) -> dict[str, Path]:
-    """Local paths of the entries' images; objects missing from the cache are fetched and their sha256 checked."""
+                  max_workers: int = 8, *, verify: bool = False) -> dict[str, Path]:
+    """Local paths of the entries' images; objects missing from the cache are fetched and their sha256 checked.
+
+    A cached copy is used only when it has the manifest's size (and, with ``verify``, its sha256); any other copy
+    is fetched again and replaced atomically. The GET is unconditional: the sha256 check is what pins the content
+    (an ``IfMatch`` on the manifest's ETag would refuse a multipart re-upload of the very same bytes).
+    """
     entries = list(entries)
 
     def ensure(entry: ManifestEntry) -> Path:
         path = cache.object_path(entry.sha256)
-        if path.is_file() and path.stat().st_size == entry.size:
+        if cache.defect(entry.sha256, entry.size, verify=verify) is None:
             return path
         location = S3Uri.parse(entry.uri)
-        data = client.get_object(Bucket=location.bucket, Key=location.prefix)["Body"].read()
+        try:
+            data = client.get_object(Bucket=location.bucket, Key=location.prefix)["Body"].read()
+        except Exception as exc:  # botocore already retried with backoff; name the object (retry policy sees the cause)
+            raise StorageError(f"fetch of {entry.uri} (sha256 {entry.sha256[:16]}) for this worker's object cache "
+                               f"failed: {exc}") from exc
         if sha256_bytes(data) != entry.sha256:
             raise IngestError(f"{entry.uri} changed since its snapshot (sha256 differs from the manifest's "
                               f"{entry.sha256[:16]}); the snapshot's dataset version no longer describes the source")

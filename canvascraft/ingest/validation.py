@@ -1,9 +1,14 @@
-"""Object validation before an image enters the cache: key safety, size, format, mode, decompression bombs."""
+"""Object validation before an image enters the cache: key safety, size, format, mode, decompression bombs.
+
+Thread-safe: ingest validates from a thread pool, so nothing here touches process-wide state. In particular no
+``warnings.catch_warnings()``: it swaps the global ``warnings.filters`` list and is documented as not thread-safe
+(Python ``warnings`` docs), so one thread's exit restored another's filters and a DecompressionBombWarning was
+ignored or leaked. Pillow's bomb limit is checked by size instead (``_bomb_reason``), whatever the filters say.
+"""
 
 from __future__ import annotations
 
 import io
-import warnings
 from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
@@ -68,24 +73,25 @@ def validate_image(data: bytes, rules: ImageRules) -> ImageInfo | str:
     if len(data) > rules.max_bytes:
         return f"too large: {len(data)} bytes > max_bytes {rules.max_bytes}"
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            # Only the allowed decoders are tried (Pillow otherwise probes every registered format in Python,
-            # per object); a rejected file is probed once more below to name its real format.
-            with Image.open(io.BytesIO(data), formats=list(rules.allowed_formats)) as image:
-                # Dimensions come from the header: check them before decoding a single pixel (bomb guard).
-                width, height = image.size
-                if width * height > rules.max_pixels:
-                    return f"decompression bomb guard: {width}x{height} = {width * height} pixels > max_pixels {rules.max_pixels}"
-                if image.format not in rules.allowed_formats:
-                    return f"format {image.format} not allowed; allowed formats: {', '.join(rules.allowed_formats)}"
-                if image.mode not in rules.allowed_modes:
-                    return f"mode {image.mode} not allowed; allowed modes: {', '.join(rules.allowed_modes)}"
-                if min(width, height) < rules.min_side:
-                    return f"too small: {width}x{height} < min_side {rules.min_side}"
-                image.load()  # full decode: catches truncated and corrupt data
-                return ImageInfo(format=image.format, mode=image.mode, width=width, height=height)
+        # Only the allowed decoders are tried (Pillow otherwise probes every registered format in Python,
+        # per object); a rejected file is probed once more below to name its real format.
+        with Image.open(io.BytesIO(data), formats=list(rules.allowed_formats)) as image:
+            # Dimensions come from the header: check them before decoding a single pixel (bomb guard).
+            width, height = image.size
+            reason = _bomb_reason(width, height, rules.max_pixels)
+            if reason is not None:
+                return reason
+            if image.format not in rules.allowed_formats:
+                return f"format {image.format} not allowed; allowed formats: {', '.join(rules.allowed_formats)}"
+            if image.mode not in rules.allowed_modes:
+                return f"mode {image.mode} not allowed; allowed modes: {', '.join(rules.allowed_modes)}"
+            if min(width, height) < rules.min_side:
+                return f"too small: {width}x{height} < min_side {rules.min_side}"
+            image.load()  # full decode: catches truncated and corrupt data
+            return ImageInfo(format=image.format, mode=image.mode, width=width, height=height)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Error: above twice Pillow's limit, raised whatever the filters. Warning: only where the process itself
+        # turned it into an error (python -W error, pytest -W error); the verdict is "rejected" either way.
         return f"decompression bomb guard: {exc}"
     except UnidentifiedImageError:
         found = _probe_format(data)
@@ -96,12 +102,25 @@ def validate_image(data: bytes, rules: ImageRules) -> ImageInfo | str:
         return f"corrupt image data: {exc}"
 
 
+def _bomb_reason(width: int, height: int, max_pixels: int) -> str | None:
+    """Why a header's dimensions are a decompression-bomb risk (``data.max_pixels`` or Pillow's limit), or None."""
+    pixels = width * height
+    if pixels > max_pixels:
+        return f"decompression bomb guard: {width}x{height} = {pixels} pixels > max_pixels {max_pixels}"
+    # Pillow's own limit, read per call (a process may change it): above it Image.open only *warns*
+    # (DecompressionBombWarning, Pillow docs "Image.open"), so whether the image was rejected used to hang on the
+    # global warning filters. Deciding by size gives every thread the same verdict.
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+    if pillow_limit is not None and pixels > pillow_limit:
+        return (f"decompression bomb guard: {width}x{height} = {pixels} pixels > Pillow's Image.MAX_IMAGE_PIXELS "
+                f"{pillow_limit} (a data.max_pixels above it does not raise it)")
+    return None
+
+
 def _probe_format(data: bytes) -> str | None:
     """The format any Pillow decoder recognises in ``data`` (header only), or None."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data)) as image:
-                return image.format
+        with Image.open(io.BytesIO(data)) as image:
+            return image.format
     except Exception:  # noqa: BLE001 - anything Pillow cannot identify is "not a decodable image"
         return None

@@ -5,6 +5,8 @@ Each is a real service bound to 127.0.0.1 on a configurable port, started detach
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
 import sysconfig
 from pathlib import Path
@@ -47,9 +49,36 @@ def mlflow_service(settings: Settings) -> ManagedService:
         "--backend-store-uri", f"sqlite:///{settings.home / 'mlflow.db'}",
         "--artifacts-destination", f"{root}/mlflow",
     ]
+    if settings.mlflow_auth:
+        command += ["--app-name", "basic-auth"]
+        env = {**env, **_basic_auth_environment(settings)}
     return ManagedService("mlflow", settings.home, command, url, lambda: http_answers(url + "/health"),
                           port=settings.mlflow_port, port_setting="CANVASCRAFT_MLFLOW_PORT", env=env,
                           state={"tracking_uri": url, "artifacts_destination": f"{root}/mlflow"}, startup_timeout=120)
+
+
+def _basic_auth_environment(settings: Settings) -> dict[str, str]:
+    """Environment of MLflow's basic-auth app: its config file (users database under the home) and the admin.
+
+    The admin is the client's own MLFLOW_TRACKING_USERNAME/PASSWORD, passed in the server's environment (never argv);
+    MLflow creates that user on the first start (``MLFLOW_AUTH_ADMIN_PASSWORD``, mlflow/server/auth).
+    """
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if not user or not password:
+        raise StackError("CANVASCRAFT_MLFLOW_AUTH=true needs MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+                         "(the admin the server creates and the credentials every client sends)")
+    config = settings.home / "stack" / "mlflow-auth.ini"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    text = (f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{settings.home / 'mlflow-auth.db'}\n"
+            f"admin_username = {user}\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            # a PBKDF2 check per request made every Tune result callback take ~10 s on 2 cores; one per minute
+            "auth_cache_ttl_seconds = 60\n")
+    fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    return {"MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_AUTH_ADMIN_PASSWORD": password,
+            # Flask-WTF's CSRF protection signs with this key; a fresh one per start is enough for API clients
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16)}
 
 
 def artifact_destination(settings: Settings) -> tuple[str, dict[str, str]]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 
 from canvascraft.errors import StackError
+from canvascraft.redaction import mask_uri
 from canvascraft.settings import Settings
 
-SECRET_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+SECRET_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 
 
 def worker_environment(settings: Settings, *, with_secrets: bool = False) -> dict[str, str]:
@@ -31,8 +33,9 @@ def worker_environment(settings: Settings, *, with_secrets: bool = False) -> dic
     }
     if endpoint:
         env["CANVASCRAFT_S3_ENDPOINT_URL"] = endpoint
-    if settings.resolved_redis_url:
-        env["CANVASCRAFT_REDIS_URL"] = settings.resolved_redis_url
+    if settings.resolved_redis_url:  # a password in it (redis://:pw@host) is shown only with the secrets
+        redis = settings.resolved_redis_url
+        env["CANVASCRAFT_REDIS_URL"] = redis if with_secrets else mask_uri(redis)
     if settings.ray_address:
         env["CANVASCRAFT_RAY_ADDRESS"] = settings.ray_address
     if not env["CANVASCRAFT_ARTIFACT_ROOT"].startswith("s3://"):
@@ -47,6 +50,8 @@ def worker_environment(settings: Settings, *, with_secrets: bool = False) -> dic
         if creds:
             env["AWS_ACCESS_KEY_ID"] = creds["aws_access_key_id"]
             env["AWS_SECRET_ACCESS_KEY"] = creds["aws_secret_access_key"]
+        # MLflow's own credential variables (the settings moved any user:password@ of the URI into them)
+        env.update({name: os.environ[name] for name in SECRET_VARIABLES[2:] if os.environ.get(name)})
     return env
 
 

@@ -83,6 +83,20 @@ def quiet_tune() -> None:
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
 
 
+# Tune copies these driver variables into every trial actor's runtime_env (ray/tune/execution/class_cache.py), and
+# Ray hands a worker its runtime_env on the command line (--serialized-runtime-env-context): any local user could
+# read the keys in the process table. Trials take credentials from their own node (settings, a Secret), as the
+# pickled storage filesystem does, so the keys are not copied.
+_SECRET_VARIABLES = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN"})
+
+
+def keep_keys_out_of_trial_argv() -> None:
+    """Stop Tune from copying the driver's AWS keys into each trial's runtime_env (and so into its argv)."""
+    from ray.tune.execution import class_cache
+
+    class_cache.ENV_VARS_TO_PROPAGATE = frozenset(class_cache.ENV_VARS_TO_PROPAGATE) - _SECRET_VARIABLES
+
+
 def connect_ray(settings: Settings) -> None:
     """Connect to ``settings.ray_address`` (a cluster; token auth via RAY_AUTH_MODE=token) or start local Ray.
 
@@ -92,6 +106,7 @@ def connect_ray(settings: Settings) -> None:
     recorded the cancel as Crashed. The handler that was there before is put back, so a cancel stays a cancel
     (the local Ray cluster and its trial processes still stop at interpreter exit through Ray's atexit shutdown).
     """
+    keep_keys_out_of_trial_argv()
     if ray.is_initialized():
         return
     quiet_tune()

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from canvascraft.settings import Settings, mask_uri
+from canvascraft.redaction import mask_uri
+from canvascraft.settings import Settings
 
 
 def test_env_overrides_and_absolute_paths(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
