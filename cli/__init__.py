@@ -1,1 +1,2 @@
-"""The ``canvascraft`` command line: an entry point beside flows/ (it may use tasks/ and the core; the core never imports it)."""
+"""The ``canvascraft`` command line: an entry point beside flows/ (it may use tasks/ and the core; the core never
+imports it)."""

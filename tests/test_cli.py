@@ -13,9 +13,9 @@ from cli.main import app
 
 runner = CliRunner()
 COMMANDS = [[], ["config"], ["config", "show"], ["spec"], ["spec", "validate"], ["stack"], ["stack", "up"],
-            ["stack", "down"], ["stack", "status"], ["stack", "env"], ["data"], ["data", "seed"], ["ingest"], ["features"],
-            ["features", "get"], ["fid"], ["models"], ["models", "list"], ["models", "rollback"],
-            ["models", "promote"], ["models", "generate"]]
+            ["stack", "down"], ["stack", "status"], ["stack", "env"], ["data"], ["data", "seed"], ["ingest"],
+            ["features"], ["features", "get"], ["fid"], ["models"], ["models", "list"], ["models", "rollback"],
+            ["models", "promote"], ["models", "generate"], ["drift"], ["drift", "check"], ["deploy"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "root")
@@ -66,7 +66,8 @@ def test_fid_json_between_two_folders(tmp_path: Path) -> None:
     data = json.loads(result.stdout)
     assert {"fid", "kid_mean", "kid_std", "n", "dims", "weights_sha256"} <= set(data)
     assert data["n"] == 12 and data["dims"] == 64 and data["fid"] > 0
-    same = json.loads(runner.invoke(app, ["fid", str(tmp_path / "a"), str(tmp_path / "a"), "--dims", "64", "--json"]).stdout)
+    same_set = ["fid", str(tmp_path / "a"), str(tmp_path / "a"), "--dims", "64", "--json"]
+    same = json.loads(runner.invoke(app, same_set).stdout)
     assert same["fid"] < 1e-6 < data["fid"]
 
 

@@ -224,8 +224,15 @@ def aliases_of(name: str, version: str) -> list[str]:
 
 
 def rollback(name: str, lock: Callable[[], contextlib.AbstractContextManager[Any]]) -> dict[str, Any]:
-    """Move ``@champion`` back to ``@previous``; refuse clearly when there is none."""
+    """Move ``@champion`` back to ``@previous``; refuse clearly when there is none or the model does not exist."""
     client = MlflowClient()
+    try:
+        client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise  # unreachable server, refused login, ...: not a missing model
+        names = sorted(m.name for m in client.search_registered_models())
+        raise RegistryError(f"no registered model {name!r}; allowed values: {', '.join(names) or '(none)'}") from None
     with lock():
         previous = _alias_version(client, name, PREVIOUS)
         current = _alias_version(client, name, CHAMPION)
