@@ -13,7 +13,7 @@ from prefect.runtime import flow_run
 
 from canvascraft import tracking
 from canvascraft.artifact_root import artifact_root
-from canvascraft.evaluation.scores import FidScore
+from canvascraft.evaluation.score_records import FidScore
 from canvascraft.evaluation.stage import (
     fit_classifier,
     rescore_registered,

@@ -21,31 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 
 from canvascraft.evaluation import EvaluationInputError
+from canvascraft.evaluation.score_records import ClassifierScore
 from canvascraft.hashing import stable_hash
 
 MIN_PER_CLASS = 2  # a class needs one training and one held-out image
-
-
-class ClassifierScore(BaseModel):
-    """Mean top-class probability and class coverage of generated images under the training set's classifier."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    mean_top_probability: float = Field(ge=0.0, le=1.0, description="Mean over samples of max_y p(y|x).")
-    coverage: int = Field(ge=0, description="Classes drawn confidently (top probability >= confident).")
-    num_classes: int = Field(ge=2, description="Classes the classifier knows.")
-    confident: float = Field(gt=0.0, le=1.0, description="Top probability that counts a sample as drawn confidently.")
-    n: int = Field(ge=1, description="Generated images scored.")
-    classifier_accuracy: float = Field(ge=0.0, le=1.0, description="Held-out accuracy of the classifier.")
-    classifier: str = Field(description="Identity of the fitted classifier (training set, size, seed).")
-    class_counts: dict[str, int] = Field(default_factory=dict, description="Confident samples per class.")
-
-    def comparability_key(self) -> tuple[Any, ...]:
-        """What must match for two classifier scores to be compared: (classifier, confident, n)."""
-        return (self.classifier, self.confident, self.n)
 
 
 class ImageClassifier:

@@ -20,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from canvascraft.artifact_root import ArtifactRoot
 from canvascraft.evaluation import EvaluationInputError
-from canvascraft.evaluation.classifier_score import ClassifierScore
 from canvascraft.evaluation.frechet import frechet_distance, gaussian_stats
 from canvascraft.evaluation.inception import (
     FeatureDims,
@@ -36,61 +35,10 @@ from canvascraft.evaluation.kid import (
     DEFAULT_SUBSETS,
     kernel_inception_distance,
 )
+from canvascraft.evaluation.score_records import SHA256_PATTERN, FidScore
 from canvascraft.hashing import canonical_json, stable_hash
 
 Images = ImageBatch | Sequence[ImageBatch]
-_SHA256 = r"^[0-9a-f]{64}$"
-
-
-class FidScore(BaseModel):
-    """One FID (and optional KID) result with everything that decides whether two results may be compared."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    fid: float = Field(ge=0.0, description="Squared Fréchet distance between the Inception feature Gaussians.")
-    kid_mean: float | None = Field(default=None, description="KID: mean unbiased MMD^2 over subsets (may be < 0).")
-    kid_std: float | None = Field(default=None, ge=0.0, description="KID standard deviation over subsets.")
-    n: int = Field(ge=2, description="Generated images scored.")
-    n_real: int | None = Field(default=None, ge=2, description="Reference images behind the real statistics.")
-    dims: Literal[64, 192, 768, 2048]
-    weights_sha256: str = Field(pattern=_SHA256, description="sha256 of the Inception weights file used.")
-    resize: Literal["bilinear", "bicubic", "nearest"]
-    reference: str | None = Field(default=None, description="Reference dataset version, when known.")
-    kid_subset_size: int | None = Field(default=None, ge=2, description="KID subset size used (not a comparability key).")
-    classifier: ClassifierScore | None = Field(
-        default=None, description="The samples under the training set's classifier (evaluator.classifier_score).")
-
-    def comparability_key(self) -> tuple[Any, ...]:
-        """What must be equal for two scores to be compared: (n, n_real, dims, weights_sha256, resize, reference,
-        classifier key or None)."""
-        classifier = self.classifier.comparability_key() if self.classifier is not None else None
-        return (self.n, self.n_real, self.dims, self.weights_sha256, self.resize, self.reference, classifier)
-
-    def incomparable_fields(self, other: FidScore) -> dict[str, tuple[Any, Any]]:
-        """Fields of the comparability key that differ, as ``{field: (self, other)}`` (empty when comparable)."""
-        names = ("n", "n_real", "dims", "weights_sha256", "resize", "reference", "classifier")
-        return {
-            name: (mine, theirs)
-            for name, mine, theirs in zip(names, self.comparability_key(), other.comparability_key(), strict=True)
-            if mine != theirs
-        }
-
-    def comparable_with(self, other: FidScore) -> bool:
-        """True when both scores were computed with the same counts, dims, weights, resize, reference and classifier."""
-        return self.comparability_key() == other.comparability_key()
-
-    def metric(self, name: str) -> float | None:
-        """The value of a gate metric: ``fid``, ``kid_mean`` or ``classifier_score`` (mean top-class probability)."""
-        if name == "classifier_score":
-            return self.classifier.mean_top_probability if self.classifier is not None else None
-        if name in ("fid", "kid_mean"):
-            return getattr(self, name)
-        raise EvaluationInputError("metric", f"got {name!r}", GATE_METRICS)
-
-
-GateMetric = Literal["fid", "kid_mean", "classifier_score"]
-GATE_METRICS: tuple[str, ...] = ("fid", "kid_mean", "classifier_score")
-HIGHER_IS_BETTER = frozenset({"classifier_score"})  # FID and KID are distances: lower is better
 
 
 class ReferenceKey(BaseModel):
@@ -99,7 +47,7 @@ class ReferenceKey(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     dataset_version: str = Field(min_length=1)
-    weights_sha256: str = Field(pattern=_SHA256)
+    weights_sha256: str = Field(pattern=SHA256_PATTERN)
     dims: Literal[64, 192, 768, 2048]
     resize: Literal["bilinear", "bicubic", "nearest"]
     n: int = Field(ge=2)

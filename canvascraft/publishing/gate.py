@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from canvascraft.evaluation.scores import HIGHER_IS_BETTER, FidScore, GateMetric
+from canvascraft.evaluation.score_records import HIGHER_IS_BETTER, FidScore, GateMetric
 from canvascraft.hashing import stable_hash
 
 # champion version -> the champion's score on the candidate's terms (raises when the champion is unusable)

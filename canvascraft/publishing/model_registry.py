@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from canvascraft.errors import CanvasCraftError
-from canvascraft.evaluation.scores import FidScore
+from canvascraft.evaluation.score_records import FidScore
 from canvascraft.publishing.gate import GateVerdict, Rescorer, judge, rescore_key
 from canvascraft.publishing.pyfunc_model import GeneratorModel
 
