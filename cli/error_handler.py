@@ -24,7 +24,6 @@ STACK_UP = "start it with `canvascraft stack up`"
 # S3 error codes (and the bare HTTP status of a HEAD, which has no body) that mean "these keys are not accepted".
 CREDENTIAL_CODES = {"401", "403", "AccessDenied", "Forbidden", "Unauthorized", "InvalidAccessKeyId",
                     "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"}
-_URI = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>()]+")
 
 
 def debug_enabled() -> bool:
@@ -100,10 +99,10 @@ def _one_line(text: str) -> str:
 
 
 def _mask(text: str) -> str:
-    """Hide any password embedded in a URI of the message."""
-    from canvascraft.settings import mask_uri
+    """Hide any password embedded in a URI of the message (the one masking rule, canvascraft/redaction.py)."""
+    from canvascraft.redaction import redact
 
-    return _URI.sub(lambda m: mask_uri(m.group(0)), text)
+    return redact(text)
 
 
 def _settings() -> Any:
