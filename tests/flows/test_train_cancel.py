@@ -76,7 +76,9 @@ def test_cancel_during_tune_is_cancelled_frees_trials_and_resumes(prefect_api: s
             trials: dict[int, str] = {}
             while time.monotonic() < deadline:
                 tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
-                if any(t.name.startswith("tune") and t.state.type.value == "RUNNING" for t in tasks):
+                # a task run may be read between its creation and its first state (state None)
+                if any(t.name.startswith("tune") and t.state is not None and t.state.type.value == "RUNNING"
+                       for t in tasks):
                     trials = ray_processes()
                     if any("train_trial" in c or "ImplicitFunc" in c for c in trials.values()):
                         break
