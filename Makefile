@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.canvascraft-installed
 APT_PACKAGES := prometheus-pushgateway prometheus dataset-fashion-mnist redis-server
 SPEC ?= pipelines/digits-quick.yaml
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=12  # the slowest tests of each process, to watch the suite's time
 BENCH_PROFILE ?= quick
 
 # Local runs never phone home; temporary Prefect servers get time to start on a loaded 2-core machine.
