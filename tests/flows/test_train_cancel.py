@@ -69,6 +69,12 @@ def test_cancel_during_tune_is_cancelled_frees_trials_and_resumes(prefect_api: s
         seed_dataset("digits", s3_client, f"s3://{bucket}/digits", limit=600)
         spec = cancel_spec(f"s3://{bucket}/digits")
         env = {"CANVASCRAFT_PUSHGATEWAY_URL": gateway.url.removeprefix("http://")}
+        # Ray processes of other sessions on this machine (another test run, a notebook) are not this run's
+        elsewhere = set(ray_processes())
+
+        def run_processes() -> dict[int, str]:
+            return {pid: cmd for pid, cmd in ray_processes().items() if pid not in elsewhere}
+
         with temporary_settings({PREFECT_API_URL: prefect_api}), get_client(sync_client=True) as client:
             run = run_deployment("train/digits-quick", parameters={"spec": spec}, job_variables={"env": env}, timeout=0)
             # wait until the tune task runs and trial processes exist, then let a checkpoint land
@@ -79,7 +85,7 @@ def test_cancel_during_tune_is_cancelled_frees_trials_and_resumes(prefect_api: s
                 # a task run may be read between its creation and its first state (state None)
                 if any(t.name.startswith("tune") and t.state is not None and t.state.type.value == "RUNNING"
                        for t in tasks):
-                    trials = ray_processes()
+                    trials = run_processes()
                     if any("train_trial" in c or "ImplicitFunc" in c for c in trials.values()):
                         break
                 current = client.read_flow_run(run.id).state
@@ -87,7 +93,7 @@ def test_cancel_during_tune_is_cancelled_frees_trials_and_resumes(prefect_api: s
                 time.sleep(1)
             assert trials, "the tune stage never started trial processes"
             time.sleep(25)  # a checkpoint (every 20 steps) exists before the cancel
-            trials = ray_processes()
+            trials = run_processes()
 
             cli_env = {**os.environ, "PREFECT_API_URL": prefect_api}
             cancelled_at = time.monotonic()
