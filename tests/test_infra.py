@@ -34,8 +34,10 @@ def is_pinned(image: str) -> bool:
 
 
 def walk(node: Any) -> Any:
-    """Every (key, value) pair of a nested YAML/JSON document."""
+    """Every (key, value) of a nested document; `{name: X, value: Y}` list items (k8s env) also as (X, Y)."""
     if isinstance(node, dict):
+        if isinstance(node.get("name"), str) and "value" in node:
+            yield node["name"], node["value"]
         for key, value in node.items():
             yield key, value
             yield from walk(value)

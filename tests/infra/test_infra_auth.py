@@ -29,6 +29,8 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
+from tests.test_infra import walk
+
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 COMPOSE_PATH = INFRA / "docker-compose.yml"
@@ -62,19 +64,6 @@ def load_compose() -> dict[str, Any]:
 def services() -> dict[str, dict[str, Any]]:
     """The compose services by name."""
     return load_compose()["services"]
-
-
-def walk(node: Any) -> Iterator[tuple[Any, Any]]:
-    """Every (key, value) of a nested document; `{name: X, value: Y}` list items (k8s env) also as (X, Y)."""
-    if isinstance(node, dict):
-        if isinstance(node.get("name"), str) and "value" in node:
-            yield node["name"], node["value"]
-        for key, value in node.items():
-            yield key, value
-            yield from walk(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from walk(item)
 
 
 def is_env_ref(value: Any) -> bool:
