@@ -23,7 +23,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from canvascraft.errors import StorageError
-from canvascraft.files import atomic_write_bytes, is_temp_name
+from canvascraft.files import atomic_path, atomic_write_bytes, is_temp_name
 from canvascraft.settings import Settings
 
 MARKER = "_COMPLETE.json"
@@ -84,6 +84,26 @@ class ArtifactRoot:
             raise StorageError(f"artifact root {self.url}: cannot read {key!r}: {exc}") from exc
         atomic_write_bytes(local, data)
         return data
+
+    def fetch(self, key: str) -> Path | None:
+        """A local path holding one object (the read-through copy, fetched once), or None when it does not exist.
+
+        Content-addressed keys never change, so a present local copy is the object; readers such as safetensors'
+        memory-mapped ``safe_open`` then share this file through the page cache.
+        """
+        local = self.local(key)
+        if local.is_file():
+            return local
+        if self.is_local:
+            return None
+        try:
+            with atomic_path(local) as tmp:  # streamed to disk: a shard is never held whole in memory
+                self.fs.get_file(self._path(key), str(tmp))
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"artifact root {self.url}: cannot read {key!r}: {exc}") from exc
+        return local
 
     def get_json(self, key: str) -> Any:
         """A JSON document, or None when absent."""

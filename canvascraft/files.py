@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 # ".<target name>.<pid>.<8 hex>.tmp": what atomic_write_bytes leaves beside a target while it writes
@@ -16,17 +18,29 @@ def is_temp_name(name: str) -> bool:
     return bool(_TEMP_NAME.match(name))
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (POSIX rename); parents are created."""
+def temp_path(path: Path) -> Path:
+    """A temp file name beside ``path`` that no other writer (thread or process) uses; parents are created."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # pid + random suffix: no two writers (threads of one process, or processes) ever share a temp file, so
-    # concurrent writers of one target each rename their own complete file and the last rename wins
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    # pid + random suffix: no two writers ever share a temp file, so concurrent writers of one target each
+    # rename their own complete file and the last rename wins
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temp path to write; on success it is renamed onto ``path`` (POSIX rename), else removed."""
+    tmp = temp_path(path)
     try:
-        tmp.write_bytes(data)
+        yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (POSIX rename); parents are created."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
     return path
 
 

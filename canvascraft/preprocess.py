@@ -46,6 +46,10 @@ class ShardSet(BaseModel):
     reused: bool = False
     seconds: float = 0.0
 
+    def files(self) -> list[str]:
+        """Artifact-root keys of the shard files, in image order (``ArtifactRoot.fetch`` gives a local path)."""
+        return [f"{self.key}/{name}" for name in self.shards]
+
 
 def shard_set_key(dataset_version: str, key: str) -> str:
     """Artifact-root key of a shard set: content-addressed by dataset version and brush-stack key."""
