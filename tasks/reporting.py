@@ -7,7 +7,7 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from prefect import task
@@ -73,9 +73,9 @@ class RunProgress:
     def _create(self) -> None:
         """Create the artifact at 0 % (runs on the sender thread)."""
         try:
-            self.artifact_id = create_progress_artifact(
+            self.artifact_id = cast(UUID, create_progress_artifact(  # sync call: a UUID, not a coroutine
                 progress=0.0, key=artifact_key(self.pipeline, "progress"),
-                description=f"Progress of {self.pipeline}: started")
+                description=f"Progress of {self.pipeline}: started"))
         except Exception:  # noqa: BLE001 - progress display is best effort; the stage timings still count
             self.artifact_id = None
 
@@ -143,7 +143,7 @@ def summary_links(result: dict[str, Any], settings: Settings | None = None) -> d
         if published.get("published"):
             links["model_version"] = f"{uri}/#/models/{published['model']}/versions/{published['version']}"
     pipeline = str(result.get("pipeline", ""))
-    drift_link = Artifact.get(artifact_key(pipeline, "drift-report")) if pipeline else None
+    drift_link = cast("Artifact | None", Artifact.get(artifact_key(pipeline, "drift-report"))) if pipeline else None
     target = re.search(r"\]\((.+)\)\s*$", str(drift_link.data or "")) if drift_link is not None else None
     if target:  # a link artifact's data is "[text](url)"
         links["drift_report"] = target.group(1)

@@ -28,7 +28,7 @@ def register_result_storage(settings: Settings, api_url: str) -> str:
     bucket, _, prefix = root[len("s3://"):].partition("/")
     endpoint = settings.resolved_s3_endpoint_url
     credentials = AwsCredentials(region_name=settings.s3_region,
-                                 aws_client_parameters=AwsClientParameters(endpoint_url=endpoint) if endpoint else None)
+                                 aws_client_parameters=AwsClientParameters(endpoint_url=endpoint) if endpoint else AwsClientParameters())
     with temporary_settings(updates={PREFECT_API_URL: api_url}):
         S3Bucket(bucket_name=bucket, bucket_folder=f"{prefix.strip('/')}/{RESULTS}".strip("/"),
                  credentials=credentials).save(BLOCK_NAME, overwrite=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from pydantic import BaseModel
@@ -73,7 +74,7 @@ def check_drift(spec: PipelineSpec, settings: Settings, incoming: str | None = N
     reference_frame = pd.read_parquet(reference.table)
     known = set(reference_frame[JOIN_KEY].astype(str))
     new_ids = [i for i in paths if i not in known]
-    lineage = {"pipeline": spec.name, "reference_dataset_version": reference.dataset_version,
+    lineage: dict[str, Any] = {"pipeline": spec.name, "reference_dataset_version": reference.dataset_version,
                "reference_model": reference.model, "reference_model_version": reference.version,
                "reference_table": reference.table, "incoming": uri, "incoming_dataset_version": report.dataset_version,
                "incoming_images": len(paths), "new_images": len(new_ids), "raise_on": spec.drift.raise_on,
@@ -124,9 +125,9 @@ def embeddings_check(spec: PipelineSpec, settings: Settings, emb: EmbeddingsDrif
                               max_workers=settings.s3_max_concurrency)
     paths = {**ref_paths, **incoming_paths}
     size = spec.features.image_size
-    reference = image_embeddings(ref_ids, paths, emb, size, settings, fallback_weights=spec.evaluator.weights)
-    current = image_embeddings(cur_ids, paths, emb, size, settings, fallback_weights=spec.evaluator.weights)
-    return compare_embeddings(reference, current, emb, html)
+    ref_features = image_embeddings(ref_ids, paths, emb, size, settings, fallback_weights=spec.evaluator.weights)
+    cur_features = image_embeddings(cur_ids, paths, emb, size, settings, fallback_weights=spec.evaluator.weights)
+    return compare_embeddings(ref_features, cur_features, emb, html)
 
 
 def log_drift_run(settings: Settings, spec: PipelineSpec, result: DriftResult,

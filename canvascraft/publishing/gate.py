@@ -11,7 +11,7 @@ sampled gives the verdict "champion unusable", resolved by ``publish.gate.on_unu
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -91,7 +91,7 @@ def judge(
     on_unusable: Literal["promote", "keep"] = "keep",
 ) -> GateVerdict:
     """Decide like for like: as registered when comparable, else on the champion re-scored (or its cached re-score)."""
-    base = {"metric": metric, "candidate": candidate, "champion_version": champion_version,
+    base: dict[str, Any] = {"metric": metric, "candidate": candidate, "champion_version": champion_version,
             "champion_registered": champion_registered}
     if champion_version is None:
         return GateVerdict(promoted=True, reason="first version with a score: promoted", basis="first-version", **base)

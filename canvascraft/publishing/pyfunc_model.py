@@ -10,6 +10,7 @@ import warnings
 from typing import Any
 
 import mlflow.pyfunc
+from mlflow.pyfunc import PythonModel
 
 _HINT_NOTICE = "Add type hints to the `predict` method"
 _show_warning = warnings.showwarning
@@ -27,7 +28,7 @@ def _without_hint_notice(message, category, filename, lineno, file=None, line=No
 warnings.showwarning = _without_hint_notice
 
 
-class GeneratorModel(mlflow.pyfunc.PythonModel):
+class GeneratorModel(PythonModel):
     """Generate ``n`` images for a ``seed``: uint8 array N x H x W x C."""
 
     def load_context(self, context: Any) -> None:
