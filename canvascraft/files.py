@@ -18,18 +18,23 @@ def is_temp_name(name: str) -> bool:
     return bool(_TEMP_NAME.match(name))
 
 
-def temp_path(path: Path) -> Path:
+def temp_path(path: Path, *, make_parents: bool = True) -> Path:
     """A temp file name beside ``path`` that no other writer (thread or process) uses; parents are created."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if make_parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
     # pid + random suffix: no two writers ever share a temp file, so concurrent writers of one target each
     # rename their own complete file and the last rename wins
     return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
 @contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temp path to write; on success it is renamed onto ``path`` (POSIX rename), else removed."""
-    tmp = temp_path(path)
+def atomic_path(path: Path, *, make_parents: bool = True) -> Iterator[Path]:
+    """Yield a temp path to write; on success it is renamed onto ``path`` (POSIX rename), else removed.
+
+    The one way CanvasCraft writes a file a concurrent reader may open: the reader sees the old file or the whole
+    new one, and a failed write (disk full, interrupt) leaves no temp file behind.
+    """
+    tmp = temp_path(path, make_parents=make_parents)
     try:
         yield tmp
         os.replace(tmp, path)

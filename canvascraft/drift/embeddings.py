@@ -19,6 +19,7 @@ import torch
 from pydantic import BaseModel, Field
 
 from canvascraft.errors import DriftError
+from canvascraft.files import atomic_path
 from canvascraft.hashing import stable_hash
 from canvascraft.settings import Settings
 from canvascraft.spec import EmbeddingsDriftSpec
@@ -63,14 +64,8 @@ class EmbeddingCache:
 
     def put(self, sha256: str, vector: np.ndarray) -> None:
         """Store one vector atomically (temp file + rename), so a concurrent reader never sees half a file."""
-        import os
-
-        path = self.path(sha256)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as handle:
+        with atomic_path(self.path(sha256)) as tmp, open(tmp, "wb") as handle:
             np.save(handle, np.asarray(vector, dtype=np.float32))
-        os.replace(tmp, path)
 
 
 def sample_ids(ids: list[str], limit: int, seed: int) -> list[str]:

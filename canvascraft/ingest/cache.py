@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import os
 import stat
-import threading
 from pathlib import Path
 from typing import Any
 
-from canvascraft.files import atomic_write_text
+from canvascraft.files import atomic_path, atomic_write_text
 from canvascraft.hashing import sha256_file, stable_hash
 
 
@@ -50,17 +49,10 @@ class ObjectCache:
         if folder not in self._made_dirs:
             os.makedirs(folder, exist_ok=True)
             self._made_dirs.add(folder)
-        # pid + thread: unique among live writers on this machine, so two processes (or threads) caching the same
-        # object never share a temp file; the last rename wins and both wrote the same bytes
-        tmp = f"{folder}/.{sha256}.{os.getpid()}.{threading.get_ident()}"
-        try:
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            # a failed write (disk full, interrupt) leaves no temp file behind; the final name is untouched
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # two processes (or threads) caching the same object never share a temp file; the last rename wins and
+        # both wrote the same bytes
+        with atomic_path(Path(path), make_parents=False) as tmp:
+            tmp.write_bytes(data)
         return Path(path)
 
     def defect(self, sha256: str, size: int, *, quarantined: bool = False, verify: bool = False) -> str | None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from canvascraft.files import atomic_write_text
 from canvascraft.hashing import stable_hash
 
 
@@ -56,12 +56,7 @@ class SnapshotManifest(BaseModel):
 
     def save(self, folder: Path) -> Path:
         """Write ``<folder>/<dataset_version>.json`` atomically and return its path."""
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{self.dataset_version}.json"
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(self.model_dump_json(indent=1))
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(folder / f"{self.dataset_version}.json", self.model_dump_json(indent=1))
 
     @classmethod
     def load(cls, path: str | Path) -> SnapshotManifest:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from canvascraft.errors import StackError
+from canvascraft.files import atomic_path
 
 
 def free_port() -> int:
@@ -88,12 +89,10 @@ def group_alive(pgid: int) -> bool:
 
 def write_private_json(path: Path, record: dict[str, Any]) -> None:
     """Write ``record`` atomically to a file created with mode 0600 (never readable by others, not even briefly)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(record, handle, indent=1)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(record, handle, indent=1)
 
 
 def read_live_state(path: Path) -> dict[str, Any] | None:
