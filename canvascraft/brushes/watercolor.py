@@ -1,4 +1,4 @@
-"""Watercolor brush: a Gaussian blur that softens edges (seed 000's ``WatercolorBrush``)."""
+"""Watercolor brush: a Gaussian blur that softens edges."""
 
 from __future__ import annotations
 

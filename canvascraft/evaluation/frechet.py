@@ -30,7 +30,7 @@ project's machines and can return complex noise):
 
 Timing at 2048-d on this project's 2-core machines (measured; see ``frechet_distance``'s ``blas_threads``): about
 1-3 s at full rank (factorisation ~0.3 s, two matrix products ~0.6 s, ``eigvalsh`` ~1 s), under 1 s at rank
-1000; ``scipy.linalg.sqrtm`` took 30-41 s in the same runs (17-60 s per STACK_NOTES).
+1000; ``scipy.linalg.sqrtm`` took 30-41 s in the same runs.
 """
 
 from __future__ import annotations
@@ -99,7 +99,9 @@ def _check_stats(mu: ArrayLike, sigma: ArrayLike, which: str) -> tuple[NDArray[n
         raise EvaluationInputError(f"mu{which}", f"expected a 1-D mean vector, got shape {mu_array.shape}")
     d = mu_array.shape[0]
     if sigma_array.shape != (d, d):
-        raise EvaluationInputError(f"sigma{which}", f"expected shape ({d}, {d}) to match mu{which}, got {sigma_array.shape}")
+        raise EvaluationInputError(
+            f"sigma{which}", f"expected shape ({d}, {d}) to match mu{which}, got {sigma_array.shape}"
+        )
     if not (np.isfinite(mu_array).all() and np.isfinite(sigma_array).all()):
         raise EvaluationInputError(f"mu{which}/sigma{which}", "contain NaN or infinite values")
     return mu_array, (sigma_array + sigma_array.T) / 2
