@@ -35,8 +35,8 @@ def run(root: Path, n_images: int, dims: int, repeats: int, sqrtm_repeats: int, 
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     from canvascraft.evaluation.frechet import frechet_distance, gaussian_stats
-    from canvascraft.evaluation.inception import load_feature_extractor, locate_inception_weights, \
-        torch_fidelity_weights_path
+    from canvascraft.evaluation.inception import load_feature_extractor, torch_fidelity_weights_path
+    from canvascraft.evaluation.inception_weights import locate_inception_weights
 
     cache = root / "fid-cache"
     hub = root / "empty-hub"

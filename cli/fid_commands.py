@@ -8,9 +8,6 @@ from typing import Any
 
 import typer
 
-DIMS = (64, 192, 768, 2048)
-RESIZE_MODES = ("bilinear", "bicubic", "nearest")
-
 
 def _load_image_set(location: str, settings: Any) -> list[Any]:
     """uint8 CHW tensors of every image in a local folder or under an ``s3://`` prefix."""
@@ -54,12 +51,9 @@ def fid_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """FID and KID between two image sets (like pytorch-fid), with the keys that make scores comparable."""
-    from canvascraft.errors import CanvasCraftError
+    from canvascraft.evaluation.score_records import as_feature_dims, as_resize_mode
 
-    if dims not in DIMS:
-        raise CanvasCraftError(f"--dims {dims} is not allowed; allowed values: {', '.join(map(str, DIMS))}")
-    if resize not in RESIZE_MODES:
-        raise CanvasCraftError(f"--resize {resize!r} is not allowed; allowed values: {', '.join(RESIZE_MODES)}")
+    feature_dims, resize_mode = as_feature_dims(dims, "--dims"), as_resize_mode(resize, "--resize")
     from canvascraft.evaluation.scores import score_images
     from canvascraft.settings import get_settings
     from cli.common import progress
@@ -74,11 +68,21 @@ def fid_command(
         s3 = make_s3_client(settings)
     with progress("inception features") as (set_total, advance):
         # one 1 x C x H x W batch per image: sets may mix sizes (the extractor resizes each to 299)
-        score = score_images([x[None] for x in a[:count]], [x[None] for x in b[:count]],
-                             cache_dir=settings.home / "cache" / "fid", weights=weights, dims=dims, resize=resize,
-                             s3_client=s3, on_total=set_total, on_progress=advance)
+        score = score_images(
+            [x[None] for x in a[:count]],
+            [x[None] for x in b[:count]],
+            cache_dir=settings.home / "cache" / "fid",
+            weights=weights,
+            dims=feature_dims,
+            resize=resize_mode,
+            s3_client=s3,
+            on_total=set_total,
+            on_progress=advance,
+        )
     if as_json:
         typer.echo(json.dumps(score.model_dump(), indent=1))
     else:
-        typer.echo(f"FID {score.fid:.4f}  KID {score.kid_mean} +- {score.kid_std}  (n={score.n}, dims={score.dims}, "
-                   f"resize={score.resize}, weights {score.weights_sha256[:12]})")
+        typer.echo(
+            f"FID {score.fid:.4f}  KID {score.kid_mean} +- {score.kid_std}  (n={score.n}, dims={score.dims}, "
+            f"resize={score.resize}, weights {score.weights_sha256[:12]})"
+        )

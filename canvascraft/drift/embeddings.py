@@ -80,10 +80,8 @@ def sample_ids(ids: list[str], limit: int, seed: int) -> list[str]:
 def image_embeddings(ids: list[str], paths: dict[str, Path], spec: EmbeddingsDriftSpec, image_size: int,
                      settings: Settings, *, fallback_weights: str | None = None) -> np.ndarray:
     """Inception features (N x dims, float32) of the images ``ids`` (raw files at ``paths``), read-through cached."""
-    from canvascraft.evaluation.inception import (
-        load_feature_extractor,
-        locate_inception_weights,
-    )
+    from canvascraft.evaluation.inception import load_feature_extractor
+    from canvascraft.evaluation.inception_weights import locate_inception_weights
     from canvascraft.features.stage import load_palette_images
 
     cache_dir = settings.home / "cache" / "fid"

@@ -1,9 +1,10 @@
 """FID/KID evaluation core: Fréchet and kernel distances, the FID Inception network and comparable scores.
 
 Pure code (no Prefect). Modules: ``frechet`` (Gaussian statistics, Fréchet distance), ``kid`` (kernel
-inception distance), ``inception`` (weights location and feature extraction), ``scores`` (``FidScore``,
-reference-statistics cache, ``score_images``). Submodules are imported explicitly: importing this package
-does not import torch.
+inception distance), ``inception_weights`` (weights location, sha256), ``inception_names`` (TF-to-torch name map),
+``inception`` (feature extraction), ``score_records`` (``FidScore``, ``ClassifierScore``, ``FeatureDims``,
+``ResizeMode``; torch-free), ``scores`` (reference-statistics cache, ``score_images``). Submodules are imported
+explicitly: importing this package does not import torch.
 """
 
 from __future__ import annotations

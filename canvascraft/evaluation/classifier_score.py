@@ -39,25 +39,38 @@ class ImageClassifier:
     def features(images: torch.Tensor, size: int) -> np.ndarray:
         """Grayscale, area-downsampled to ``size x size``, in [0, 1], flattened: N x size^2 float64."""
         if images.ndim != 4 or images.dtype != torch.uint8:
-            raise EvaluationInputError("images", f"got {images.dtype} of shape {tuple(images.shape)}", "uint8 N x C x H x W")
+            raise EvaluationInputError(
+                "images", f"got {images.dtype} of shape {tuple(images.shape)}", "uint8 N x C x H x W"
+            )
         gray = images.float().mean(dim=1, keepdim=True) / 255.0
         if gray.shape[-1] != size or gray.shape[-2] != size:
             gray = F.interpolate(gray, size=(size, size), mode="area")  # box filter: each output pixel a block mean
         return gray.flatten(1).numpy().astype(np.float64)
 
     @classmethod
-    def fit(cls, images: torch.Tensor, labels: Sequence[str | None], *, size: int = 8, seed: int = 0,
-            holdout: float = 0.2, reference: str = "") -> ImageClassifier:
+    def fit(
+        cls,
+        images: torch.Tensor,
+        labels: Sequence[str | None],
+        *,
+        size: int = 8,
+        seed: int = 0,
+        holdout: float = 0.2,
+        reference: str = "",
+    ) -> ImageClassifier:
         """Fit on a seeded (1 - holdout) split of labelled images; the held-out accuracy is kept."""
         from sklearn.linear_model import LogisticRegression
         from sklearn.model_selection import train_test_split
 
         if len(labels) != len(images):
-            raise EvaluationInputError("labels", f"{len(labels)} labels for {len(images)} images", "one label per image")
+            raise EvaluationInputError(
+                "labels", f"{len(labels)} labels for {len(images)} images", "one label per image"
+            )
         missing = sum(1 for label in labels if not label)
         if missing:
             raise EvaluationInputError(
-                "evaluator.classifier_score", f"{missing} of {len(labels)} training images have no label",
+                "evaluator.classifier_score",
+                f"{missing} of {len(labels)} training images have no label",
                 "a labelled dataset (labels.csv beside the images, or class sub-folders) or classifier_score: false",
             )
         names, counts = np.unique(np.asarray(labels, dtype=str), return_counts=True)
@@ -72,8 +85,17 @@ class ImageClassifier:
         model = LogisticRegression(max_iter=2000)  # lbfgs: deterministic for the same data on any worker
         model.fit(x_train, y_train)
         accuracy = float(model.score(x_test, y_test))
-        identity = stable_hash({"reference": reference, "size": size, "seed": seed, "holdout": holdout,
-                                "classes": names.tolist(), "model": "logistic-regression"}, length=16)
+        identity = stable_hash(
+            {
+                "reference": reference,
+                "size": size,
+                "seed": seed,
+                "holdout": holdout,
+                "classes": names.tolist(),
+                "model": "logistic-regression",
+            },
+            length=16,
+        )
         return cls(model, [str(c) for c in model.classes_], size, accuracy, identity)
 
     def probabilities(self, images: torch.Tensor) -> np.ndarray:
@@ -89,7 +111,12 @@ class ImageClassifier:
         confident_classes = predicted[top >= confident]
         counts = {self.classes[i]: int((confident_classes == i).sum()) for i in sorted(set(confident_classes.tolist()))}
         return ClassifierScore(
-            mean_top_probability=float(top.mean()), coverage=len(counts), num_classes=len(self.classes),
-            confident=confident, n=len(images), classifier_accuracy=self.accuracy, classifier=self.identity,
+            mean_top_probability=float(top.mean()),
+            coverage=len(counts),
+            num_classes=len(self.classes),
+            confident=confident,
+            n=len(images),
+            classifier_accuracy=self.accuracy,
+            classifier=self.identity,
             class_counts=counts,
         )

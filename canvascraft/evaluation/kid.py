@@ -62,7 +62,9 @@ def kernel_inception_distance(
     real = _as_float64(features_real, "features_real")
     fake = _as_float64(features_fake, "features_fake")
     if real.shape[1] != fake.shape[1]:
-        raise EvaluationInputError("features_fake", f"has {fake.shape[1]} dimensions but features_real has {real.shape[1]}")
+        raise EvaluationInputError(
+            "features_fake", f"has {fake.shape[1]} dimensions but features_real has {real.shape[1]}"
+        )
     if subsets < 1:
         raise EvaluationInputError("subsets", f"must be >= 1, got {subsets}")
     if degree < 1:

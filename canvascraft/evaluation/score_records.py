@@ -1,18 +1,41 @@
 """The records of an evaluation: a classifier score and an FID score, with what decides whether two may be compared.
 
 Plain pydantic models, free of torch: the registry, the gate and the CLI read and compare scores without loading
-the code that computes them (scores.py, classifier_score.py).
+the code that computes them (scores.py, classifier_score.py). The two closed choices of the FID Inception network,
+``FeatureDims`` and ``ResizeMode``, are defined here once and used by the spec, the extractor and the CLI.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from canvascraft.evaluation import EvaluationInputError
 
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
+
+# The FID Inception network's feature taps: the pooled outputs of its first and second max-pools (64, 192), of
+# Mixed_6e (768) and of the final pool (2048, the FID of Heusel et al. 2017).
+FeatureDims = Literal[64, 192, 768, 2048]
+# How images are resized to the network's 299 x 299 input; see ``inception.resize_to_input``.
+ResizeMode = Literal["bilinear", "bicubic", "nearest"]
+FEATURE_DIMS: tuple[int, ...] = get_args(FeatureDims)
+RESIZE_MODES: tuple[str, ...] = get_args(ResizeMode)
+
+
+def as_feature_dims(value: object, field: str = "dims") -> FeatureDims:
+    """``value`` as one of ``FEATURE_DIMS``; anything else is an error naming ``field`` and the allowed values."""
+    if isinstance(value, bool) or value not in FEATURE_DIMS:
+        raise EvaluationInputError(field, f"got {value!r}", [str(d) for d in FEATURE_DIMS])
+    return cast(FeatureDims, FEATURE_DIMS[FEATURE_DIMS.index(value)])  # the canonical int (numpy's 64 -> 64)
+
+
+def as_resize_mode(value: object, field: str = "resize") -> ResizeMode:
+    """``value`` as one of ``RESIZE_MODES``; anything else is an error naming ``field`` and the allowed values."""
+    if value not in RESIZE_MODES:
+        raise EvaluationInputError(field, f"got {value!r}", RESIZE_MODES)
+    return cast(ResizeMode, value)
 
 
 class ClassifierScore(BaseModel):
@@ -44,13 +67,16 @@ class FidScore(BaseModel):
     kid_std: float | None = Field(default=None, ge=0.0, description="KID standard deviation over subsets.")
     n: int = Field(ge=2, description="Generated images scored.")
     n_real: int | None = Field(default=None, ge=2, description="Reference images behind the real statistics.")
-    dims: Literal[64, 192, 768, 2048]
+    dims: FeatureDims
     weights_sha256: str = Field(pattern=SHA256_PATTERN, description="sha256 of the Inception weights file used.")
-    resize: Literal["bilinear", "bicubic", "nearest"]
+    resize: ResizeMode
     reference: str | None = Field(default=None, description="Reference dataset version, when known.")
-    kid_subset_size: int | None = Field(default=None, ge=2, description="KID subset size used (not a comparability key).")
+    kid_subset_size: int | None = Field(
+        default=None, ge=2, description="KID subset size used (not a comparability key)."
+    )
     classifier: ClassifierScore | None = Field(
-        default=None, description="The samples under the training set's classifier (evaluator.classifier_score).")
+        default=None, description="The samples under the training set's classifier (evaluator.classifier_score)."
+    )
 
     def comparability_key(self) -> tuple[Any, ...]:
         """What must be equal for two scores to be compared: (n, n_real, dims, weights_sha256, resize, reference,

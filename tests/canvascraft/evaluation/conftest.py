@@ -7,12 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from canvascraft.evaluation.inception import (
-    InceptionFeatureExtractor,
-    InceptionWeights,
-    load_feature_extractor,
-    locate_inception_weights,
-)
+from canvascraft.evaluation.inception import InceptionFeatureExtractor, load_feature_extractor
+from canvascraft.evaluation.inception_weights import InceptionWeights, locate_inception_weights
 
 
 @pytest.fixture(scope="session")

@@ -54,29 +54,41 @@ def test_scores_any_resolution_and_rgb(fitted) -> None:
     classifier, images, _ = fitted
     rgb16 = images[1400:1600].repeat_interleave(2, dim=2).repeat_interleave(2, dim=3).repeat(1, 3, 1, 1)
     assert classifier.score(rgb16).mean_top_probability == pytest.approx(
-        classifier.score(images[1400:1600]).mean_top_probability, abs=1e-9)
+        classifier.score(images[1400:1600]).mean_top_probability, abs=1e-9
+    )
 
 
 def test_fit_is_reproducible_and_keyed_by_what_it_was_fitted_on() -> None:
     images, labels = digits()
     a = ImageClassifier.fit(images[:600], labels[:600], seed=1, reference="r")
     b = ImageClassifier.fit(images[:600], labels[:600], seed=1, reference="r")
-    assert a.identity == b.identity and np.array_equal(a.probabilities(images[600:700]), b.probabilities(images[600:700]))
+    assert a.identity == b.identity and np.array_equal(
+        a.probabilities(images[600:700]), b.probabilities(images[600:700])
+    )
     assert ImageClassifier.fit(images[:600], labels[:600], seed=2, reference="r").identity != a.identity
     assert ImageClassifier.fit(images[:600], labels[:600], seed=1, reference="other").identity != a.identity
 
 
 def test_unlabelled_training_set_is_a_clear_error() -> None:
     images, labels = digits()
-    with pytest.raises(EvaluationInputError, match=r"evaluator.classifier_score: 3 of 100 training images have no label"):
-        ImageClassifier.fit(images[:100], [None, "", None] + labels[3:100])
+    with pytest.raises(
+        EvaluationInputError, match=r"evaluator.classifier_score: 3 of 100 training images have no label"
+    ):
+        ImageClassifier.fit(images[:100], [None, "", None, *labels[3:100]])
     with pytest.raises(EvaluationInputError, match=r">= 2 classes"):
         ImageClassifier.fit(images[:10], ["1"] * 10)
 
 
 def test_score_comparability_key() -> None:
-    base = {"mean_top_probability": 0.9, "coverage": 9, "num_classes": 10, "confident": 0.8, "n": 200,
-            "classifier_accuracy": 0.95, "classifier": "abc"}
+    base = {
+        "mean_top_probability": 0.9,
+        "coverage": 9,
+        "num_classes": 10,
+        "confident": 0.8,
+        "n": 200,
+        "classifier_accuracy": 0.95,
+        "classifier": "abc",
+    }
     assert ClassifierScore(**base).comparability_key() == ClassifierScore(**{**base, "coverage": 3}).comparability_key()
     for change in ({"n": 100}, {"confident": 0.5}, {"classifier": "def"}):
         assert ClassifierScore(**{**base, **change}).comparability_key() != ClassifierScore(**base).comparability_key()

@@ -27,7 +27,9 @@ def test_equal_covariances_give_squared_mean_distance() -> None:
     rng = np.random.default_rng(0)
     sigma = _spd(rng, 32)
     mu1, mu2 = rng.standard_normal(32), rng.standard_normal(32)
-    assert frechet_distance(mu1, sigma, mu2, sigma) == pytest.approx(float(np.sum((mu1 - mu2) ** 2)), rel=1e-10, abs=1e-9)
+    assert frechet_distance(mu1, sigma, mu2, sigma) == pytest.approx(
+        float(np.sum((mu1 - mu2) ** 2)), rel=1e-10, abs=1e-9
+    )
 
 
 def test_commuting_diagonal_covariances_closed_form() -> None:
@@ -92,7 +94,10 @@ def test_agrees_with_torchmetrics_compute_fid() -> None:
     from torchmetrics.image.fid import _compute_fid
 
     rng = np.random.default_rng(6)
-    (mu1, s1), (mu2, s2) = gaussian_stats(rng.standard_normal((300, 64))), gaussian_stats(rng.gamma(2.0, size=(300, 64)))
+    (mu1, s1), (mu2, s2) = (
+        gaussian_stats(rng.standard_normal((300, 64))),
+        gaussian_stats(rng.gamma(2.0, size=(300, 64))),
+    )
     reference = float(_compute_fid(*(torch.from_numpy(a) for a in (mu1, s1, mu2, s2))))
     assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(reference, rel=1e-9)
 
