@@ -7,6 +7,7 @@ its last checkpoint instead of starting over.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -26,6 +27,7 @@ from canvascraft.errors import SpecError
 from canvascraft.preprocess import ShardSet
 from canvascraft.settings import Settings
 from canvascraft.spec import PipelineSpec
+from canvascraft.tuning.ddp_trial import train_trial_ddp
 from canvascraft.tuning.resources import TrialPlan, plan_trials
 from canvascraft.tuning.search_space import to_param_space
 from canvascraft.tuning.storage import local_checkpoint, tune_storage
@@ -94,7 +96,7 @@ def keep_keys_out_of_trial_argv() -> None:
     """Stop Tune from copying the driver's AWS keys into each trial's runtime_env (and so into its argv)."""
     from ray.tune.execution import class_cache
 
-    class_cache.ENV_VARS_TO_PROPAGATE = frozenset(class_cache.ENV_VARS_TO_PROPAGATE) - _SECRET_VARIABLES
+    class_cache.ENV_VARS_TO_PROPAGATE = set(class_cache.ENV_VARS_TO_PROPAGATE) - _SECRET_VARIABLES
 
 
 def connect_ray(settings: Settings) -> None:
@@ -162,10 +164,8 @@ def stop_hard() -> None:
     if os.getpgrp() == os.getpid():
         os.killpg(os.getpid(), signal.SIGKILL)
     for pid in _descendants(os.getpid()):
-        try:
+        with contextlib.suppress(OSError):  # gone already
             os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
     os._exit(128 + signal.SIGTERM)
 
 
@@ -174,13 +174,19 @@ def experiment_name(spec: PipelineSpec, dataset_version: str) -> str:
     return f"{spec.name}-{dataset_version}-{spec.spec_hash()}"
 
 
-def build_tune_config(spec: PipelineSpec) -> tune.TuneConfig:
-    """Metric, mode, budget, search algorithm (random | optuna) and scheduler (fifo | asha | hyperband)."""
+def build_tune_config(spec: PipelineSpec, max_concurrent: int | None = None) -> tune.TuneConfig:
+    """Metric, mode, budget, search algorithm (random | optuna) and scheduler (fifo | asha | hyperband).
+
+    ``max_concurrent`` caps concurrent trials when the spec sets no ``max_concurrent_trials`` (multi-worker trials).
+    """
     tuner = spec.tuner
+    limit = tuner.max_concurrent_trials or max_concurrent
     if tuner.search == "optuna":
         search_alg: Any = OptunaSearch(seed=spec.seed)
     else:
-        search_alg = BasicVariantGenerator(random_state=spec.seed)
+        # Tune applies TuneConfig.max_concurrent_trials only to a Searcher (it wraps it in a ConcurrencyLimiter) and
+        # ignores it, with a warning, for a BasicVariantGenerator: that one takes the limit itself
+        search_alg = BasicVariantGenerator(random_state=spec.seed, max_concurrent=limit or 0)
     max_t = int((spec.trainer.params if spec.trainer else {}).get("steps", 1000))
     if tuner.scheduler == "asha":
         scheduler: Any = ASHAScheduler(time_attr="timesteps_total", max_t=max_t, grace_period=max(1, max_t // 8))
@@ -190,7 +196,7 @@ def build_tune_config(spec: PipelineSpec) -> tune.TuneConfig:
         scheduler = FIFOScheduler()
     return tune.TuneConfig(
         metric=tuner.metric, mode=tuner.mode, num_samples=tuner.num_samples, search_alg=search_alg,
-        scheduler=scheduler, max_concurrent_trials=tuner.max_concurrent_trials,
+        scheduler=scheduler, max_concurrent_trials=limit if tuner.search == "optuna" else None,
     )
 
 
@@ -206,11 +212,15 @@ def run_search(
 ) -> SearchResult:
     """Run (or resume) the spec's search on Ray and return the best trial's checkpoint and config."""
     if spec.trainer is None:
-        raise SpecError("trainer: the spec has no trainer section; allowed trainers are registered in canvascraft.trainers")
+        raise SpecError(
+            "trainer: the spec has no trainer section; allowed trainers are registered in canvascraft.trainers"
+        )
     started = time.perf_counter()
     connect_ray(settings)
-    plan = plan_trials(spec.device, spec.tuner.resources.cpu, spec.tuner.resources.gpu,
-                       float(ray.cluster_resources().get("GPU", 0)))
+    cluster = ray.cluster_resources()
+    cluster_cpus, cluster_gpus = float(cluster.get("CPU", 0)), float(cluster.get("GPU", 0))
+    plan = plan_trials(spec.device, spec.tuner.resources.cpu, spec.tuner.resources.gpu, cluster_gpus,
+                       workers=spec.tuner.workers_per_trial, cluster_cpus=cluster_cpus)
     name = experiment_name(spec, dataset_version)
     storage_path, storage_fs = tune_storage(settings)
     checkpoints = settings.home / "cache" / "checkpoints"
@@ -225,14 +235,16 @@ def run_search(
         "kept_ids_key": kept_ids_key,
         **(extra_config or {}),
     }
-    trainable = tune.with_resources(train_trial, plan.resources())
+    if plan.workers > 1:  # a Ray Train run of plan.workers DDP workers per trial (tuning/ddp_trial.py)
+        param_space.update(workers=plan.workers, worker_resources=plan.worker_resources(), experiment=name)
+    trainable = tune.with_resources(train_trial_ddp if plan.workers > 1 else train_trial, plan.resources())
     experiment_path = f"{storage_path}/{name}"
     restored = tune.Tuner.can_restore(experiment_path, storage_filesystem=storage_fs)
     if restored:  # possibly written by another driver on another machine: the artifact root holds it
         tuner = tune.Tuner.restore(experiment_path, trainable, resume_unfinished=True, resume_errored=True,
                                    storage_filesystem=storage_fs)
     else:
-        callbacks = []
+        callbacks: list[Any] = []
         if parent_run_id is not None:
             callbacks.append(MLflowLoggerCallback(
                 tracking_uri=settings.resolved_mlflow_tracking_uri, experiment_name=spec.name,
@@ -241,7 +253,7 @@ def run_search(
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
-            tune_config=build_tune_config(spec),
+            tune_config=build_tune_config(spec, plan.concurrent_trials(cluster_cpus, cluster_gpus)),
             run_config=tune.RunConfig(
                 name=name,
                 storage_path=storage_path,
@@ -254,11 +266,11 @@ def run_search(
         )
     grid = tuner.fit()
     trials = []
-    for result in grid:
+    for result in (grid[index] for index in range(len(grid))):  # ResultGrid declares no __iter__
         history = result.metrics_dataframe
         # time_this_iter_s: seconds between two reports of the trial (training + its checkpoint writes)
         has_times = history is not None and "time_this_iter_s" in history
-        train_seconds = float(history["time_this_iter_s"].sum()) if has_times else 0.0
+        train_seconds = float(history["time_this_iter_s"].sum()) if history is not None and has_times else 0.0
         trials.append(TrialSummary(
             trial_id=str(result.metrics.get("trial_id", "")) if result.metrics else "",
             config=result.config or {},
@@ -274,8 +286,8 @@ def run_search(
     return SearchResult(
         experiment_path=str(experiment_path),
         best_checkpoint=local_checkpoint(best.checkpoint, checkpoints),
-        best_config=best.config,
-        best_metrics=dict(best.metrics),
+        best_config=best.config or {},
+        best_metrics=dict(best.metrics or {}),
         trials=trials,
         wall_seconds=round(time.perf_counter() - started, 3),
         restored=restored,

@@ -20,8 +20,10 @@ def trial_runs(parent_run_id: str) -> dict[str, str]:
     )
     found = {}
     for run in runs:
-        name = run.data.tags.get("trial_name", "")  # e.g. train_trial_8a5a8_00000
-        found[name.removeprefix("train_trial_")] = run.info.run_id
+        # "<trainable>_<trial id>": train_trial_8a5a8_00000, or train_trial_ddp_8a5a8_00000 for a multi-worker trial;
+        # Tune's trial id is the last two parts ("8a5a8_00000")
+        name = run.data.tags.get("trial_name", "")
+        found["_".join(name.rsplit("_", 2)[-2:])] = run.info.run_id
     return found
 
 
@@ -46,13 +48,15 @@ def trials_table(trials: list[TrialSummary], metric: str) -> list[dict[str, Any]
     """One row per trial: id, hyper-parameters, final metric, images/s, steps, status."""
     rows = []
     for trial in trials:
-        rows.append({
-            "trial": trial.trial_id,
-            **{f"hp.{k}": v for k, v in (trial.config.get("hp") or {}).items()},
-            metric: trial.metrics.get(metric),
-            "images_per_sec": round(float(trial.metrics.get("images_per_sec", 0.0)), 1),
-            "steps": trial.metrics.get("step"),
-            "resumed_from": trial.metrics.get("resumed_from"),
-            "status": "error" if trial.error else "ok",
-        })
+        rows.append(
+            {
+                "trial": trial.trial_id,
+                **{f"hp.{k}": v for k, v in (trial.config.get("hp") or {}).items()},
+                metric: trial.metrics.get(metric),
+                "images_per_sec": round(float(trial.metrics.get("images_per_sec", 0.0)), 1),
+                "steps": trial.metrics.get("step"),
+                "resumed_from": trial.metrics.get("resumed_from"),
+                "status": "error" if trial.error else "ok",
+            }
+        )
     return rows
