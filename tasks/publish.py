@@ -89,7 +89,8 @@ def publish_model(
     )
     emit_event(
         event="canvascraft.retrain.completed",
-        resource={"prefect.resource.id": f"canvascraft.pipeline.{spec.name}", "canvascraft.model": name},
+        resource={"prefect.resource.id": f"canvascraft.pipeline.{spec.name}", "canvascraft.model": name,
+                  "canvascraft.promoted": str(outcome["promoted"]).lower()},  # automations match labels, not payload
         payload={"version": version, "promoted": outcome["promoted"], "reason": outcome["reason"],
                  "summary": outcome["summary"], "basis": verdict["basis"], "metric": gate.metric,
                  "candidate_score": verdict["candidate"], "champion_score": verdict.get("champion"),
@@ -107,4 +108,7 @@ def rollback_model(name: str) -> dict[str, Any]:
     """``@champion`` back to ``@previous``."""
     settings = get_settings()
     tracking.configure(settings)
-    return registry.rollback(name, promotion_lock(name))
+    outcome = registry.rollback(name, promotion_lock(name))
+    emit_event(event="canvascraft.model.rolled-back", payload=outcome,
+               resource={"prefect.resource.id": f"canvascraft.model.{name}", "prefect.resource.name": name})
+    return outcome

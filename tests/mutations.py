@@ -46,7 +46,7 @@ MUTATIONS = (
              '"aws_secret_access_key": "****"}', '"aws_secret_access_key": creds["secret_access_key"]}',
              ("tests/test_cli.py::test_config_show_masks_secrets",)),
     Mutation("webhook-secret-redaction", "tasks/notify.py",
-             "                    redact(str(exc), secrets + _env_secrets(settings)))", "                    str(exc))",
+             "            redact(str(exc), secrets + _env_secrets(settings)),", "            str(exc),",
              ("tests/tasks/test_notify.py::test_webhook_secret_never_reaches_logs_artifacts_or_mlflow",)),
     Mutation("comparability-key-n", "canvascraft/evaluation/score_records.py",
              "return (self.n, self.n_real, self.dims,", "return (None, self.n_real, self.dims,",
@@ -63,6 +63,14 @@ MUTATIONS = (
     Mutation("shard-cache-key-seed", "canvascraft/preprocess.py",
              '"seed": seed if random else None', '"seed": None',
              ("tests/canvascraft/test_preprocess.py::test_key_depends_on_stack_and_on_seed_only_for_random_stacks",)),
+    # Random brushes share torch's global generator: without the lock, threads take each other's seeds.
+    Mutation("brush-rng-lock", "canvascraft/brushes/base.py",
+             "with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):", "with torch.random.fork_rng(devices=[]):",
+             ("tests/canvascraft/brushes/test_brush_threads.py::test_random_stack_is_deterministic_across_threads",)),
+    # A piece's key names its images: keyed by position instead, one new image would shift every later piece.
+    Mutation("piece-key-content", "canvascraft/pieces.py",
+             'key=piece_key(stack_key, [e.sha256 for e in run])', 'key=piece_key(stack_key, [str(i)])',
+             ("tests/canvascraft/test_pieces.py::test_piece_key_names_stack_and_content",)),
     # The file name is only a digest; the full key stored in the file and checked on read is the mechanism.
     Mutation("reference-stats-key", "canvascraft/evaluation/scores.py",
              "if stored_key != canonical_json(key.model_dump(mode=\"json\")) or (need_features and features is None):",

@@ -13,10 +13,24 @@ import pytest
 from canvascraft.settings import get_settings
 from tests.http_receiver import http_receiver
 
-DRIFT = {"pipeline": "digits-quick", "drift_share": 0.75, "drift_share_threshold": 0.5, "incoming": "s3://b/in",
-         "reference_dataset_version": "ref123", "drifted_columns": ["brightness", "contrast"], "report_html": "/r.html"}
-PUBLISHED = {"published": True, "model": "canvascraft-digits", "version": "4", "promoted": True, "fid": 12.5,
-             "reason": "first version", "previous_champion": None}
+DRIFT = {
+    "pipeline": "digits-quick",
+    "drift_share": 0.75,
+    "drift_share_threshold": 0.5,
+    "incoming": "s3://b/in",
+    "reference_dataset_version": "ref123",
+    "drifted_columns": ["brightness", "contrast"],
+    "report_html": "/r.html",
+}
+PUBLISHED = {
+    "published": True,
+    "model": "canvascraft-digits",
+    "version": "4",
+    "promoted": True,
+    "fid": 12.5,
+    "reason": "first version",
+    "previous_champion": None,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +47,9 @@ def test_saved_custom_webhook_block_delivers_drift_alert(prefect_harness, monkey
     name = f"alerts-{uuid.uuid4().hex[:8]}"
     with http_receiver() as (url, received):
         CustomWebhookNotificationBlock(
-            name="canvascraft", url=url + "/hook/{{token}}", secrets={"token": "tok-" + name},
+            name="canvascraft",
+            url=url + "/hook/{{token}}",
+            secrets={"token": "tok-" + name},
             json_data={"title": "{{subject}}", "message": "{{body}}"},
         ).save(name)
         monkeypatch.setenv("CANVASCRAFT_NOTIFY_BLOCK", f"custom-webhook/{name}")
@@ -73,8 +89,9 @@ def test_env_url_delivers_rollback_and_flow_failure(monkeypatch: pytest.MonkeyPa
     assert events == ["rollback", "flow_failure"]
 
 
-def test_nothing_configured_or_channel_down_never_raises(monkeypatch: pytest.MonkeyPatch,
-                                                         caplog: pytest.LogCaptureFixture) -> None:
+def test_nothing_configured_or_channel_down_never_raises(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     from canvascraft.stack.process import free_port
     from tasks.notify import notify, notify_rollback
 
@@ -87,9 +104,9 @@ def test_nothing_configured_or_channel_down_never_raises(monkeypatch: pytest.Mon
         notify("weather", "s", "b")
 
 
-def test_webhook_secret_never_reaches_logs_artifacts_or_mlflow(prefect_harness, s3_client, bucket: str,
-                                                               monkeypatch: pytest.MonkeyPatch,
-                                                               caplog: pytest.LogCaptureFixture, capfd) -> None:
+def test_webhook_secret_never_reaches_logs_artifacts_or_mlflow(
+    prefect_harness, s3_client, bucket: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, capfd
+) -> None:
     """The real train flow with a secret in the webhook URL: a promoted run notifies it, a failed run's webhook
     answers 500 (its error names the URL); the secret is in none of the runs' logs, artifacts, MLflow params/tags."""
     import mlflow
@@ -132,17 +149,20 @@ def test_webhook_secret_never_reaches_logs_artifacts_or_mlflow(prefect_harness, 
                 break
             time.sleep(0.5)
         artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=run_ids)))
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=run_ids))
+        )
     out, err = capfd.readouterr()
     assert "not delivered" in " ".join(log.message for log in logs)
     assert {a.key for a in artifacts} >= {f"secret-{bucket[-6:]}-summary", f"secret-{bucket[-6:]}-evaluation"}
     places = {
-        "mlflow params": json.dumps(run.data.params), "mlflow tags": json.dumps(run.data.tags),
+        "mlflow params": json.dumps(run.data.params),
+        "mlflow tags": json.dumps(run.data.tags),
         "prefect logs": " ".join(log.message for log in logs),
         "prefect artifacts": " ".join(str(a.data) + str(a.description) for a in artifacts),
-        "python logs": caplog.text, "stdout/stderr": out + err,
+        "python logs": caplog.text,
+        "stdout/stderr": out + err,
     }
-    assert {where: secret in text for where, text in places.items()} == {where: False for where in places}
+    assert {where: secret in text for where, text in places.items()} == dict.fromkeys(places, False)
 
 
 def test_spec_block_wins_over_settings_and_filters_events(prefect_harness, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -154,8 +174,9 @@ def test_spec_block_wins_over_settings_and_filters_events(prefect_harness, monke
 
     name = f"spec-alerts-{uuid.uuid4().hex[:8]}"
     with http_receiver() as (spec_url, spec_received), http_receiver() as (env_url, env_received):
-        CustomWebhookNotificationBlock(name="canvascraft", url=spec_url + "/spec",
-                                       json_data={"title": "{{subject}}"}).save(name)
+        CustomWebhookNotificationBlock(
+            name="canvascraft", url=spec_url + "/spec", json_data={"title": "{{subject}}"}
+        ).save(name)
         monkeypatch.setenv("CANVASCRAFT_NOTIFY_WEBHOOK_URL", env_url + "/env")
         config = NotificationsSpec(block=f"custom-webhook/{name}", events=["model_promoted"])
         assert notify_model_promoted("digits-quick", PUBLISHED, "run-1", config) is True
@@ -171,8 +192,70 @@ def test_spec_notifications_section_is_validated() -> None:
 
     base = {"name": "n", "data": {"source": "s3://bucket/p"}}
     assert load_spec({**base, "notifications": {"block": "slack-webhook/ml-oncall"}}).notifications.events == [
-        "drift_detected", "model_promoted", "rollback", "flow_failure"]
+        "drift_detected",
+        "model_promoted",
+        "rollback",
+        "flow_failure",
+    ]
     with pytest.raises(SpecError, match=r"notifications\.events\[0\].*drift_detected.*flow_failure"):
         load_spec({**base, "notifications": {"events": ["weather"]}})
     with pytest.raises(SpecError, match=r"notifications\.block"):
         load_spec({**base, "notifications": {"block": "no-slash"}})
+
+
+def test_an_applied_automation_takes_over_a_blocks_notifications(
+    prefect_harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a block configured, the enabled automation `canvascraft deploy` names for the event delivers it server
+    side and this process sends nothing; disabled (or absent), and for a failed run whose deployment no failure
+    automation matches (an ad-hoc run), this process sends it through the saved block."""
+    from prefect import flow
+    from prefect.automations import Automation, DoNothing, EventTrigger
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+    from prefect.client.orchestration import get_client
+
+    from tasks.notify import automation_name, notify_drift_detected, notify_flow_failure
+
+    pipeline, block = f"cover-{uuid.uuid4().hex[:8]}", f"cover-alerts-{uuid.uuid4().hex[:8]}"
+
+    @flow(name=f"cover-{pipeline}")
+    def adhoc() -> int:
+        return 1
+
+    with get_client(sync_client=True) as client:
+        deployed = client.create_deployment(flow_id=client.create_flow_from_name(adhoc.name), name=pipeline)
+        deployed_run = client.create_flow_run_from_deployment(deployed)
+    adhoc_run = adhoc(return_state=True).state_details.flow_run_id
+    with http_receiver() as (url, received):
+        CustomWebhookNotificationBlock(name="canvascraft", url=url + "/saved", json_data={"title": "{{subject}}"}).save(
+            block
+        )
+        monkeypatch.setenv("CANVASCRAFT_NOTIFY_BLOCK", f"custom-webhook/{block}")
+        drift = Automation(
+            name=automation_name("drift_detected", pipeline),
+            actions=[DoNothing()],
+            trigger=EventTrigger(expect={"canvascraft.drift.detected"}),
+        ).create()
+        of_deployment = {
+            "prefect.resource.role": "deployment",
+            "prefect.resource.id": [f"prefect.deployment.{deployed}"],
+        }
+        failure = Automation(
+            name=automation_name("flow_failure", pipeline),
+            actions=[DoNothing()],
+            trigger=EventTrigger(expect={"prefect.flow-run.Failed"}, match_related=of_deployment),
+        )
+        failure = failure.create()
+        try:
+            assert notify_drift_detected({**DRIFT, "pipeline": pipeline}) is False  # the automation's job
+            assert notify_flow_failure("cover", "run-a", str(deployed_run.id), "boom", "other-name") is False
+            time.sleep(0.5)
+            assert received.requests == []
+            assert notify_flow_failure("cover", "run-b", str(adhoc_run), "boom", pipeline) is True  # no deployment
+            drift.disable()
+            assert notify_drift_detected({**DRIFT, "pipeline": pipeline}) is True
+            titles = [json.loads(r["body"])["title"] for r in received.wait_for(2)]
+        finally:
+            drift.delete()
+            failure.delete()
+    assert titles == ["CanvasCraft: flow cover run run-b failed", f"CanvasCraft: drift detected in {pipeline}"]
