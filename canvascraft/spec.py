@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from canvascraft.errors import SpecError, UnknownComponentError
+from canvascraft.evaluation.score_records import FeatureDims, ResizeMode
 from canvascraft.hashing import stable_hash
 
 SPEC_VERSION = 1
@@ -99,7 +100,7 @@ class TrainerSpec(ComponentSpec):
 
 
 class ResourcesSpec(_Section):
-    """Per-trial resources; fractional GPUs are allowed."""
+    """Per-trial resources (per worker when ``tuner.workers_per_trial`` > 1); fractional GPUs for one-worker trials."""
 
     cpu: float = Field(default=1, gt=0, le=256)
     gpu: float = Field(default=0, ge=0, le=16)
@@ -117,15 +118,17 @@ class TunerSpec(_Section):
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     checkpoint_every: int = Field(default=50, ge=1)
     max_failures: int = Field(default=2, ge=0, le=100)
+    workers_per_trial: int = Field(default=1, ge=1, le=64, description="Data-parallel (DDP) Ray Train workers per "
+                                   "trial; > 1 makes tuner.resources per worker (see tuning/resources.py).")
 
 
 class EvaluatorSpec(_Section):
     """FID/KID evaluation settings; scores compare only when these keys match."""
 
     name: Literal["fid"] = "fid"
-    dims: Literal[64, 192, 768, 2048] = 2048
+    dims: FeatureDims = 2048
     num_samples: int = Field(default=1000, ge=2, le=100000)
-    resize: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
+    resize: ResizeMode = "bilinear"
     sampling_steps: int = Field(default=50, ge=1, le=1000)
     weights: str | None = Field(default=None, description="Path or s3:// URI of the FID Inception weights.")
     classifier_score: bool = Field(
@@ -173,8 +176,8 @@ class EmbeddingsDriftSpec(_Section):
         default="model", description="Evidently's embeddings drift method: a domain classifier (ROC AUC) or MMD.")
     threshold: float | None = Field(default=None, gt=0, description="Method threshold (model: ROC AUC, default "
                                     "0.55; mmd: quantile probability, default 0.95).")
-    dims: Literal[64, 192, 768, 2048] = Field(default=64, description="Inception feature block (64: cheapest).")
-    resize: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
+    dims: FeatureDims = Field(default=64, description="Inception feature block (64: cheapest).")
+    resize: ResizeMode = "bilinear"
     max_images: int = Field(default=1000, ge=10, le=100000,
                             description="At most this many images per side (a seeded sample beyond it).")
     weights: str | None = Field(default=None, description="Path or s3:// URI of the Inception weights "
@@ -249,6 +252,9 @@ class PipelineSpec(_Section):
     notifications: NotificationsSpec = Field(default_factory=NotificationsSpec)
 
     NOT_HASHED: ClassVar[set[str]] = {"notifications"}
+    # Fields added after specs were first hashed: left out while at their default, so older specs keep their hash
+    # (lineage tags, and the Tune experiment name a crashed search resumes under).
+    HASHED_IF_NOT_DEFAULT: ClassVar[dict[tuple[str, str], Any]] = {("tuner", "workers_per_trial"): 1}
 
     @model_validator(mode="after")
     def _gate_metric_is_evaluated(self) -> PipelineSpec:
@@ -264,7 +270,11 @@ class PipelineSpec(_Section):
         ``notifications`` is left out: where alerts go changes neither the data nor the model, so re-routing them
         must not turn a resumable search into a new one.
         """
-        return stable_hash(self.model_dump(mode="json", exclude=self.NOT_HASHED))
+        data = self.model_dump(mode="json", exclude=self.NOT_HASHED)
+        for (section, key), default in self.HASHED_IF_NOT_DEFAULT.items():
+            if data[section][key] == default:
+                del data[section][key]
+        return stable_hash(data)
 
 
 def under_prefix(uri: str, prefix: str) -> bool:
@@ -345,6 +355,10 @@ def validate_components(spec: PipelineSpec) -> list[str]:
 
     sections.append(("features.palettes", PALETTES, spec.features.palettes))
     problems.extend(_validate_trainer(spec))
+    if spec.tuner.workers_per_trial > 1:
+        from canvascraft.tuning.resources import check_workers_per_trial
+
+        problems.extend(check_workers_per_trial(spec))
     for section, registry, components in sections:
         for index, component in enumerate(components):
             where = f"{section}[{index}]"
