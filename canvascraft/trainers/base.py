@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from canvascraft.device import DeviceName, memory_format, resolve_device
 from canvascraft.errors import CanvasCraftError, ParameterError
 from canvascraft.registry import Registry, validate_params
+from canvascraft.trainers.data import TensorData, TrainingData
 
 TRAINER_ENTRY_POINT_GROUP = "canvascraft.trainers"
 MANIFEST_NAME = "canvascraft_trainer.json"
@@ -139,24 +140,43 @@ class MinibatchSampler:
         return self._perm[position * self.batch_size : (position + 1) * self.batch_size]
 
 
-def check_data(data: Any, config: TrainConfig) -> torch.Tensor:
-    """Validate the training tensor: float N x channels x sample_size x sample_size with values in [-1, 1]."""
-    if not isinstance(data, torch.Tensor):
-        raise TrainingDataError(f"data: expected a torch.Tensor N x C x H x W, got {type(data).__name__}")
+def check_data(data: Any, config: TrainConfig) -> TrainingData:
+    """Validate training data: float N x channels x sample_size x sample_size with values in [-1, 1].
+
+    A tensor is checked whole; streamed data (a ``TrainingData`` such as ``ShardReader``) is checked by shape here
+    and by dtype and range batch by batch as it is read (``check_values`` in ``Trainer._batch``), so no pass over
+    the whole dataset is needed.
+    """
+    if isinstance(data, torch.Tensor):
+        data = TensorData(data)
+    elif not isinstance(data, TrainingData):
+        raise TrainingDataError(
+            f"data: expected a torch.Tensor N x C x H x W or TrainingData (a ShardReader), got {type(data).__name__}"
+        )
     expected = (config.channels, config.sample_size, config.sample_size)
-    if data.ndim != 4 or tuple(data.shape[1:]) != expected:
+    if len(data.shape) != 4 or tuple(data.shape[1:]) != expected:
         raise TrainingDataError(
             f"data: expected shape N x {' x '.join(map(str, expected))} (trainer params channels={config.channels}, "
             f"sample_size={config.sample_size}), got {tuple(data.shape)}"
         )
-    if not data.is_floating_point():
-        raise TrainingDataError(f"data: expected a floating-point tensor in [-1, 1], got dtype {data.dtype}")
-    low, high = (float(v) for v in torch.aminmax(data))
+    if isinstance(data, TensorData):
+        check_values(data.tensor, "data")
+    return data
+
+
+def check_values(images: torch.Tensor, what: str) -> None:
+    """``images`` are a floating-point tensor with values in [-1, 1] (the normalize brush's output)."""
+    if not isinstance(images, torch.Tensor):
+        raise TrainingDataError(f"{what}: expected a torch.Tensor, got {type(images).__name__}")
+    if not images.is_floating_point():
+        raise TrainingDataError(f"{what}: expected a floating-point tensor in [-1, 1], got dtype {images.dtype}")
+    if images.numel() == 0:
+        return
+    low, high = (float(v) for v in torch.aminmax(images))
     if not (math.isfinite(low) and math.isfinite(high)) or low < -1.0 - 1e-3 or high > 1.0 + 1e-3:
         raise TrainingDataError(
-            f"data: values must lie in [-1, 1] (the normalize brush's output); got min {low:.4g}, max {high:.4g}"
+            f"{what}: values must lie in [-1, 1] (the normalize brush's output); got min {low:.4g}, max {high:.4g}"
         )
-    return data
 
 
 # --- tensor-aware state files: structure in JSON, tensors in safetensors (no pickle) -------------------------
@@ -291,7 +311,7 @@ class Trainer(ABC):
     def train(
         self,
         config: TrainConfig | Mapping[str, Any] | None,
-        data: torch.Tensor,
+        data: torch.Tensor | TrainingData,
         reporter: Reporter | None = None,
         *,
         checkpoint_root: str | Path | None = None,
@@ -368,9 +388,11 @@ class Trainer(ABC):
             checkpoint_dir=kept,
         )
 
-    def _batch(self, data: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-        """One minibatch on the training device in its memory format (fp32)."""
-        batch = data[indices.to(data.device)]
+    def _batch(self, data: TrainingData, indices: torch.Tensor) -> torch.Tensor:
+        """One minibatch on the training device in its memory format (fp32); streamed rows are range-checked."""
+        batch = data.take(indices)
+        if not isinstance(data, TensorData):  # a tensor was checked whole by check_data
+            check_values(batch, f"data (minibatch of rows {indices[:4].tolist()}...)")
         batch = batch.to(self.device, dtype=torch.float32, non_blocking=True)
         return batch.contiguous(memory_format=self.memory_format)
 

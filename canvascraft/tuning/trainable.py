@@ -15,8 +15,9 @@ from ray import tune
 
 from canvascraft.artifact_root import artifact_root
 from canvascraft.errors import CanvasCraftError
-from canvascraft.preprocess import find_shard_set, load_shards
+from canvascraft.preprocess import read_shard_index
 from canvascraft.settings import get_settings
+from canvascraft.shard_reader import ShardReader, node_lock
 from canvascraft.trainers import TRAINERS  # registers the built-in trainers
 
 
@@ -24,26 +25,28 @@ class InjectedTrialFailure(RuntimeError):
     """Raised once by a trial configured with ``_crash_once_at_step`` (fault-injection for resume tests)."""
 
 
-def trial_data(config: dict[str, Any]) -> torch.Tensor:
-    """The trial's training tensor: the shard set restricted to the training-set's kept image ids.
+def trial_data(config: dict[str, Any]) -> ShardReader:
+    """The trial's training data: the shard set's rows restricted to the training set's kept image ids, streamed.
 
     Both come from the artifact root by key (never a driver-local path), so a trial runs on any Ray node; the
-    node's home keeps a read-through copy.
+    node's home keeps a read-through copy that concurrent trials share (fetched once, under a node lock). Rows
+    are read from the shard files batch by batch: the trial never holds the dataset, and the selection is an index
+    map over the files, not a copy.
     """
     artifacts = artifact_root(get_settings())
-    shard_set = find_shard_set(artifacts, config["shards"])
+    with node_lock(artifacts, config["shards"]):  # the index only: pieces are fetched as the reader opens them
+        shard_set = read_shard_index(artifacts, config["shards"])
     if shard_set is None:
         raise CanvasCraftError(f"trial: shard set {artifacts.uri(config['shards'])} is not in the artifact root")
-    images = load_shards(shard_set)  # find_shard_set fetched it: its path is this node's copy
+    reader = ShardReader(shard_set, artifacts)
     kept_key = config.get("kept_ids_key")
     if kept_key:
         kept_ids = artifacts.get_json(kept_key)
         if kept_ids is None:
             raise CanvasCraftError(f"trial: training set {artifacts.uri(kept_key)} is not in the artifact root")
         kept = set(kept_ids)
-        index = torch.tensor([i for i, image_id in enumerate(shard_set.image_ids) if image_id in kept], dtype=torch.long)
-        images = images[index]
-    return images
+        reader = reader.select([i for i, image_id in enumerate(shard_set.image_ids) if image_id in kept])
+    return reader
 
 
 def train_trial(config: dict[str, Any]) -> None:
