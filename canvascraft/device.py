@@ -32,11 +32,17 @@ def _bf16_supported() -> bool:
 
 
 def resolve_device(
-    requested: DeviceName | str = "auto",
+    requested: DeviceName | str | torch.device = "auto",
     *,
     cuda_available: Callable[[], bool] = _cuda_available,
 ) -> torch.device:
-    """Map the spec's ``device`` (auto|cpu|cuda) to a torch device; ``auto`` falls back to CPU, ``cuda`` never does."""
+    """Map the spec's ``device`` (auto|cpu|cuda) to a torch device; ``auto`` falls back to CPU, ``cuda`` never does.
+
+    The one place that chooses a device: a ``torch.device`` (e.g. ``cuda:1`` handed out by Ray Train) is already
+    chosen and passes through unchanged.
+    """
+    if isinstance(requested, torch.device):
+        return requested
     if requested not in DEVICE_NAMES:
         raise SpecError(f"device: unknown value {requested!r}; allowed values: {', '.join(DEVICE_NAMES)}")
     if requested == "cpu":

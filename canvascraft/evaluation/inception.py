@@ -155,10 +155,10 @@ _STAGES: tuple[tuple[int, tuple[str, ...]], ...] = (
 
 
 def _torch_device(device: str | torch.device) -> torch.device:
-    """The spec's ``auto``/``cpu``/``cuda`` as ``canvascraft.device`` resolves them; any other device as torch does."""
+    """The spec's ``auto``/``cpu``/``cuda`` or an explicit device (``cuda:1``), chosen by ``resolve_device``."""
     from canvascraft.device import DEVICE_NAMES, resolve_device
 
-    return resolve_device(str(device)) if str(device) in DEVICE_NAMES else torch.device(device)
+    return resolve_device(str(device) if str(device) in DEVICE_NAMES else torch.device(device))
 
 
 def resize_to_input(images: torch.Tensor, mode: ResizeMode) -> torch.Tensor:

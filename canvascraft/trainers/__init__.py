@@ -4,15 +4,15 @@ from canvascraft.trainers import dcgan, ddpm  # noqa: F401  (registration side e
 from canvascraft.trainers.base import (
     TRAINER_ENTRY_POINT_GROUP,
     TRAINERS,
-    CheckpointError,
     Reporter,
     TrainConfig,
     Trainer,
-    TrainingDataError,
     TrainResult,
     build_trainer,
     load_trainer,
 )
+from canvascraft.trainers.checkpoint import CheckpointError
+from canvascraft.trainers.data import TrainingDataError
 from canvascraft.trainers.dcgan import DCGANConfig, DCGANTrainer
 from canvascraft.trainers.ddpm import DDPMConfig, DDPMTrainer
 

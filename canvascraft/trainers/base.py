@@ -1,4 +1,4 @@
-"""Trainer contract (Template Method), the trainer registry, the reporter protocol and the checkpoint format.
+"""Trainer contract (Template Method), the trainer registry and the reporter protocol.
 
 A trainer is pure torch: no Prefect, no Ray. The Ray Tune trainable wraps ``Trainer.train`` and passes a
 ``Reporter`` that forwards to ``ray.tune.report``; orchestration never reaches inside the training loop.
@@ -7,44 +7,40 @@ Checkpoint contract (every trainer): ``save_checkpoint(dir)`` writes weights (sa
 scheduler state, EMA (where kept), the RNG state and the step counter, then ``canvascraft_trainer.json`` last
 (its presence marks a complete checkpoint). ``load_checkpoint(dir)`` rebuilds the trainer from that JSON and
 restores all of it, so training resumed from a checkpoint continues exactly as uninterrupted training would.
+The file layout lives in ``canvascraft.trainers.checkpoint``; seeding and minibatch order in
+``canvascraft.trainers.sampler``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
-import math
 import shutil
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast, runtime_checkable
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from safetensors.torch import load_file, save_file
 
 from canvascraft.device import DeviceName, memory_format, resolve_device
-from canvascraft.errors import CanvasCraftError, ParameterError
+from canvascraft.errors import ParameterError
 from canvascraft.registry import Registry, validate_params
-from canvascraft.trainers.data import TensorData, TrainingData
+from canvascraft.trainers.checkpoint import (
+    MANIFEST_NAME,
+    STATE_NAME,
+    CheckpointError,
+    load_state,
+    read_manifest,
+    save_state,
+    write_manifest,
+)
+from canvascraft.trainers.data import TensorData, TrainingData, check_data, check_values
+from canvascraft.trainers.sampler import MinibatchSampler, derive_seed, seeded_global_rng
 
 TRAINER_ENTRY_POINT_GROUP = "canvascraft.trainers"
-MANIFEST_NAME = "canvascraft_trainer.json"
-STATE_NAME = "training_state"  # training_state.safetensors (tensors) + training_state.json (structure)
-CHECKPOINT_FORMAT_VERSION = 1
-
-
-class TrainingDataError(CanvasCraftError):
-    """The training tensor does not match the trainer's params (shape, dtype, range or size)."""
-
-
-class CheckpointError(CanvasCraftError):
-    """A checkpoint folder is missing, incomplete or written by another trainer."""
 
 
 class TrainConfig(BaseModel):
@@ -93,163 +89,27 @@ class Reporter(Protocol):
     def __call__(self, metrics: dict[str, float], checkpoint_dir: Path | None) -> None: ...
 
 
-def derive_seed(seed: int, *parts: object) -> int:
-    """Independent 63-bit seed for one stream (``"init"``, ``"epoch", 3``, ...) of a run seed."""
-    digest = hashlib.sha256(":".join(map(str, (seed, *parts))).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+ConfigT = TypeVar("ConfigT", bound=TrainConfig)
 
 
-@contextlib.contextmanager
-def seeded_global_rng(seed: int, device: torch.device) -> Iterator[None]:
-    """Run a block with torch's global RNG seeded to ``seed`` and restore the caller's RNG state afterwards.
+class Trainer(ABC, Generic[ConfigT]):
+    """A generative-model trainer: ``train`` (template method), ``sample`` and the checkpoint contract.
 
-    Used around model init and every training step, so dropout (global RNG) is reproducible and resumable
-    without checkpointing process-wide state.
+    Generic in its config model, so ``class DDPMTrainer(Trainer[DDPMConfig])`` sees ``self.config`` and the hooks'
+    ``config`` as ``DDPMConfig`` without re-checking the type.
     """
-    devices = []
-    if device.type == "cuda":
-        devices = [device.index if device.index is not None else torch.cuda.current_device()]
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
-
-
-class MinibatchSampler:
-    """Minibatch indices for micro-step ``k``: epoch ``k // batches_per_epoch`` of seeded permutations, drop-last.
-
-    Stateless in ``k`` (each epoch's permutation comes from a ``torch.Generator`` seeded by (seed, epoch)), so a
-    resumed run sees exactly the batches the uninterrupted run would have seen.
-    """
-
-    def __init__(self, size: int, batch_size: int, seed: int) -> None:
-        if size < batch_size:
-            raise TrainingDataError(
-                f"data has {size} images but batch_size={batch_size}; give more images or lower batch_size"
-            )
-        self.size, self.batch_size, self.seed = size, batch_size, seed
-        self.batches_per_epoch = size // batch_size
-        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
-
-    def indices(self, micro_step: int) -> torch.Tensor:
-        """Index tensor of the ``micro_step``-th minibatch (0-based, counted over the whole run)."""
-        epoch, position = divmod(micro_step, self.batches_per_epoch)
-        if epoch != self._epoch:
-            generator = torch.Generator().manual_seed(derive_seed(self.seed, "epoch", epoch))
-            self._perm = torch.randperm(self.size, generator=generator)
-            self._epoch = epoch
-        return self._perm[position * self.batch_size : (position + 1) * self.batch_size]
-
-
-def check_data(data: Any, config: TrainConfig) -> TrainingData:
-    """Validate training data: float N x channels x sample_size x sample_size with values in [-1, 1].
-
-    A tensor is checked whole; streamed data (a ``TrainingData`` such as ``ShardReader``) is checked by shape here
-    and by dtype and range batch by batch as it is read (``check_values`` in ``Trainer._batch``), so no pass over
-    the whole dataset is needed.
-    """
-    if isinstance(data, torch.Tensor):
-        data = TensorData(data)
-    elif not isinstance(data, TrainingData):
-        raise TrainingDataError(
-            f"data: expected a torch.Tensor N x C x H x W or TrainingData (a ShardReader), got {type(data).__name__}"
-        )
-    expected = (config.channels, config.sample_size, config.sample_size)
-    if len(data.shape) != 4 or tuple(data.shape[1:]) != expected:
-        raise TrainingDataError(
-            f"data: expected shape N x {' x '.join(map(str, expected))} (trainer params channels={config.channels}, "
-            f"sample_size={config.sample_size}), got {tuple(data.shape)}"
-        )
-    if isinstance(data, TensorData):
-        check_values(data.tensor, "data")
-    return data
-
-
-def check_values(images: torch.Tensor, what: str) -> None:
-    """``images`` are a floating-point tensor with values in [-1, 1] (the normalize brush's output)."""
-    if not isinstance(images, torch.Tensor):
-        raise TrainingDataError(f"{what}: expected a torch.Tensor, got {type(images).__name__}")
-    if not images.is_floating_point():
-        raise TrainingDataError(f"{what}: expected a floating-point tensor in [-1, 1], got dtype {images.dtype}")
-    if images.numel() == 0:
-        return
-    low, high = (float(v) for v in torch.aminmax(images))
-    if not (math.isfinite(low) and math.isfinite(high)) or low < -1.0 - 1e-3 or high > 1.0 + 1e-3:
-        raise TrainingDataError(
-            f"{what}: values must lie in [-1, 1] (the normalize brush's output); got min {low:.4g}, max {high:.4g}"
-        )
-
-
-# --- tensor-aware state files: structure in JSON, tensors in safetensors (no pickle) -------------------------
-
-
-def save_state(directory: Path, name: str, state: Any) -> None:
-    """Write nested state (dicts with int/str keys, lists, tuples, tensors, scalars) as name.json + name.safetensors."""
-    tensors: dict[str, torch.Tensor] = {}
-
-    def encode(obj: Any) -> Any:
-        if isinstance(obj, torch.Tensor):
-            key = f"t{len(tensors)}"
-            tensors[key] = obj.detach().to("cpu").contiguous()
-            return {"__tensor__": key}
-        if isinstance(obj, Mapping):
-            return {"__dict__": [[encode(k), encode(v)] for k, v in obj.items()]}
-        if isinstance(obj, tuple):
-            return {"__tuple__": [encode(v) for v in obj]}
-        if isinstance(obj, list):
-            return [encode(v) for v in obj]
-        if obj is None or isinstance(obj, (bool, int, float, str)):
-            return obj
-        raise TypeError(f"cannot store {type(obj).__name__} in a checkpoint state file")
-
-    structure = encode(state)
-    save_file(tensors, str(directory / f"{name}.safetensors"))
-    (directory / f"{name}.json").write_text(json.dumps(structure))
-
-
-def load_state(directory: Path, name: str) -> Any:
-    """Read a state written by ``save_state`` (tensors land on CPU)."""
-    tensors = load_file(str(directory / f"{name}.safetensors"), device="cpu")
-
-    def decode(obj: Any) -> Any:
-        if isinstance(obj, dict):
-            if "__tensor__" in obj:
-                return tensors[obj["__tensor__"]]
-            if "__tuple__" in obj:
-                return tuple(decode(v) for v in obj["__tuple__"])
-            return {decode(k): decode(v) for k, v in obj["__dict__"]}
-        if isinstance(obj, list):
-            return [decode(v) for v in obj]
-        return obj
-
-    return decode(json.loads((directory / f"{name}.json").read_text()))
-
-
-def read_manifest(directory: str | Path) -> dict[str, Any]:
-    """The checkpoint's ``canvascraft_trainer.json`` (trainer name, step, resolved config, versions)."""
-    path = Path(directory) / MANIFEST_NAME
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(directory)!r} has no {MANIFEST_NAME} (missing or incomplete)")
-    manifest = json.loads(path.read_text())
-    if manifest.get("format_version") != CHECKPOINT_FORMAT_VERSION:
-        raise CheckpointError(
-            f"checkpoint {str(directory)!r}: format_version {manifest.get('format_version')!r} is not supported; "
-            f"allowed values: {CHECKPOINT_FORMAT_VERSION}"
-        )
-    return manifest
-
-
-class Trainer(ABC):
-    """A generative-model trainer: ``train`` (template method), ``sample`` and the checkpoint contract."""
 
     name: ClassVar[str] = ""
-    config_cls: ClassVar[type[TrainConfig]] = TrainConfig
+    # The config model each concrete trainer sets (a ClassVar cannot hold a type variable, hence a plain class
+    # attribute); the shared TrainConfig serves trainers without parameters of their own.
+    config_cls: type[ConfigT] = cast("type[ConfigT]", TrainConfig)
 
     def __init__(
-        self, config: TrainConfig | Mapping[str, Any] | None = None, *, device: DeviceName | torch.device = "auto"
+        self, config: ConfigT | Mapping[str, Any] | None = None, *, device: DeviceName | torch.device = "auto"
     ) -> None:
-        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.device = resolve_device(device)
         self.memory_format = memory_format(self.device)
-        self.config: TrainConfig | None = None
+        self.config: ConfigT | None = None
         self.step = 0
         self.rng = torch.Generator()  # CPU stream for noise / latents; its state is checkpointed
         if config is not None:
@@ -258,7 +118,7 @@ class Trainer(ABC):
     # --- configuration ------------------------------------------------------------------------------------
 
     @classmethod
-    def validate_config(cls, params: TrainConfig | Mapping[str, Any]) -> TrainConfig:
+    def validate_config(cls, params: TrainConfig | Mapping[str, Any]) -> ConfigT:
         """Validate params with the trainer's config model; errors name each field and what it got."""
         if isinstance(params, cls.config_cls):
             return params
@@ -266,7 +126,7 @@ class Trainer(ABC):
             params = params.model_dump()
         return validate_params(cls.config_cls, dict(params), "trainer", cls.name)
 
-    def setup(self, config: TrainConfig) -> None:
+    def setup(self, config: ConfigT) -> None:
         """Build model, optimizer and schedules for ``config`` from scratch (step 0, seeded init)."""
         self.config = config
         self.step = 0
@@ -274,7 +134,7 @@ class Trainer(ABC):
         with seeded_global_rng(derive_seed(config.seed, "init"), self.device):
             self._build(config)
 
-    def _reconcile(self, config: TrainConfig | Mapping[str, Any] | None) -> TrainConfig:
+    def _reconcile(self, config: ConfigT | Mapping[str, Any] | None) -> ConfigT:
         """Use ``config`` (building on first use); when resuming only ``RESUMABLE_FIELDS`` may differ."""
         if config is None:
             if self.config is None:
@@ -310,7 +170,7 @@ class Trainer(ABC):
 
     def train(
         self,
-        config: TrainConfig | Mapping[str, Any] | None,
+        config: ConfigT | Mapping[str, Any] | None,
         data: torch.Tensor | TrainingData,
         reporter: Reporter | None = None,
         *,
@@ -408,14 +268,7 @@ class Trainer(ABC):
             self._save_weights(directory)
         state = {"step": self.step, "rng": {"generator": self.rng.get_state()}, **self._training_state()}
         save_state(directory, STATE_NAME, state)
-        manifest = {
-            "format_version": CHECKPOINT_FORMAT_VERSION,
-            "trainer": self.name,
-            "step": self.step,
-            "config": config.model_dump(mode="json"),
-            "versions": _versions(),
-        }
-        (directory / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        write_manifest(directory, self.name, self.step, config.model_dump(mode="json"))
         return directory
 
     def load_checkpoint(self, directory: str | Path) -> None:
@@ -434,7 +287,7 @@ class Trainer(ABC):
         self.rng.set_state(state["rng"]["generator"])
         self.step = int(state["step"])
 
-    def _require_config(self) -> TrainConfig:
+    def _require_config(self) -> ConfigT:
         if self.config is None:
             raise ParameterError(f"trainer {self.name!r} is not set up: pass a config or load a checkpoint first")
         return self.config
@@ -442,7 +295,7 @@ class Trainer(ABC):
     # --- hooks for concrete trainers ----------------------------------------------------------------------
 
     @abstractmethod
-    def _build(self, config: TrainConfig) -> None:
+    def _build(self, config: ConfigT) -> None:
         """Create modules, optimizers and schedules on ``self.device`` (global RNG is seeded for init)."""
 
     @abstractmethod
@@ -453,7 +306,7 @@ class Trainer(ABC):
         """Metrics read at report time (learning rate, EMA decay, ...)."""
         return {}
 
-    def _config_updated(self, previous: TrainConfig, config: TrainConfig) -> None:
+    def _config_updated(self, previous: ConfigT, config: ConfigT) -> None:
         """React to a resumable field change (e.g. a longer ``steps`` budget stretches the LR schedule)."""
 
     @abstractmethod
@@ -485,33 +338,18 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return ((images.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).cpu().contiguous()
 
 
-def _versions() -> dict[str, str]:
-    """Library versions recorded in every checkpoint manifest."""
-    import diffusers
-    import safetensors
-
-    import canvascraft
-
-    return {
-        "canvascraft": canvascraft.__version__,
-        "torch": torch.__version__,
-        "diffusers": diffusers.__version__,
-        "safetensors": safetensors.__version__,
-    }
-
-
-TRAINERS: Registry[type[Trainer]] = Registry("trainer", TRAINER_ENTRY_POINT_GROUP)
+TRAINERS: Registry[type[Trainer[Any]]] = Registry("trainer", TRAINER_ENTRY_POINT_GROUP)
 
 
 def build_trainer(
     name: str, params: TrainConfig | Mapping[str, Any] | None = None, *, device: DeviceName | torch.device = "auto"
-) -> Trainer:
+) -> Trainer[Any]:
     """Factory: look a trainer up by name and build it with validated params (errors name field and range)."""
     cls = TRAINERS.get(name)
     return cls(cls.validate_config(params or {}), device=device)
 
 
-def load_trainer(directory: str | Path, *, device: DeviceName | torch.device = "auto") -> Trainer:
+def load_trainer(directory: str | Path, *, device: DeviceName | torch.device = "auto") -> Trainer[Any]:
     """Open any checkpoint: pick the trainer class named in its manifest and restore it."""
     manifest = read_manifest(directory)
     trainer = TRAINERS.get(manifest["trainer"])(device=device)

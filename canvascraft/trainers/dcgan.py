@@ -53,11 +53,15 @@ class Generator(nn.Module):
         stages = _stages(sample_size)
         width = features * 2 ** (stages - 1)
         layers: list[nn.Module] = [  # "project and reshape" of Fig. 1 as a 1x1 -> 4x4 transposed conv
-            nn.ConvTranspose2d(latent_dim, width, 4, 1, 0, bias=False), nn.BatchNorm2d(width), nn.ReLU(True)
+            nn.ConvTranspose2d(latent_dim, width, 4, 1, 0, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(True),
         ]
         for _ in range(stages - 1):
             layers += [
-                nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(width // 2), nn.ReLU(True)
+                nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(width // 2),
+                nn.ReLU(True),
             ]
             width //= 2
         # No batchnorm on the output layer; tanh output (Sec. 3 architecture guidelines).
@@ -100,15 +104,13 @@ def init_weights(module: nn.Module, std: float) -> None:
 
 
 @TRAINERS.register("dcgan")
-class DCGANTrainer(Trainer):
+class DCGANTrainer(Trainer[DCGANConfig]):
     """Adversarial training with the non-saturating generator loss (Goodfellow et al. 2014, Sec. 3)."""
 
     name = "dcgan"
     config_cls = DCGANConfig
-    config: DCGANConfig | None
 
-    def _build(self, config: TrainConfig) -> None:
-        assert isinstance(config, DCGANConfig)
+    def _build(self, config: DCGANConfig) -> None:
         self.generator = Generator(config.latent_dim, config.g_features, config.channels, config.sample_size)
         self.discriminator = Discriminator(config.d_features, config.channels, config.sample_size)
         for net in (self.generator, self.discriminator):
@@ -116,23 +118,20 @@ class DCGANTrainer(Trainer):
             net.to(self.device).to(memory_format=self.memory_format)
         betas = (config.adam_beta1, config.adam_beta2)
         flags = multi_tensor_kwargs(self.device)  # fused on CUDA, foreach on CPU (see canvascraft/device.py)
-        self.optimizer_g = torch.optim.Adam(self.generator.parameters(), lr=config.learning_rate_g, betas=betas, **flags)
-        self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.learning_rate_d, betas=betas,
-                                            **flags)
+        self.optimizer_g = torch.optim.Adam(
+            self.generator.parameters(), lr=config.learning_rate_g, betas=betas, **flags
+        )
+        self.optimizer_d = torch.optim.Adam(
+            self.discriminator.parameters(), lr=config.learning_rate_d, betas=betas, **flags
+        )
         self.amp_dtype = autocast_dtype(self.device) if config.mixed_precision else None
         fp16 = self.amp_dtype == torch.float16
         self.scaler_g = torch.amp.GradScaler("cuda") if fp16 else None
         self.scaler_d = torch.amp.GradScaler("cuda") if fp16 else None
 
-    @property
-    def _cfg(self) -> DCGANConfig:
-        config = self._require_config()
-        assert isinstance(config, DCGANConfig)
-        return config
-
     def _latents(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """z ~ N(0, I) of shape n x latent_dim x 1 x 1 drawn on CPU, then moved to the device."""
-        z = torch.randn((n, self._cfg.latent_dim, 1, 1), generator=generator)
+        z = torch.randn((n, self._require_config().latent_dim, 1, 1), generator=generator)
         return z.to(self.device, non_blocking=True)
 
     @staticmethod

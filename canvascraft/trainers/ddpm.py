@@ -7,8 +7,14 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
+
+# Submodule imports, not ``from diffusers import ...``: under TYPE_CHECKING diffusers' __init__ also star-imports its
+# dummy objects (placeholders for missing torch), which shadow the real classes for mypy.
+from diffusers.models.unets.unet_2d import UNet2DModel
 from diffusers.optimization import get_cosine_schedule_with_warmup
+from diffusers.pipelines.ddpm.pipeline_ddpm import DDPMPipeline
+from diffusers.schedulers.scheduling_ddim import DDIMScheduler
+from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
 from diffusers.training_utils import EMAModel
 from diffusers.utils import SAFETENSORS_WEIGHTS_NAME
 from pydantic import Field, model_validator
@@ -87,15 +93,13 @@ class DDPMConfig(TrainConfig):
 
 
 @TRAINERS.register("ddpm")
-class DDPMTrainer(Trainer):
+class DDPMTrainer(Trainer[DDPMConfig]):
     """Denoising diffusion (Ho et al. 2020, Algorithm 1) on a diffusers UNet; samples with the EMA weights."""
 
     name = "ddpm"
     config_cls = DDPMConfig
-    config: DDPMConfig | None
 
-    def _build(self, config: TrainConfig) -> None:
-        assert isinstance(config, DDPMConfig)
+    def _build(self, config: DDPMConfig) -> None:
         levels = range(len(config.block_out_channels))
         attn = set(config.attention_levels)
         self.unet = UNet2DModel(
@@ -145,26 +149,20 @@ class DDPMTrainer(Trainer):
 
     def micro_batches_per_step(self) -> int:
         """``grad_accum_steps`` micro-batches per optimizer step."""
-        return self._cfg.grad_accum_steps
-
-    @property
-    def _cfg(self) -> DDPMConfig:
-        config = self._require_config()
-        assert isinstance(config, DDPMConfig)
-        return config
+        return self._require_config().grad_accum_steps
 
     def _target(self, x0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """Regression target for the configured parameterisation."""
-        if self._cfg.prediction_type == "epsilon":
+        if self._require_config().prediction_type == "epsilon":
             return noise  # Ho et al. 2020, Eq. 14 (L_simple): predict the added noise
-        if self._cfg.prediction_type == "v_prediction":
+        if self._require_config().prediction_type == "v_prediction":
             # Salimans & Ho 2022 (progressive distillation), Sec. 4: v = sqrt(abar) * eps - sqrt(1 - abar) * x0
             return self.noise_scheduler.get_velocity(x0, noise, timesteps)
         return x0  # predict the clean sample directly
 
     def _train_step(self, batches: list[torch.Tensor]) -> dict[str, float]:
         """Ho et al. 2020, Algorithm 1 over ``grad_accum_steps`` micro-batches, then one clipped AdamW step."""
-        config = self._cfg
+        config = self._require_config()
         self.unet.train()
         total = torch.zeros((), device=self.device)
         for x0 in batches:
@@ -201,9 +199,8 @@ class DDPMTrainer(Trainer):
     def _extra_metrics(self) -> dict[str, float]:
         return {"lr": float(self.lr_scheduler.get_last_lr()[0]), "ema_decay": float(self.ema.cur_decay_value or 0.0)}
 
-    def _config_updated(self, previous: TrainConfig, config: TrainConfig) -> None:
+    def _config_updated(self, previous: DDPMConfig, config: DDPMConfig) -> None:
         """A new ``steps`` budget rebuilds the cosine schedule at the current position."""
-        assert isinstance(config, DDPMConfig)
         if config.steps == previous.steps:
             return
         state = self.lr_scheduler.state_dict()
@@ -226,13 +223,13 @@ class DDPMTrainer(Trainer):
 
     def sampling_scheduler(self) -> DDPMScheduler | DDIMScheduler:
         """The configured sampler built from the training noise schedule."""
-        cls = DDIMScheduler if self._cfg.sampler == "ddim" else DDPMScheduler
+        cls = DDIMScheduler if self._require_config().sampler == "ddim" else DDPMScheduler
         return cls.from_config(self.noise_scheduler.config)
 
     @torch.no_grad()
     def sample(self, n: int, seed: int, *, inference_steps: int | None = None) -> torch.Tensor:
         """``n`` uint8 images from the EMA UNet; the loop is ``DDPMPipeline.__call__`` with a uint8 output."""
-        config = self._cfg
+        config = self._require_config()
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         steps = config.inference_steps if inference_steps is None else inference_steps
@@ -254,13 +251,15 @@ class DDPMTrainer(Trainer):
             for t in scheduler.timesteps:
                 with autocast(self.device, self.amp_dtype):
                     model_output = unet(x, t).sample
-                x = scheduler.step(model_output.float(), t, x, generator=generator).prev_sample
+                x = scheduler.step(model_output.float(), t, x, generator=generator, return_dict=False)[0]  # prev_sample
             images.append(to_uint8(x))
         return torch.cat(images)
 
     def pipeline(self) -> DDPMPipeline:
         """A ``DDPMPipeline`` with the EMA UNet and the configured sampler (``save_pretrained`` it to publish)."""
-        return DDPMPipeline(unet=self.ema_unet(), scheduler=self.sampling_scheduler())
+        # DDPMPipeline annotates DDPMScheduler through diffusers' package __init__ (mypy sees its dummy placeholder);
+        # any SchedulerMixin works at runtime, as its docstring says.
+        return DDPMPipeline(unet=self.ema_unet(), scheduler=self.sampling_scheduler())  # type: ignore[arg-type]
 
     # --- checkpoints: unet/ unet_ema/ scheduler/ (save_pretrained, safetensors) + training_state -----------
 

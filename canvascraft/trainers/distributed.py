@@ -33,7 +33,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from canvascraft.errors import CanvasCraftError
-from canvascraft.trainers.base import TRAINERS, TrainConfig, Trainer, derive_seed
+from canvascraft.trainers.base import TRAINERS, TrainConfig, Trainer
+from canvascraft.trainers.sampler import derive_seed
 
 # Trainers that train data-parallel, with the attributes holding their trainable modules.
 DDP_MODULES: dict[str, tuple[str, ...]] = {"ddpm": ("unet",)}
@@ -85,7 +86,7 @@ def check_workers(trainer: str, workers: int, params: dict[str, Any], batch_choi
     return []
 
 
-def distributed_class(cls: type[Trainer], modules: tuple[str, ...] | None = None) -> type[Trainer]:
+def distributed_class(cls: type[Trainer[Any]], modules: tuple[str, ...] | None = None) -> type[Trainer[Any]]:
     """``cls`` made data-parallel: DDP on ``modules`` (default: ``DDP_MODULES[cls.name]``), rank slices, rank-0 I/O."""
     if modules is None:
         if cls.name not in DDP_MODULES:
@@ -100,7 +101,7 @@ def distributed_class(cls: type[Trainer], modules: tuple[str, ...] | None = None
     )
 
 
-class DataParallelMixin(Trainer):
+class DataParallelMixin(Trainer[TrainConfig]):
     """Put before a concrete trainer class (see ``distributed_class``); needs an initialised process group."""
 
     ddp_modules: ClassVar[tuple[str, ...]] = ()

@@ -35,6 +35,14 @@ def test_cuda_without_gpu_is_a_clear_spec_error() -> None:
     assert resolve_device("cuda", cuda_available=has_gpu) == CUDA
 
 
+def test_a_chosen_torch_device_passes_through_without_probing() -> None:
+    def probe_must_not_run() -> bool:
+        raise AssertionError("an explicit torch.device needs no hardware probe")
+
+    assert resolve_device(torch.device("cuda", 1), cuda_available=probe_must_not_run) == torch.device("cuda", 1)
+    assert resolve_device(CPU, cuda_available=probe_must_not_run) == CPU
+
+
 def test_unknown_device_lists_allowed_values() -> None:
     with pytest.raises(SpecError, match=r"device: unknown value 'gpu'; allowed values: auto, cpu, cuda"):
         resolve_device("gpu")

@@ -12,7 +12,8 @@ import torch
 from canvascraft.device import DeviceUnavailableError
 from canvascraft.errors import ParameterError, UnknownComponentError
 from canvascraft.trainers import TRAINERS, CheckpointError, DCGANTrainer, DDPMTrainer, Reporter, build_trainer
-from canvascraft.trainers.base import MinibatchSampler, derive_seed, load_state, save_state
+from canvascraft.trainers.checkpoint import load_state, save_state
+from canvascraft.trainers.sampler import MinibatchSampler, derive_seed
 
 GAN = dict(sample_size=16, channels=1, g_features=8, d_features=8, batch_size=16, steps=5)
 
