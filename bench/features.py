@@ -23,8 +23,13 @@ def run(client: Any, sources: dict[int, str], repeats: int, root: Path) -> list[
     import pandas as pd
 
     from canvascraft.features.definitions import palette_set_for
-    from canvascraft.features.stage import load_palette_images, materialize_snapshot, snapshot_image_ids
-    from canvascraft.features.store import compute_palette_frame, open_store, view_folder
+    from canvascraft.features.offline import compute_palette_frame, view_folder
+    from canvascraft.features.stage import (
+        load_palette_images,
+        materialize_snapshot,
+        snapshot_image_ids,
+    )
+    from canvascraft.features.store import open_store
     from canvascraft.ingest import ImageRules, SnapshotManifest, ingest
     from canvascraft.ingest.cache import ObjectCache
     from canvascraft.settings import get_settings

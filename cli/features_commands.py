@@ -22,7 +22,8 @@ def features_get(
     from rich.table import Table
 
     from canvascraft.errors import CanvasCraftError
-    from canvascraft.features.store import online_features, open_store
+    from canvascraft.features.retrieval import online_features
+    from canvascraft.features.store import open_store
     from canvascraft.settings import get_settings
     from canvascraft.spec import load_spec
     from cli.common import print_table

@@ -11,9 +11,9 @@ from pathlib import Path
 from canvascraft.features.definitions import (
     build_definitions,
     builtin_palette_sets,
-    data_dir_from_env,
     pipeline_palette_sets,
 )
+from canvascraft.features.location import data_dir_from_env
 
 PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"
 PALETTE_SETS = {**builtin_palette_sets(), **(pipeline_palette_sets(PIPELINES) if PIPELINES.is_dir() else {})}

@@ -7,6 +7,7 @@ scores are comparable only when all of these match (``FidScore.comparability_key
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -42,7 +43,8 @@ Images = ImageBatch | Sequence[ImageBatch]
 
 
 class ReferenceKey(BaseModel):
-    """Identity of cached reference statistics: dataset version, weights, dims, resize method, sample count."""
+    """Identity of cached reference statistics: dataset version, weights, dims, resize method, sample count, and
+    the reference images themselves (``images``: sha256 of their pixels, in order; ``images_digest``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -51,6 +53,9 @@ class ReferenceKey(BaseModel):
     dims: Literal[64, 192, 768, 2048]
     resize: Literal["bilinear", "bicubic", "nearest"]
     n: int = Field(ge=2)
+    # Which images of the dataset version were the reference (the evaluation stage samples N of them): statistics
+    # of another sample of the same version are another key. None only for keys made by hand.
+    images: str | None = Field(default=None, pattern=SHA256_PATTERN)
 
     def digest(self) -> str:
         """File-name hash of the key."""
@@ -149,6 +154,29 @@ def count_images(images: Images, field: str = "images") -> int:
     raise EvaluationInputError(field, f"got {type(images).__name__}", "a uint8 array/tensor or a list of such batches")
 
 
+def images_digest(images: Images) -> str:
+    """sha256 of uint8 images, each as its shape and pixel bytes, in order (batching does not change it)."""
+    digest = hashlib.sha256()
+    batches = [images] if isinstance(images, (np.ndarray, torch.Tensor)) else images
+    for batch in batches:
+        array = batch.numpy() if isinstance(batch, torch.Tensor) else np.asarray(batch)
+        for image in array:
+            digest.update(repr(image.shape).encode())
+            digest.update(np.ascontiguousarray(image).tobytes())
+    return digest.hexdigest()
+
+
+def reference_key(real_uint8: Images, weights_sha256: str, dims: int, resize: str,
+                  dataset_version: str | None) -> ReferenceKey:
+    """The cache key of reference statistics (one rule for the one-shot and the chunked computation)."""
+    if not dataset_version:
+        raise EvaluationInputError("dataset_version", "is required to key the reference statistics cache")
+    return ReferenceKey(
+        dataset_version=dataset_version, weights_sha256=weights_sha256, dims=dims, resize=resize,  # type: ignore[arg-type]
+        n=count_images(real_uint8, "real_uint8"), images=images_digest(real_uint8),
+    )
+
+
 def reference_statistics(
     real_uint8: Images,
     extractor: InceptionFeatureExtractor,
@@ -163,12 +191,7 @@ def reference_statistics(
     n = count_images(real_uint8, "real_uint8")
     key = None
     if cache is not None:
-        if not dataset_version:
-            raise EvaluationInputError("dataset_version", "is required to key the reference statistics cache")
-        key = ReferenceKey(
-            dataset_version=dataset_version, weights_sha256=extractor.weights.sha256,
-            dims=extractor.dims, resize=extractor.resize, n=n,  # type: ignore[arg-type]
-        )
+        key = reference_key(real_uint8, extractor.weights.sha256, extractor.dims, extractor.resize, dataset_version)
         if (hit := cache.get(key, need_features=keep_features)) is not None:
             if on_progress:
                 on_progress(n)

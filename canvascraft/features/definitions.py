@@ -1,5 +1,6 @@
 """Feast objects generated from palette definitions: the ``image`` entity, one source and view per palette, one
-service per palette set. Used by ``feature_repo/`` (``feast apply``) and by ``store.apply_definitions``.
+service per palette set. Used by ``feature_repo/`` (``feast apply``) and by ``store.apply_definitions``; the
+``data_dir`` they take is ``location.feast_data_dir``.
 
 Offline layout: ``<data_dir>/offline/<palette.view_name()>/part-*.parquet`` (append-only part files, read by the
 DuckDB offline store through a glob). Feast stores the absolute glob in the registry, so ``data_dir`` is absolute.
@@ -8,7 +9,6 @@ DuckDB offline store through a glob). Feast stores the absolute glob in the regi
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -18,16 +18,17 @@ from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueT
 from feast.data_format import ParquetFormat
 from feast.types import Float32, Float64, Int64
 
-from canvascraft.errors import SettingsError
+from canvascraft.features.palette_chunks import palette_set_for
+from canvascraft.features.schema import (
+    CREATED_FIELD,
+    ENTITY_NAME,
+    JOIN_KEY,
+    OFFLINE_FOLDER,
+    PART_GLOB,
+    TIMESTAMP_FIELD,
+)
 from canvascraft.palettes import PALETTES, Palette, PaletteSet
 
-DATA_DIR_ENV = "CANVASCRAFT_FEAST_DATA"
-ENTITY_NAME = "image"
-JOIN_KEY = "image_id"
-TIMESTAMP_FIELD = "event_timestamp"
-CREATED_FIELD = "created"
-OFFLINE_FOLDER = "offline"
-PART_GLOB = "part-*.parquet"
 FEAST_DTYPES = {"float32": Float32, "float64": Float64, "int64": Int64}
 
 # One entity object: Feast's repo parser dedupes by identity, so every view must reference this instance.
@@ -37,32 +38,6 @@ IMAGE = Entity(
     value_type=ValueType.STRING,
     description="An image, keyed by the sha256 of its bytes (the ingest manifest's sha256).",
 )
-
-
-def data_dir_from_env() -> str:
-    """The Feast data location named by ``CANVASCRAFT_FEAST_DATA``: an absolute folder or an ``s3a://`` URL."""
-    value = os.environ.get(DATA_DIR_ENV, "").strip()
-    if not value:
-        raise SettingsError(
-            f"{DATA_DIR_ENV} is not set; feature_repo/feature_store.yaml and the palette sources need it, "
-            f"e.g. export {DATA_DIR_ENV}=\"$CANVASCRAFT_HOME/feast\" (absolute path) or s3a://BUCKET/PREFIX/feast"
-        )
-    return check_data_dir(value)
-
-
-def check_data_dir(value: str) -> str:
-    """An absolute folder or an ``s3a://`` URL (DuckDB reads it through a registered s3fs); else a clear error."""
-    if value.startswith("s3a://"):
-        return value.rstrip("/")
-    if "://" in value:
-        raise SettingsError(f"{DATA_DIR_ENV} {value!r}: allowed values are an absolute folder or s3a://BUCKET/PREFIX "
-                            "(s3a: DuckDB reads it through s3fs; an s3:// path makes it download its httpfs extension)")
-    path = Path(value).expanduser()
-    if not path.is_absolute():
-        raise SettingsError(
-            f"{DATA_DIR_ENV} must be an absolute path (Feast resolves relative ones per process), got {value!r}"
-        )
-    return str(path)
 
 
 def offline_folder(data_dir: str | Path, palette: Palette) -> str:
@@ -135,12 +110,3 @@ def pipeline_palette_sets(folder: Path) -> dict[str, PaletteSet]:
         if spec.features.palettes:
             sets[spec.name] = palette_set_for(spec)
     return sets
-
-
-def palette_set_for(spec: Any) -> PaletteSet:
-    """The spec's palettes, each at ``features.image_size`` unless its params set its own ``image_size``."""
-    return PaletteSet.from_spec([
-        {"name": c.name, "params": {"image_size": spec.features.image_size, **c.params}} for c in spec.features.palettes
-    ])
-
-

@@ -2,6 +2,11 @@
 
 Palettes describe the data, not its augmentation: they are computed on the raw cached images (RGB, resized to
 ``features.image_size``), never on brush output, so drift checks on new raw images compare like with like.
+
+The palette step has three parts so that the middle one can run per chunk on any worker: ``plan_palettes`` (apply
+the definitions, read which ids each view lacks once, cut the snapshot into content-defined chunks),
+``compute_chunk_rows`` per chunk (``palette_chunks``: no Feast), and ``finish_palettes`` (one writer appends one
+part file per view, then one materialization). ``materialize_snapshot`` runs the three in this process.
 """
 
 from __future__ import annotations
@@ -9,96 +14,126 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-from torchvision.transforms.v2 import functional as F
+import pandas as pd
+from pydantic import BaseModel, Field
 
 from canvascraft.artifact_root import artifact_root
 from canvascraft.drift.reference import STATISTICS, TABLE, reference_key
-from canvascraft.errors import StorageError
+from canvascraft.errors import CanvasCraftError, StorageError
 from canvascraft.features.definitions import palette_set_for
-from canvascraft.features.store import (
-    apply_definitions,
-    apply_filters,
-    feast_data_dir,
-    historical_features,
-    materialize,
-    missing_image_ids,
-    open_store,
-    summary_statistics,
-    write_new_features,
+from canvascraft.features.filters import apply_filters, summary_statistics
+from canvascraft.features.location import feast_data_dir
+from canvascraft.features.materialize import materialize
+from canvascraft.features.offline import WriteReport, existing_image_ids, view_folder, write_view_rows
+from canvascraft.features.palette_chunks import (  # load_palette_images: the drift modules import it from here
+    ChunkRows,
+    PaletteChunk,
+    compute_chunks,
+    load_palette_images,  # noqa: F401
+    plan_palette_chunks,
+    unique_entries,
 )
+from canvascraft.features.retrieval import historical_features
+from canvascraft.features.store import apply_definitions, open_store
 from canvascraft.hashing import stable_hash
 from canvascraft.ingest.cache import ObjectCache
 from canvascraft.ingest.manifest import SnapshotManifest
-from canvascraft.palettes import PaletteSet
-from canvascraft.preprocess import load_image
 from canvascraft.settings import Settings
 from canvascraft.spec import PipelineSpec
 
 
-def load_palette_images(paths: list[Path], size: int) -> torch.Tensor:
-    """Raw images as one float RGB batch in [0, 1], resized (antialiased bilinear) to ``size`` x ``size``."""
-    if not paths:
-        return torch.empty(0, 3, size, size)
-    return torch.stack([F.resize(load_image(p), [size, size], antialias=True).clamp(0, 1) for p in paths])
+class PalettePlan(BaseModel):
+    """The palette work of a snapshot: its views and content-defined chunks (each with the ids it must compute)."""
 
-
-def compute_and_write(store: Any, palette_set: PaletteSet, image_ids: list[str], paths: dict[str, Path]) -> Any:
-    """Write palettes of the images missing from each view, loading raw images once per palette resolution."""
-    from canvascraft.features.store import WriteReport
-
-    reports = []
-    for size in sorted({p.image_size for p in palette_set}):
-        group = PaletteSet([p for p in palette_set if p.image_size == size])
-        missing = missing_image_ids(store, group, image_ids)
-        images = load_palette_images([paths[i] for i in missing], size)
-        reports.append(write_new_features(store, images, missing, group))
-    return WriteReport(
-        views=[v for r in reports for v in r.views], images_requested=len(image_ids),
-        rows_computed=sum(r.rows_computed for r in reports), rows_written=sum(r.rows_written for r in reports),
-        seconds=round(sum(r.seconds for r in reports), 3),
-    )
+    feature_service: str | None
+    feature_views: list[str] = Field(default_factory=list)
+    images: int
+    chunks: list[PaletteChunk] = Field(default_factory=list)
+    seconds: dict[str, float] = Field(default_factory=dict)
 
 
 def snapshot_image_ids(manifest: SnapshotManifest) -> list[str]:
     """Unique content hashes of a snapshot, in manifest order (two keys with the same bytes are one image)."""
-    return list(dict.fromkeys(e.sha256 for e in manifest.entries))
+    return [e.sha256 for e in unique_entries(manifest.entries)]
 
 
-def materialize_snapshot(manifest: SnapshotManifest, spec: PipelineSpec, settings: Settings) -> dict[str, Any]:
-    """Apply definitions, compute+write palettes for images not yet offline, materialize into the online store."""
+def plan_palettes(manifest: SnapshotManifest, spec: PipelineSpec, settings: Settings, store: Any = None) -> PalettePlan:
+    """Apply the spec's definitions (one registry write) and cut the snapshot into chunks; views read once."""
     palette_set = palette_set_for(spec)
+    images = len(unique_entries(manifest.entries))
     if not len(palette_set):
-        return {"feature_service": None, "feature_views": [], "images": len(snapshot_image_ids(manifest)),
-                "images_new": 0, "rows_computed": 0, "rows_written": 0, "rows_materialized": 0,
-                "materialize_rows_per_second": 0.0, "seconds": {}}
-    timings: dict[str, float] = {}
+        return PalettePlan(feature_service=None, images=images)
     started = time.perf_counter()
-    store = open_store(settings)
-    timings["open_store"] = time.perf_counter() - started
+    store = store or open_store(settings)
+    timings = {"open_store": time.perf_counter() - started}
     applied = apply_definitions(store, {spec.name: palette_set}, feast_data_dir(settings))
     timings["apply"] = applied["seconds"]
-    ids = snapshot_image_ids(manifest)
-    cache = ObjectCache(settings.home / "cache")
-    t0 = time.perf_counter()
-    written = compute_and_write(store, palette_set, ids, {i: cache.object_path(i) for i in ids})
-    timings["load_compute_write"] = time.perf_counter() - t0
-    materialized = materialize(store, palette_set)
-    timings["materialize"] = materialized.seconds
+    started = time.perf_counter()
+    existing = [existing_image_ids(view_folder(store, p)) for p in palette_set]
+    chunks = plan_palette_chunks(manifest.entries, palette_set, existing)
+    timings["plan"] = time.perf_counter() - started
+    return PalettePlan(feature_service=spec.name, feature_views=applied["views"], images=images, chunks=chunks,
+                       seconds={k: round(v, 3) for k, v in timings.items()})
+
+
+def append_chunk_rows(store: Any, spec: PipelineSpec, rows: Sequence[ChunkRows]) -> WriteReport:
+    """One part file per view with the chunks' rows that view lacks (one writer: no per-chunk part files)."""
+    started = time.perf_counter()
+    frames = [r.frame for r in rows if r.frame is not None and len(r.frame)]
+    views = []
+    if frames:
+        frame = pd.concat(frames, ignore_index=True)
+        views = [write_view_rows(store, palette, frame) for palette in palette_set_for(spec)]
+    return WriteReport(views=views, images_requested=sum(r.images for r in rows),
+                       rows_computed=sum(v.rows_computed for v in views),
+                       rows_written=sum(v.rows_written for v in views), seconds=round(time.perf_counter() - started, 3))
+
+
+def finish_palettes(plan: PalettePlan, rows: Sequence[ChunkRows], spec: PipelineSpec, settings: Settings,
+                    store: Any = None) -> dict[str, Any]:
+    """Append the chunks' rows and materialize once; the stage's summary (counts, timings)."""
+    if plan.feature_service is None:
+        return {"feature_service": None, "feature_views": [], "images": plan.images, "images_new": 0,
+                "rows_computed": 0, "rows_written": 0, "rows_materialized": 0, "materialize_rows_per_second": 0.0,
+                "chunks": 0, "chunks_computed": 0, "seconds": {}}
+    if [r.key for r in rows] != [c.key for c in plan.chunks]:
+        raise CanvasCraftError(f"palettes of {spec.name!r}: {len(rows)} chunk results do not match the "
+                               f"{len(plan.chunks)} planned chunks, in order")
+    store = store or open_store(settings)
+    written = append_chunk_rows(store, spec, rows)
+    materialized = materialize(store, palette_set_for(spec))
+    timings = {**plan.seconds, "compute": round(sum(r.seconds for r in rows), 3), "write": written.seconds,
+               "materialize": materialized.seconds}
     return {
-        "feature_service": spec.name,
-        "feature_views": applied["views"],
-        "images": len(ids),
-        "images_new": max((v.rows_computed for v in written.views), default=0),
+        "feature_service": plan.feature_service,
+        "feature_views": plan.feature_views,
+        "images": plan.images,
+        "images_new": sum(r.computed for r in rows),
         "rows_computed": written.rows_computed,
         "rows_written": written.rows_written,
         "rows_materialized": materialized.rows,
         "materialize_rows_per_second": materialized.rows_per_second,
-        "seconds": {k: round(v, 3) for k, v in timings.items()},
+        "chunks": len(plan.chunks),
+        "chunks_computed": sum(1 for r in rows if r.computed),
+        "seconds": timings,
     }
+
+
+def materialize_snapshot(manifest: SnapshotManifest, spec: PipelineSpec, settings: Settings, *,
+                         max_workers: int = 1) -> dict[str, Any]:
+    """Apply definitions, compute+write palettes for images not yet offline, materialize: all in this process
+    (chunks on ``max_workers`` threads)."""
+    palette_set = palette_set_for(spec)
+    store = open_store(settings) if len(palette_set) else None
+    plan = plan_palettes(manifest, spec, settings, store)
+    cache = ObjectCache(settings.home / "cache")
+    paths = {i: cache.object_path(i) for c in plan.chunks for i in c.missing}
+    rows = compute_chunks(plan.chunks, palette_set, paths, max_workers=max_workers)
+    return finish_palettes(plan, rows, spec, settings, store)
 
 
 def training_set_key(kept_ids: list[str]) -> str:

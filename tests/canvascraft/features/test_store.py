@@ -19,8 +19,16 @@ import pytest
 import torch
 
 from canvascraft.errors import ParameterError, SettingsError, StorageError
-from canvascraft.features import store as fs
-from canvascraft.features.definitions import DATA_DIR_ENV
+from canvascraft.features.filters import apply_filters, summary_statistics
+from canvascraft.features.location import DATA_DIR_ENV, feast_data_dir
+from canvascraft.features.materialize import materialize
+from canvascraft.features.offline import (
+    compute_palette_frame,
+    missing_image_ids,
+    write_new_features,
+)
+from canvascraft.features.retrieval import historical_features, online_features
+from canvascraft.features.store import apply_definitions, open_store
 from canvascraft.palettes import PaletteSet, build_palette
 from canvascraft.settings import Settings
 from canvascraft.spec import FilterSpec
@@ -43,10 +51,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         mp.delenv(DATA_DIR_ENV, raising=False)
         mp.delenv("FEAST_FS_YAML_FILE_PATH", raising=False)
         settings = Settings(home=tmp_path_factory.mktemp("feast-home"), feast_repo_path=REPO)
-        store = fs.open_store(settings)
-        data_dir = Path(fs.feast_data_dir(settings))
+        store = open_store(settings)
+        data_dir = Path(feast_data_dir(settings))
         palettes = build_palette("image_stats") + build_palette("rgb_histogram", {"bins": 4})
-        applied = fs.apply_definitions(store, {SERVICE: palettes}, data_dir)
+        applied = apply_definitions(store, {SERVICE: palettes}, data_dir)
         yield {"store": store, "data_dir": data_dir, "palettes": palettes, "applied": applied, "settings": settings}
 
 
@@ -67,28 +75,28 @@ def test_round_trip_then_rerun_computes_and_writes_nothing(env: dict) -> None:
     store, palettes = env["store"], env["palettes"]
     images, ids = batch(40, seed=0)
 
-    written = fs.write_new_features(store, images, ids, palettes)
+    written = write_new_features(store, images, ids, palettes)
     assert (written.images_requested, written.rows_computed, written.rows_written) == (40, 80, 80)
-    assert fs.missing_image_ids(store, palettes, ids) == []
+    assert missing_image_ids(store, palettes, ids) == []
 
-    materialized = fs.materialize(store, palettes)
+    materialized = materialize(store, palettes)
     assert materialized.rows == 80 and {v.rows for v in materialized.views} == {40}
 
-    expected = fs.compute_palette_frame(images, ids, palettes).set_index("image_id")
+    expected = compute_palette_frame(images, ids, palettes).set_index("image_id")
     order = ids[::-1]  # Feast returns rows in its own order: results must come back in ours
-    historical, report = fs.historical_features(store, order, SERVICE)
+    historical, report = historical_features(store, order, SERVICE)
     assert list(historical["image_id"]) == order and report.rows == 40 and report.rows_missing == 0
     pd.testing.assert_frame_equal(historical.set_index("image_id"), expected.loc[order],
                                   check_index_type=False)
-    online, report = fs.online_features(store, order[:7], SERVICE)
+    online, report = online_features(store, order[:7], SERVICE)
     assert list(online["image_id"]) == order[:7] and report.rows_missing == 0
     pd.testing.assert_frame_equal(online.set_index("image_id"), expected.loc[order[:7]],
                                   check_index_type=False)
 
-    rerun = fs.write_new_features(store, images, ids, palettes)
+    rerun = write_new_features(store, images, ids, palettes)
     assert (rerun.rows_computed, rerun.rows_written) == (0, 0)
     assert all(v.rows_existing == 40 for v in rerun.views)
-    assert fs.materialize(store, palettes).rows == 0
+    assert materialize(store, palettes).rows == 0
 
 
 def test_only_new_images_are_computed_and_served(env: dict) -> None:
@@ -98,23 +106,23 @@ def test_only_new_images_are_computed_and_served(env: dict) -> None:
     images = torch.cat([new_images[:2], old_images[:10], new_images[2:], new_images[:1]])  # duplicates too
     ids = new_ids[:2] + old_ids[:10] + new_ids[2:] + new_ids[:1]
 
-    fs.write_new_features(store, old_images, old_ids, palettes)  # no-op if the round trip ran first
-    assert fs.missing_image_ids(store, palettes, ids) == new_ids
-    written = fs.write_new_features(store, images, ids, palettes)
+    write_new_features(store, old_images, old_ids, palettes)  # no-op if the round trip ran first
+    assert missing_image_ids(store, palettes, ids) == new_ids
+    written = write_new_features(store, images, ids, palettes)
     assert written.images_requested == 15 and written.rows_written == 10
     assert {(v.rows_existing, v.rows_computed) for v in written.views} == {(10, 5)}
-    assert fs.materialize(store, palettes).rows == 10
+    assert materialize(store, palettes).rows == 10
 
-    online, report = fs.online_features(store, new_ids + ["0" * 64], SERVICE)
+    online, report = online_features(store, new_ids + ["0" * 64], SERVICE)
     assert report.rows == 6 and report.rows_missing == 1
-    expected = fs.compute_palette_frame(new_images, new_ids, palettes)
+    expected = compute_palette_frame(new_images, new_ids, palettes)
     assert online["entropy"].dtype == "float32"
     assert online["entropy"][:5].tolist() == expected["entropy"].tolist()
 
 
 def test_offline_parts_use_microsecond_utc_timestamps(env: dict) -> None:
     images, ids = batch(3, seed=2)
-    fs.write_new_features(env["store"], images, ids, env["palettes"])
+    write_new_features(env["store"], images, ids, env["palettes"])
     parts = sorted((env["data_dir"] / "offline").glob("*/part-*.parquet"))
     assert parts and not list((env["data_dir"] / "offline").glob("*/.*.tmp"))
     schema = pq.read_schema(parts[-1])
@@ -124,8 +132,8 @@ def test_offline_parts_use_microsecond_utc_timestamps(env: dict) -> None:
 
 def test_unknown_ids_come_back_as_missing_rows(env: dict) -> None:
     images, ids = batch(2, seed=3)
-    fs.write_new_features(env["store"], images, ids, env["palettes"])
-    frame, report = fs.historical_features(env["store"], [ids[0], "f" * 64, ids[1]], SERVICE)
+    write_new_features(env["store"], images, ids, env["palettes"])
+    frame, report = historical_features(env["store"], [ids[0], "f" * 64, ids[1]], SERVICE)
     assert report.rows == 3 and report.rows_missing == 1
     assert frame["brightness"].isna().tolist() == [False, True, False]
 
@@ -133,21 +141,21 @@ def test_unknown_ids_come_back_as_missing_rows(env: dict) -> None:
 def test_errors_name_the_object_and_the_allowed_values(env: dict) -> None:
     store = env["store"]
     with pytest.raises(ParameterError, match=f"unknown feature service 'nope'; allowed values: {SERVICE}"):
-        fs.historical_features(store, ["a"], "nope")
+        historical_features(store, ["a"], "nope")
     unapplied = PaletteSet((build_palette("rgb_histogram", {"bins": 7}),))
     with pytest.raises(SettingsError, match="rgb_histogram_.*is not registered"):
-        fs.write_new_features(store, *batch(1, seed=4), unapplied)
+        write_new_features(store, *batch(1, seed=4), unapplied)
     with pytest.raises(ParameterError, match="2 image_ids for 1 images"):
-        fs.write_new_features(store, batch(1, seed=4)[0], ["a", "b"], env["palettes"])
+        write_new_features(store, batch(1, seed=4)[0], ["a", "b"], env["palettes"])
 
 
 def test_historical_needs_offline_rows(env: dict) -> None:
     store = env["store"]
     empty = PaletteSet((build_palette("rgb_histogram", {"bins": 3}),))
-    fs.apply_definitions(store, {"empty-set": empty}, env["data_dir"])
+    apply_definitions(store, {"empty-set": empty}, env["data_dir"])
     with pytest.raises(StorageError, match="has no offline rows"):
-        fs.historical_features(store, ["a"], "empty-set")
-    assert fs.materialize(store, empty).skipped == [empty.palettes[0].view_name()]
+        historical_features(store, ["a"], "empty-set")
+    assert materialize(store, empty).skipped == [empty.palettes[0].view_name()]
 
 
 def test_feast_cli_applies_the_repository(tmp_path: Path) -> None:
@@ -165,19 +173,19 @@ def test_feast_cli_applies_the_repository(tmp_path: Path) -> None:
 def test_filters_keep_passing_rows_and_count_failures() -> None:
     frame = pd.DataFrame({"image_id": list("abcde"), "sharpness": [0.0, 0.2, float("nan"), 0.5, 0.9],
                           "brightness": [0.5, 0.1, 0.5, 0.5, 0.5]})
-    kept, report = fs.apply_filters(frame, [FilterSpec(feature="sharpness", op=">=", value=0.2),
+    kept, report = apply_filters(frame, [FilterSpec(feature="sharpness", op=">=", value=0.2),
                                             FilterSpec(feature="brightness", op=">", value=0.2)])
     assert list(kept["image_id"]) == ["d", "e"]
     assert (report.rows_in, report.rows_kept, report.rows_missing) == (5, 2, 1)
     assert [f.rows_failed for f in report.filters] == [2, 1]
     message = r"filters\[0\].feature: unknown feature 'sharp'; allowed values: sharpness, brightness"
     with pytest.raises(ParameterError, match=message):
-        fs.apply_filters(frame, [FilterSpec(feature="sharp", op=">", value=0)])
+        apply_filters(frame, [FilterSpec(feature="sharp", op=">", value=0)])
 
 
 def test_summary_statistics() -> None:
     frame = pd.DataFrame({"image_id": ["a", "b", "c"], "entropy": [1.0, 2.0, float("nan")]})
-    summary = fs.summary_statistics(frame)
+    summary = summary_statistics(frame)
     assert list(summary) == ["entropy"]
     assert summary["entropy"]["count"] == 2 and summary["entropy"]["missing"] == 1
     assert summary["entropy"]["mean"] == 1.5 and summary["entropy"]["std"] == 0.5 and summary["entropy"]["max"] == 2.0

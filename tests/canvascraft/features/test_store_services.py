@@ -11,8 +11,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from canvascraft.features import store as fs
-from canvascraft.features.definitions import DATA_DIR_ENV
+from canvascraft.features.location import DATA_DIR_ENV, feast_data_dir
+from canvascraft.features.materialize import materialize
+from canvascraft.features.offline import (
+    compute_palette_frame,
+    missing_image_ids,
+    write_new_features,
+)
+from canvascraft.features.retrieval import historical_features, online_features
+from canvascraft.features.store import apply_definitions, open_store
 from canvascraft.palettes import PaletteSet, build_palette
 from canvascraft.settings import Settings
 from canvascraft.stack.process import free_port
@@ -46,29 +53,29 @@ def test_two_homes_share_registry_offline_rows_and_online_store(
                "redis_url": redis_url, "feast_repo_path": REPO}
     a = Settings(home=tmp_path / "a", **machine)
     b = Settings(home=tmp_path / "b", **machine)
-    assert fs.feast_data_dir(a) == "s3a://" + root[len("s3://"):] + "/feast"
+    assert feast_data_dir(a) == "s3a://" + root[len("s3://"):] + "/feast"
 
-    store_a = fs.open_store(a)
+    store_a = open_store(a)
     palettes = PaletteSet((build_palette("image_stats"),))
-    fs.apply_definitions(store_a, {"svc": palettes}, fs.feast_data_dir(a))
+    apply_definitions(store_a, {"svc": palettes}, feast_data_dir(a))
     images, ids = batch(20, seed=7)
-    written = fs.write_new_features(store_a, images, ids, palettes)
+    written = write_new_features(store_a, images, ids, palettes)
     assert written.rows_written == 20 and written.views[0].path.startswith("s3a://")
-    assert fs.materialize(store_a, palettes).rows == 20
+    assert materialize(store_a, palettes).rows == 20
 
-    store_b = fs.open_store(b)  # a fresh home: everything comes from S3 and Redis
+    store_b = open_store(b)  # a fresh home: everything comes from S3 and Redis
     assert [v.name for v in store_b.list_feature_views()] == [palettes.palettes[0].view_name()]
-    assert fs.missing_image_ids(store_b, palettes, ids) == []
-    expected = fs.compute_palette_frame(images, ids, palettes).set_index("image_id")
-    historical, report = fs.historical_features(store_b, ids[:6], "svc")
+    assert missing_image_ids(store_b, palettes, ids) == []
+    expected = compute_palette_frame(images, ids, palettes).set_index("image_id")
+    historical, report = historical_features(store_b, ids[:6], "svc")
     assert report.rows_missing == 0
     pd.testing.assert_frame_equal(historical.set_index("image_id"), expected.loc[ids[:6]], check_index_type=False)
-    online, _ = fs.online_features(store_b, ids[:4], "svc")
+    online, _ = online_features(store_b, ids[:4], "svc")
     pd.testing.assert_frame_equal(online.set_index("image_id"), expected.loc[ids[:4]], check_index_type=False)
     # B adds images; A's next write sees them (no duplicate rows)
     more, more_ids = batch(5, seed=8)
-    assert fs.write_new_features(store_b, more, more_ids, palettes).rows_written == 5
-    assert fs.write_new_features(store_a, more, more_ids, palettes).rows_written == 0
+    assert write_new_features(store_b, more, more_ids, palettes).rows_written == 5
+    assert write_new_features(store_a, more, more_ids, palettes).rows_written == 0
     # nothing a later run reads was left on either home
     for home in (a.home, b.home):
         assert not list(home.rglob("*.parquet")) and not list(home.rglob("registry*")) and not list(home.rglob("online.db"))
@@ -106,7 +113,7 @@ def test_two_processes_writing_the_shared_registry_at_once_lose_nothing(
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", creds["aws_access_key_id"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", creds["aws_secret_access_key"])
     monkeypatch.delenv(DATA_DIR_ENV, raising=False)
-    reader = fs.open_store(Settings(home=tmp_path / "reader", use_embedded=False, artifact_root=root,
+    reader = open_store(Settings(home=tmp_path / "reader", use_embedded=False, artifact_root=root,
                                     s3_endpoint_url=s3_settings.resolved_s3_endpoint_url, redis_url=redis_url,
                                     feast_repo_path=REPO))
     views = {v.name: v for v in reader.list_feature_views()}
