@@ -1,13 +1,22 @@
 """Orchestration overhead: the whole ``train`` flow (Prefect, under one test server) vs the same canvascraft core
-functions called in plain Python in the same order, on the same tiny spec (dcgan tiny), each run in a fresh home."""
+functions called in plain Python in the same order, on the same tiny spec (dcgan tiny), each run in a fresh home
+with a Ray started for that home; Prefect's own floor (empty flows) is measured between the pairs.
+
+Where the difference goes is measured too: the flow's stage timings (its progress marks) against the plain run's
+at the same boundaries, and the time outside every stage (flow start, hooks, end-of-run waits).
+"""
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench.common import Row, Sample, fresh_home, timed
+
+STAGES = ["ingest", "preprocess", "features", "training_set", "tune", "evaluate", "publish"]
 
 
 def tiny_spec(source: str, name: str) -> dict[str, Any]:
@@ -17,15 +26,33 @@ def tiny_spec(source: str, name: str) -> dict[str, Any]:
     return {**tiny_dcgan_spec(name, source, name), "device": "cpu"}
 
 
-def plain_train(spec: dict[str, Any]) -> dict[str, Any]:
-    """flows/train.py with every @task replaced by the canvascraft core call it wraps (no Prefect at all)."""
+class StageClock:
+    """Stage wall times at the flow's progress boundaries (tasks/reporting.py TRAIN_STAGES)."""
+
+    def __init__(self) -> None:
+        self.mark = time.monotonic()
+        self.durations: dict[str, float] = {}
+
+    def done(self, stage: str) -> None:
+        """Close ``stage`` (time since the previous mark)."""
+        now = time.monotonic()
+        self.durations[stage] = now - self.mark
+        self.mark = now
+
+
+def plain_train(spec: dict[str, Any], clock: StageClock | None = None) -> dict[str, Any]:
+    """flows/train.py with every task and stage subflow replaced by the canvascraft core calls they wrap, the parallel
+    stages on the same number of threads (``CANVASCRAFT_STAGE_WORKERS``, default the CPU count), no Prefect at all."""
     from canvascraft import tracking
     from canvascraft.artifact_root import artifact_root
     from canvascraft.brushes import BrushStack
-    from canvascraft.evaluation.scores import FidScore
-    from canvascraft.evaluation.stage import evaluate_checkpoint
+    from canvascraft.evaluation.reference_chunks import chunk_features, combine_reference
+    from canvascraft.evaluation.scores import FidScore, ReferenceStatsCache
+    from canvascraft.evaluation.stage import evaluate_checkpoint, plan_reference, reference_extractor
     from canvascraft.features.stage import build_training_set, materialize_snapshot
-    from canvascraft.ingest import ImageRules, SnapshotManifest, ingest
+    from canvascraft.hashing import stable_hash
+    from canvascraft.ingest import ImageRules, ingest
+    from canvascraft.ingest.snapshots import load_manifest
     from canvascraft.preprocess import preprocess
     from canvascraft.publishing import model_registry as registry
     from canvascraft.reports import ingest_markdown
@@ -35,19 +62,27 @@ def plain_train(spec: dict[str, Any]) -> dict[str, Any]:
     from canvascraft.tuning.search import run_search
     from canvascraft.tuning.trial_runs import log_trial_samples, trials_table
 
+    clock = clock or StageClock()
     settings = get_settings()
+    workers = settings.stage_workers or os.cpu_count() or 1
     pipeline = with_extra_sources(load_spec(spec), None)
+    clock.mark = time.monotonic()  # the flow's clock starts after resolve-spec too
     data = pipeline.data
+    artifacts = artifact_root(settings)
     report = ingest([data.source, *data.extra_sources], make_s3_client(settings), settings.home / "cache",
                     ImageRules.from_spec(data), min_valid_count=data.min_valid_count,
                     min_valid_fraction=data.min_valid_fraction, max_workers=settings.s3_max_concurrency,
-                    artifacts=artifact_root(settings))
+                    artifacts=artifacts)
+    clock.done("ingest")
     ingest_markdown(report)
-    manifest = SnapshotManifest.load(report.manifest_path)
-    shards = preprocess(manifest, settings.home / "cache", BrushStack.from_spec(pipeline.brushes),
-                        artifact_root(settings), seed=pipeline.seed)
-    features = materialize_snapshot(SnapshotManifest.load(report.manifest_path), pipeline, settings)
-    selection = build_training_set(SnapshotManifest.load(report.manifest_path), pipeline, settings)
+    manifest = load_manifest(report.dataset_version, artifacts)
+    shards = preprocess(manifest, settings.home / "cache", BrushStack.from_spec(pipeline.brushes), artifacts,
+                        seed=pipeline.seed, max_workers=workers)
+    clock.done("preprocess")
+    features = materialize_snapshot(manifest, pipeline, settings, max_workers=workers)
+    clock.done("features")
+    selection = build_training_set(manifest, pipeline, settings)
+    clock.done("training_set")
     parent = tracking.start_parent_run(settings, pipeline, report.dataset_version,
                                        {"canvascraft.dataset_version": report.dataset_version})
     tracking.configure(settings)
@@ -55,23 +90,38 @@ def plain_train(spec: dict[str, Any]) -> dict[str, Any]:
                         dataset_version=report.dataset_version)
     log_trial_samples(result, parent, n=16, seed=pipeline.seed)
     trials_table(result.trials, pipeline.tuner.metric)
-    tracking.log_to_run(parent, metrics={f"best_{pipeline.tuner.metric}": float(result.best_metrics[pipeline.tuner.metric]),
+    best = result.best_metrics.get(pipeline.tuner.metric)
+    tracking.log_to_run(parent, metrics={f"best_{pipeline.tuner.metric}": float(best) if best is not None else 0.0,
                                          "tune_wall_seconds": result.wall_seconds},
                         params={"best_hp": result.best_config.get("hp", {})})
+    clock.done("tune")
+    plan = plan_reference(shards, selection["kept_image_ids"], pipeline, settings)
+    if not plan.found:  # the fid-reference stage: features per chunk on the stage's threads, then mu/sigma
+        from concurrent.futures import ThreadPoolExecutor
+
+        extractor = reference_extractor(pipeline, settings)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(lambda c_i: chunk_features(c_i[0], c_i[1], extractor, artifacts),
+                          zip(plan.chunks, plan.images)))
+        combine_reference(plan.key, plan.chunks, artifacts, ReferenceStatsCache.for_artifacts(artifacts))
     evaluation = evaluate_checkpoint(result.best_checkpoint, shards, selection["kept_image_ids"], pipeline, settings)
     score = FidScore.model_validate(evaluation["score"])
     tracking.log_to_run(parent, metrics={"fid": score.fid}, params={"fid_n": score.n, "fid_dims": score.dims},
                         artifacts=[Path(evaluation["grid"])], artifact_path="samples")
+    clock.done("evaluate")
     name = pipeline.publish.registered_model
     tags = {"dataset_version": report.dataset_version, "feature_views": ",".join(features.get("feature_views", [])),
             "brush_stack_hash": shards.stack_key, "spec_hash": pipeline.spec_hash(),
             "code_version": registry.code_version(), "seed": str(pipeline.seed), "pipeline": pipeline.name,
             **registry.save_score_tags(score)}
-    version = registry.log_model_version(name, result.best_checkpoint, parent, tags)
-    outcome = registry.gate_and_alias(name, version, score, metric=pipeline.publish.gate.metric,
-                                      margin=pipeline.publish.gate.margin, tag=pipeline.publish.tag,
-                                      lock=registry.lock_for(settings.home, name))
+    version = registry.publish_version(name, result.best_checkpoint, parent, tags,
+                                       publish_key=stable_hash({"run": parent, "checkpoint": result.best_checkpoint}))
+    gate = pipeline.publish.gate
+    outcome = registry.gate_and_alias(name, version, score, metric=gate.metric, margin=gate.margin,
+                                      tag=pipeline.publish.tag, lock=registry.lock_for(settings.home, name),
+                                      on_unusable=gate.on_unusable_champion)
     tracking.log_to_run(parent, tags={"registered_model": name, "registered_version": version})
+    clock.done("publish")
     return {"valid": report.valid, "publish": outcome, "fid": score.fid}
 
 
@@ -88,40 +138,122 @@ def demo_spec(source: str, name: str) -> dict[str, Any]:
     return spec
 
 
-def empty_flow_seconds(tasks: int) -> float:
-    """Prefect's own floor: one flow calling ``tasks`` no-op tasks (no CanvasCraft code at all)."""
+# -- Prefect's floor: flows with no CanvasCraft code ------------------------------------------------------------------
+
+def floor_flows() -> dict[str, Callable[[], Any]]:
+    """Flows with no CanvasCraft code, shaped like the train flow (10 tasks; its 3 parallel stages as subflows of 4
+    mapped tasks on a 2-thread runner, as tasks/task_runners.py runs them), beside the variants that tell the costs
+    apart: heartbeats off (PREFECT_FLOWS_HEARTBEAT_FREQUENCY unset), the stages' tasks mapped in the flow itself,
+    the subflows without heartbeats of their own."""
     from prefect import flow, task
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.task_runners import ThreadPoolTaskRunner
 
     @task(name="noop")
     def noop(i: int) -> int:
         return i
 
+    @flow(name="bench-stage")
+    def stage(i: int) -> int:
+        return sum(noop.map(range(4)).result())
+
+    def run_stage(i: int, own_heartbeat: bool) -> int:
+        subflow = stage.with_options(task_runner=ThreadPoolTaskRunner(max_workers=2))
+        if own_heartbeat:
+            return subflow(i)
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            return subflow(i)
+
     @flow(name="bench-empty")
-    def empty() -> int:
-        return sum(noop(i) for i in range(tasks))
+    def empty(tasks: int, stages: str) -> int:
+        total = sum(noop(i) for i in range(tasks))
+        for i in range(3 if stages != "none" else 0):
+            total += (sum(noop.map(range(4)).result()) if stages == "mapped" else
+                      run_stage(i, own_heartbeat=stages == "subflows"))
+        return total
 
-    return timed(empty)[0]
+    def no_heartbeat(fn: Callable[[], Any]) -> Callable[[], Any]:
+        def run() -> Any:
+            with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+                return fn()
+        return run
+
+    return {
+        "0 tasks": lambda: empty(0, "none"),
+        "0 tasks, heartbeats off": no_heartbeat(lambda: empty(0, "none")),
+        "10 tasks": lambda: empty(10, "none"),
+        "10 tasks + 3 stage subflows (train flow's shape)": lambda: empty(10, "subflows"),
+        "10 tasks + the stages' tasks mapped in the flow": lambda: empty(10, "mapped"),
+        "10 tasks + 3 stage subflows without their own heartbeat": lambda: empty(10, "subflows-no-heartbeat"),
+        "10 tasks + 3 stage subflows, heartbeats off": no_heartbeat(lambda: empty(10, "subflows")),
+    }
 
 
-def _pairs(label: str, make_spec: Any, source: str, root: Path, pairs: int) -> tuple[list[float], list[float]]:
-    """Interleaved (flow, plain) runs of one spec, each in a fresh home; the order alternates per pair."""
+# -- the pairs --------------------------------------------------------------------------------------------------------
+
+def fresh_run(root: Path, name: str) -> None:
+    """A fresh CANVASCRAFT_HOME and a local Ray started for it, before the timing.
+
+    ``connect_ray`` pins the driver's CANVASCRAFT_HOME and artifact root into Ray's runtime env at ``ray.init``, and
+    an initialised Ray is reused: trials of a second run in a new home would read the first run's root (its shards
+    are not there). Each run therefore gets its own Ray; every CPU runs a task first, so the workers Ray pre-starts
+    are up before the clock starts.
+    """
+    import ray
+
+    from canvascraft.settings import get_settings
+    from canvascraft.tuning.search import connect_ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    fresh_home(root, name)
+    connect_ray(get_settings())
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    ray.get([ray.remote(num_cpus=1)(lambda: None).remote() for _ in range(cpus)])
+
+
+def capture_flow_stages() -> list[dict[str, float]]:
+    """Every train flow run's stage durations, as its progress artifact records them (appended at finish)."""
+    from tasks.reporting import RunProgress
+
+    captured: list[dict[str, float]] = []
+    finish = RunProgress.finish
+
+    def recording(self: RunProgress, ok: bool) -> None:
+        captured.append(dict(self.durations))
+        finish(self, ok)
+
+    RunProgress.finish = recording  # type: ignore[method-assign]
+    return captured
+
+
+def _pairs(label: str, make_spec: Any, source: str, root: Path, pairs: int,
+           between: Callable[[], None] | None = None) -> tuple[list[float], list[float], list[dict], list[dict]]:
+    """Interleaved (flow, plain) runs of one spec, each in a fresh home and Ray; the order alternates per pair."""
     from flows.train import train
 
-    flow_s, plain_s = [], []
+    flow_s, plain_s, flow_stages, plain_stages = [], [], [], []
+    captured = capture_flow_stages()
     for index in range(pairs):
         order = ["flow", "plain"] if index % 2 == 0 else ["plain", "flow"]
         for variant in order:
-            fresh_home(root, f"orchestration-{label}-{variant}")
+            fresh_run(root, f"orchestration-{label}-{variant}")
             spec = make_spec(source, f"bench-orch-{label}-{variant}-{index}")
             if variant == "flow":
                 seconds, result = timed(lambda: train(spec))
-                assert result["publish"]["published"], result["publish"]
+                if not result["publish"]["published"]:
+                    raise RuntimeError(f"train flow did not publish: {result['publish']}")
                 flow_s.append(seconds)
+                flow_stages.append(captured[-1])
             else:
-                seconds, result = timed(lambda: plain_train(spec))
+                clock = StageClock()
+                seconds, _ = timed(lambda: plain_train(spec, clock))
                 plain_s.append(seconds)
+                plain_stages.append(clock.durations)
             print(f"bench: orchestration {label} pair {index} {variant}: {seconds:.1f} s", flush=True)
-    return flow_s, plain_s
+        if between:
+            between()
+    return flow_s, plain_s, flow_stages, plain_stages
 
 
 def _rows(figure: str, size: str, flow_s: list[float], plain_s: list[float]) -> list[Row]:
@@ -136,42 +268,70 @@ def _rows(figure: str, size: str, flow_s: list[float], plain_s: list[float]) -> 
     ]
 
 
+def _stage_rows(size: str, flow_s: list[float], plain_s: list[float], flow_stages: list[dict],
+                plain_stages: list[dict]) -> list[Row]:
+    """Flow vs plain per stage (same boundaries), and the flow's time outside every stage."""
+    rows = []
+    for stage in STAGES:
+        f = [s.get(stage, 0.0) for s in flow_stages]
+        p = [s.get(stage, 0.0) for s in plain_stages]
+        rows.append(Row(f"stage {stage}", size, "s", Sample(f), Sample(p), "plain", digits=2))
+    outside_flow = [total - sum(s.values()) for total, s in zip(flow_s, flow_stages)]
+    outside_plain = [total - sum(s.values()) for total, s in zip(plain_s, plain_stages)]
+    rows.append(Row("outside the stages", size, "s", Sample(outside_flow), Sample(outside_plain), "plain", digits=2,
+                    note="flow: flow-run creation, resolve-spec, progress artifact, the state hooks (metrics push, "
+                         "summary artifact), end-of-run waits; plain: load_spec"))
+    return rows
+
+
 def run(client: Any, bucket: str, root: Path, pairs: int, demo_pairs: int = 1,
         n_objects: int = 200) -> tuple[list[Row], str]:
     from bench.ingest import seed
-    from canvascraft.settings import get_settings
-    from canvascraft.tuning.search import connect_ray
 
     seed(client, bucket, [n_objects, 1797])
     source = f"s3://{bucket}/digits-{n_objects}"
-    fresh_home(root, "orchestration-warmup")
-    connect_ray(get_settings())  # Ray start is paid once per process by both variants: keep it out of the pairs
     from prefect.testing.utilities import prefect_test_harness
 
     harness_started = time.perf_counter()
     with prefect_test_harness(server_startup_timeout=180):
         harness_seconds = time.perf_counter() - harness_started
+        floors = floor_flows()
+        floor_s: dict[str, list[float]] = {name: [] for name in floors}
+
+        def measure_floors() -> None:
+            for name, fn in floors.items():
+                floor_s[name].append(timed(fn)[0])
+
         # One unmeasured pair first: the first call of each variant imports and initialises libraries (Feast,
         # MLflow's store, torch-fidelity) that the other variant would then get for free.
         _pairs("warmup", tiny_spec, source, root, 1)
-        empty = [empty_flow_seconds(10) for _ in range(3)]
+        for fn in floors.values():
+            fn()
+        flow_s, plain_s, flow_stages, plain_stages = _pairs("tiny", tiny_spec, source, root, pairs, measure_floors)
+        demo = (_pairs("demo", demo_spec, f"s3://{bucket}/digits-1797", root, demo_pairs)
+                if demo_pairs else ([], [], [], []))
+    import ray
 
-        flow_s, plain_s = _pairs("tiny", tiny_spec, source, root, pairs)
-        demo_flow, demo_plain = (_pairs("demo", demo_spec, f"s3://{bucket}/digits-1797", root, demo_pairs)
-                                 if demo_pairs else ([], []))
-    rows = _rows("train flow wall time", f"{n_objects} digits, tiny DCGAN x2 trials, FID 64-d N=32", flow_s, plain_s)
-    if demo_flow:
+    if ray.is_initialized():
+        ray.shutdown()
+    size = f"{n_objects} digits, tiny DCGAN x2 trials, FID 64-d N=32"
+    rows = _rows("train flow wall time", size, flow_s, plain_s)
+    if demo[0]:
         rows += _rows("train flow wall time", "demo spec: 1797 digits, DDPM 16x16 x2 trials, FID 64-d N=200",
-                      demo_flow, demo_plain)
-    rows.append(Row("Prefect floor: empty flow + 10 no-op tasks", "per flow run", "s", Sample(empty), None, "",
-                    digits=2, note="Prefect's own cost with no CanvasCraft code: mostly end-of-run waits, e.g. for "
-                                   "the heartbeat thread, which sleeps in 1 s steps (prefect/flow_engine.py "
-                                   "_send_heartbeats); a flow with 0 tasks costs the same"))
-
+                      demo[0], demo[1])
+    for name, values in floor_s.items():
+        rows.append(Row(f"Prefect floor: {name}", "per flow run", "s", Sample(values), None, "", digits=2))
+    rows[-len(floor_s)].note = ("no CanvasCraft code; heartbeats on is Prefect's default (kept: "
+                                "deployments/automations/crash-zombie-runs.yaml); at the end of every flow run, "
+                                "subflows included, the engine joins its heartbeat thread, which sleeps in 1 s steps "
+                                "(prefect/flow_engine.py _send_heartbeats)")
+    rows[-2].note = ("without those joins the next subflow's writes meet the SQLite test server still busy: it "
+                     "answers 503 (database locked) and Prefect's client retries after ~2 s (its debug log)")
+    rows += _stage_rows(size, flow_s, plain_s, flow_stages, plain_stages)
     text = (f"Temporary Prefect test server start (not counted above; a deployment talks to a running server): "
-            f"{harness_seconds:.1f} s. Ray was started once before the pairs and one unmeasured warm-up pair ran "
-            f"first; each run used a fresh CANVASCRAFT_HOME (empty caches, Feast store, MLflow db). Pairs alternate "
-            f"which variant runs first. The flow's extra work beside Prefect's floor is CanvasCraft's observability "
-            f"(progress, ingest, trials, evaluation and summary artifacts; the metrics push) and the server's CPU "
-            f"on the same 2 cores.")
+            f"{harness_seconds:.1f} s. One unmeasured warm-up pair ran first; each run used a fresh CANVASCRAFT_HOME "
+            f"(empty caches, Feast store, MLflow db, artifact root) and its own local Ray, started (and every CPU run "
+            f"once) before the clock; pairs alternate which variant runs first; the floor flows ran after each pair. "
+            f"The stage rows split each run at the flow's progress marks (tasks/reporting.py TRAIN_STAGES); the "
+            f"plain run marks the same boundaries. The Prefect test server shares the same 2 cores.")
     return rows, text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     s3_region: str = Field(default="us-east-1", description="Region passed to boto3 for S3.")
     s3_max_attempts: int = Field(default=5, ge=1, le=20, description="botocore retry attempts (standard mode).")
     s3_max_concurrency: int = Field(default=16, ge=1, le=256, description="Parallel object transfers.")
+    ingest_engine: Literal["obstore", "boto3"] = Field(
+        default="obstore", description="What downloads ingest's objects: obstore (Rust object_store; measured faster "
+        "than boto3 at the same threads, docs/benchmarks.md) or boto3. Listing uses boto3 either way.")
     artifact_root: str | None = Field(
         default=None,
         description="Where run state that later runs read lives (s3://bucket/prefix): manifests, shards, reference "
@@ -45,6 +48,9 @@ class Settings(BaseSettings):
                               "admin is MLFLOW_TRACKING_USERNAME with MLFLOW_TRACKING_PASSWORD (clients use the same).")
     feast_repo_path: Path = Field(default=Path("feature_repo"), description="Feast repository folder.")
     ray_address: str | None = Field(default=None, description="Ray cluster address; unset: start local Ray.")
+    stage_workers: int | None = Field(default=None, ge=1, le=256, description="Pieces a parallel stage (preprocess, "
+                                      "palettes, FID features) runs at once on this machine's thread pool; unset: "
+                                      "the CPU count. Not used when ray_address is set (Ray schedules the pieces).")
     pushgateway_url: str | None = Field(default=None, description="Prometheus Pushgateway; unset: embedded one.")
     s3_port: int = Field(default=9000, ge=1024, le=65535, description="Loopback port of the embedded S3.")
     mlflow_port: int = Field(default=5000, ge=1024, le=65535, description="Loopback port of the embedded MLflow.")

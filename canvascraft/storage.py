@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
+from botocore.utils import parse_timestamp
 
 from canvascraft.errors import StorageError
 from canvascraft.settings import Settings
@@ -39,6 +42,23 @@ class S3Uri:
         return f"s3://{self.bucket}/{self.prefix}"
 
 
+def fast_timestamp(value: Any) -> datetime:
+    """botocore's timestamp parser with ISO 8601 parsed by the stdlib first (same timezone-aware values).
+
+    Every ListObjectsV2 row carries a LastModified; botocore parses it with dateutil's generic parser (~100 us each
+    here), which was ~40% of the GIL time of listing 1,797 keys (py-spy --gil, bench/ingest.py).
+    ``datetime.fromisoformat`` takes S3's ``2026-12-01T09:04:33.000Z`` form in ~0.1 us.
+    """
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None:
+            return parsed
+    return parse_timestamp(value)
+
+
 def make_s3_client(settings: Settings) -> Any:
     """A boto3 S3 client: endpoint and keys from settings/embedded stack, standard retries with backoff."""
     config = Config(
@@ -46,7 +66,9 @@ def make_s3_client(settings: Settings) -> Any:
         max_pool_connections=max(10, settings.s3_max_concurrency),
         s3={"addressing_style": "path"} if settings.resolved_s3_endpoint_url else {},
     )
-    session = boto3.session.Session()
+    core = botocore.session.get_session()  # one per client, so the parser default below stays with our clients
+    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=fast_timestamp)
+    session = boto3.session.Session(botocore_session=core)
     return session.client(
         "s3",
         endpoint_url=settings.resolved_s3_endpoint_url,

@@ -9,14 +9,15 @@ from typing import Any
 from prefect import flow
 
 from canvascraft.reports import classifier_summary
+from flows.stages import fid_reference_stage, palettes_stage, preprocess_stage
 from tasks.evaluate import evaluate_model
-from tasks.features import materialize_features, training_set
+from tasks.features import training_set
 from tasks.ingest import ingest_snapshot
 from tasks.observability import observe_run
-from tasks.preprocess import preprocess_snapshot
 from tasks.publish import publish_model
 from tasks.reporting import publish_ingest_report, start_progress
 from tasks.spec import resolve_spec
+from tasks.task_runners import run_stage
 from tasks.train import start_tracking, tune_trainer
 
 
@@ -38,15 +39,14 @@ def train(spec: str | dict[str, Any] = "pipelines/digits-quick.yaml",
     report = ingest_snapshot(pipeline)
     progress.done("ingest")
     publish_ingest_report(report, pipeline.name)
-    shards_state = preprocess_snapshot(report, pipeline, return_state=True)
-    shards = shards_state.result()
+    shards = run_stage(preprocess_stage, report, pipeline)  # one task run per piece: threads, or Ray when configured
     progress.done("preprocess")
-    reuse = "cached" if shards_state.name == "Cached" else ("reused" if shards.reused else "computed")
     print(
         f"dataset version {report.dataset_version}: {report.valid} valid, {len(report.quarantined)} quarantined, "
-        f"{report.downloaded} downloaded; {shards.count} images preprocessed to {shards.shape} ({reuse})"
+        f"{report.downloaded} downloaded; {shards.count} images preprocessed to {shards.shape} ({shards.reuse}): "
+        f"{len(shards.pieces)} pieces, {shards.pieces_computed} computed"
     )
-    features = materialize_features(report, pipeline)
+    features = run_stage(palettes_stage, report, pipeline)  # one task run per chunk: threads, or Ray when configured
     progress.done("features")
     selection = training_set(report, pipeline)
     progress.done("training_set")
@@ -68,6 +68,7 @@ def train(spec: str | dict[str, Any] = "pipelines/digits-quick.yaml",
     best = search["best_metrics"]
     print(f"tune: {len(search['trials'])} trials, best {pipeline.tuner.metric}={best.get(pipeline.tuner.metric)} "
           f"at {best.get('images_per_sec', 0):.0f} images/s; checkpoint {search['best_checkpoint']}")
+    run_stage(fid_reference_stage, pipeline, shards, selection["kept_image_ids"])  # reference features per chunk
     evaluation = evaluate_model(pipeline, search["best_checkpoint"], shards, selection, parent_run_id)
     progress.done("evaluate")
     score = evaluation["score"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
@@ -14,6 +15,10 @@ from canvascraft.hashing import stable_hash
 from canvascraft.registry import Registry, name_and_params, validate_params
 
 BRUSH_ENTRY_POINT_GROUP = "canvascraft.brushes"
+# Random brushes draw from torch's one process-wide default generator (torchvision v2 takes no generator), so
+# seeding it and drawing must not interleave with another thread's: pieces preprocessed on a thread pool would
+# otherwise take each other's seeds. Held only while a random stack runs; deterministic stacks never wait.
+_GLOBAL_RNG_LOCK = threading.Lock()
 
 
 class Brush(BaseModel):
@@ -45,6 +50,10 @@ class BrushStack:
     def __init__(self, brushes: Iterable[Brush] = ()) -> None:
         self.brushes: tuple[Brush, ...] = tuple(brushes)
         self._compose = v2.Compose([b.transform() for b in self.brushes]) if self.brushes else v2.Identity()
+        # the brushes before the first random one draw nothing: they run outside the RNG lock, in parallel
+        first_random = next((i for i, b in enumerate(self.brushes) if b.random), len(self.brushes))
+        self._deterministic_head = v2.Compose([b.transform() for b in self.brushes[:first_random]] or [v2.Identity()])
+        self._random_tail = v2.Compose([b.transform() for b in self.brushes[first_random:]] or [v2.Identity()])
 
     @classmethod
     def from_spec(cls, components: Sequence[Any]) -> BrushStack:
@@ -72,11 +81,13 @@ class BrushStack:
     def __call__(self, image: torch.Tensor, *, seed: int, key: str) -> torch.Tensor:
         """Apply the stack to one float CHW image; random brushes draw from a generator seeded by (seed, key).
 
-        Seeding per image (not per batch) makes the output independent of order, batching and workers.
+        Seeding per image (not per batch) makes the output independent of order, batching and workers; a lock
+        makes it independent of other threads applying random stacks at the same time.
         """
         if not any(b.random for b in self.brushes):
             return self._compose(image)
         image_seed = int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "little")
-        with torch.random.fork_rng(devices=[]):
+        image = self._deterministic_head(image)
+        with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
             torch.manual_seed(image_seed)
-            return self._compose(image)
+            return self._random_tail(image)

@@ -2,9 +2,10 @@
 
 Incremental: an object whose ETag and size match the previous ingest (under the same validation rules) is not
 downloaded again, provided its cached copy has the listed size (and, re-judged under new rules or with
-``verify``, its sha256). Downloads are conditional on the listed ETag (``IfMatch``), and the ETag recorded is the
+``verify``, its sha256). Downloads are conditional on the listed ETag (``If-Match``), and the ETag recorded is the
 one of the bytes received. Invalid objects are quarantined with a reason; nothing is dropped silently and nothing
-is ever deleted from the source.
+is ever deleted from the source. Listing and labels go through the boto3 client; object bytes through an
+``ObjectReader`` (canvascraft/object_reader.py: obstore by default, ``CANVASCRAFT_INGEST_ENGINE``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
-
-from botocore.exceptions import ClientError
 
 from canvascraft.artifact_root import ArtifactRoot
 from canvascraft.errors import IngestError, StorageError
@@ -38,6 +37,7 @@ from canvascraft.ingest.validation import (
     check_key,
     validate_image,
 )
+from canvascraft.object_reader import ObjectReader, SettingsReader
 from canvascraft.storage import S3Uri, list_objects
 
 CHANGE_ATTEMPTS = 3  # GETs of one object that may meet a newer version than the one just listed/HEADed
@@ -66,7 +66,7 @@ def _label_for(relative_key: str, labels: dict[str, str]) -> str | None:
 
 
 def _process_object(
-    obj: dict[str, Any], uri: S3Uri, client: Any, cache: ObjectCache, rules: ImageRules, rules_hash: str,
+    obj: dict[str, Any], uri: S3Uri, reader: ObjectReader, cache: ObjectCache, rules: ImageRules, rules_hash: str,
     previous: dict[str, Any] | None, labels: dict[str, str], verify: bool = False,
 ) -> _Outcome:
     """Reuse the cached verdict or download, hash, validate and file one object."""
@@ -112,7 +112,7 @@ def _process_object(
                     return _judge(data, sha, rules, cache, admitted, quarantined, 0, stored_at=local)
     if listed_size > rules.max_bytes:
         return quarantined(f"too large: {listed_size} bytes > max_bytes {rules.max_bytes} (not downloaded)", None, 0)
-    fetched = _get_current_version(client, uri.bucket, key, listed_etag)
+    fetched = _get_current_version(reader, uri.bucket, key, listed_etag)
     if fetched is None:
         # etag "" matches no listing: the next ingest tries this object again instead of reusing the verdict
         return quarantined(f"changed during download: a newer version appeared on each of {CHANGE_ATTEMPTS} "
@@ -146,35 +146,23 @@ def _read_if_intact(path: Path, full_uri: str, sha: str, size: int) -> bytes | N
     return None
 
 
-def _error_code(exc: ClientError) -> str:
-    """The S3 error code of a ClientError (the HTTP status when the answer had no body, as for a HEAD)."""
-    error = exc.response.get("Error", {})
-    return str(error.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or "")
-
-
-def _get_current_version(client: Any, bucket: str, key: str, etag: str) -> tuple[bytes, str] | None:
+def _get_current_version(reader: ObjectReader, bucket: str, key: str, etag: str) -> tuple[bytes, str] | None:
     """(bytes, the ETag they carry) of an object, GET only while its ETag is ``etag``; None if it keeps changing.
 
-    ``IfMatch``: S3 answers 412 PreconditionFailed when the object was replaced after the listing; the new version
+    ``If-Match``: S3 answers 412 PreconditionFailed when the object was replaced after the listing; the new version
     is HEADed and fetched under its own ETag (ingest snapshots what the source holds now; the manifest pins it by
     sha256). A server that ignores If-Match (rclone ``serve s3`` 1.75) returns the new bytes, so the ETag kept is
     the GET response's own, never the listing's: bytes and ETag always come from one response.
     """
-    full_uri = f"s3://{bucket}/{key}"
     for _ in range(CHANGE_ATTEMPTS):
+        fetched = reader.get(bucket, key, etag)  # StorageError naming the object once the reader's retries are spent
+        if fetched is not None:
+            return fetched
         try:
-            response = client.get_object(Bucket=bucket, Key=key, IfMatch=f'"{etag}"')
-            return response["Body"].read(), str(response.get("ETag") or "").strip('"')
-        except ClientError as exc:
-            if _error_code(exc) not in {"PreconditionFailed", "412"}:
-                raise StorageError(f"download of {full_uri} failed after retries: {exc}") from exc
-        except Exception as exc:  # botocore already retried with backoff; surface the object that failed
-            raise StorageError(f"download of {full_uri} failed after retries: {exc}") from exc
-        try:
-            etag = client.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
-        except Exception as exc:
-            raise StorageError(f"{full_uri} changed after it was listed (GET If-Match answered 412) and its new "
-                               f"version cannot be read: {exc}") from exc
+            etag = reader.head_etag(bucket, key)
+        except StorageError as exc:
+            raise StorageError(f"s3://{bucket}/{key} changed after it was listed (GET If-Match answered 412) and "
+                               f"its new version cannot be read: {exc}") from exc
     return None
 
 
@@ -203,15 +191,18 @@ def ingest(
     on_progress: Progress | None = None,
     artifacts: ArtifactRoot | None = None,
     verify: bool = False,
+    reader: ObjectReader | None = None,
 ) -> IngestReport:
     """Ingest every object under ``sources`` into ``cache_root``; return the report (manifest saved alongside).
 
     With ``artifacts``, the manifest and the report are published to the artifact root too (any worker reads them).
     With ``verify``, every reused cached copy is re-hashed (sha256) before it is trusted, not only size-checked.
+    ``reader`` fetches object bytes; by default the one ``Settings.ingest_engine`` names, on ``client``'s S3.
 
     Raises IngestError (after saving the report) when valid images fall below the configured minimum.
     """
     started = time.perf_counter()
+    reader = reader or SettingsReader(client)
     cache = ObjectCache(cache_root)
     rules_hash = rules.rules_hash()
     entries: list[ManifestEntry] = []
@@ -230,7 +221,7 @@ def ingest(
         new_index: dict[str, dict[str, Any]] = {}
 
         def work(obj: dict[str, Any], uri: S3Uri = uri, labels: dict[str, str] = labels, index: dict = index) -> _Outcome:
-            outcome = _process_object(obj, uri, client, cache, rules, rules_hash, index.get(obj["Key"]), labels,
+            outcome = _process_object(obj, uri, reader, cache, rules, rules_hash, index.get(obj["Key"]), labels,
                                       verify)
             if on_progress:
                 on_progress(1)

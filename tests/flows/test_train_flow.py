@@ -8,7 +8,7 @@ from canvascraft.datasets import seed_dataset
 def test_train_flow_ingests_and_preprocesses_with_caching(prefect_harness, s3_client, bucket: str) -> None:
     from prefect.artifacts import Artifact
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId
 
     from flows.train import train
 
@@ -24,10 +24,13 @@ def test_train_flow_ingests_and_preprocesses_with_caching(prefect_harness, s3_cl
     assert second.result()["dataset_version"] == result["dataset_version"]
     third = train(spec, return_state=True)
     with get_client(sync_client=True) as client:  # this test's third flow run only, not the shared server's runs
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(
+        stages = client.read_flow_runs(flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(
             any_=[third.state_details.flow_run_id])))
+        stage = next(run for run in stages if client.read_flow(run.flow_id).name == "preprocess")
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[stage.id])))
     preprocess_states = [r.state.name for r in runs if r.name.startswith("preprocess")]
-    assert preprocess_states == ["Cached"]  # the third run's preprocess hit Prefect's content-keyed cache
+    # the third run's preprocess stage hit Prefect's content-keyed cache at its plan: no piece ran again
+    assert preprocess_states == ["Cached"], [(r.name, r.state.name) for r in runs]
     artifact = Artifact.get("flowtest-ingest")
     assert artifact is not None and result["dataset_version"] in artifact.data
 

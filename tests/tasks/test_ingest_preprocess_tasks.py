@@ -5,7 +5,7 @@ from __future__ import annotations
 from canvascraft.datasets import seed_dataset
 from canvascraft.spec import load_spec
 from tasks.ingest import ingest_snapshot
-from tasks.preprocess import preprocess_snapshot
+from tasks.preprocess import assemble_preprocess, find_preprocessed, plan_preprocess, preprocess_shard
 from tasks.retry_policy import is_transient
 
 
@@ -19,8 +19,16 @@ def test_ingest_then_preprocess_task_bodies(s3_client, bucket: str) -> None:
     spec = load_spec(spec_for(bucket))
     report = ingest_snapshot.fn(spec)
     assert report.valid == 20
-    shards = preprocess_snapshot.fn(report, spec)
+    assert find_preprocessed.fn(report, spec) is None
+    pieces = plan_preprocess.fn(report, spec)
+    assert sum(len(p.entries) for p in pieces) == 20
+    results = [preprocess_shard.fn(piece, spec) for piece in reversed(pieces)]  # in any order
+    assert all(r.computed for r in results)
+    shards = assemble_preprocess.fn(report, spec, pieces, results)
     assert shards.count == 20 and shards.shape == [1, 8, 8] and shards.dataset_version == report.dataset_version
+    assert shards.image_ids == [e.sha256 for p in pieces for e in p.entries]
+    again = find_preprocessed.fn(report, spec)  # published: the next run finds it
+    assert again is not None and again.reused and again.key == shards.key
 
 
 def client_error(status: int, code: str) -> Exception:

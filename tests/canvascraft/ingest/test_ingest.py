@@ -20,6 +20,7 @@ from canvascraft.hashing import sha256_bytes
 from canvascraft.ingest import ImageRules, IngestReport, SnapshotManifest, ingest
 from canvascraft.ingest.cache import ObjectCache
 from canvascraft.ingest.ingest import CHANGE_ATTEMPTS
+from canvascraft.object_reader import Boto3Reader, make_object_reader
 from canvascraft.settings import Settings
 from canvascraft.storage import make_s3_client
 from tests.conftest import png_bytes
@@ -101,6 +102,8 @@ def test_same_size_damage_is_caught_by_verify_or_changed_rules(s3_client, bucket
 
 
 # -- an object replaced between the listing and the GET ---------------------------------------------------------------
+# The tests that watch boto3's GetObject parameters read through the boto3 engine; the same cases with obstore (the
+# default engine) are in test_object_reader.py.
 
 def replace_before_first_get(client: Any, writer: Any, bucket: str, key: str, data: bytes) -> list[str]:
     """On the first GET of ``key`` (after the listing), PUT ``data`` over it; return the If-Match of every GET."""
@@ -145,7 +148,7 @@ def test_an_object_replaced_after_listing_is_recorded_as_the_new_version(s3_sett
     etag_v1 = current_etag(s3_client, bucket, "imgs/a.png")
     client = make_s3_client(s3_settings)  # its own client: the event hook stays in this test
     sent = replace_before_first_get(client, s3_client, bucket, "imgs/a.png", V2)
-    report = run(client, bucket, tmp_path / "cache")
+    report = run(client, bucket, tmp_path / "cache", reader=Boto3Reader(client))
     assert sent[0] == etag_v1  # the GET was conditional on the listed ETag
     assert_recorded_as_v2(report, tmp_path / "cache", s3_client, bucket)
     again = run(s3_client, bucket, tmp_path / "cache")  # v2's ETag was recorded: nothing to fetch now
@@ -163,7 +166,7 @@ def test_a_server_refusing_the_stale_get_leads_to_a_fetch_of_the_new_etag(s3_set
     etag_v1 = current_etag(s3_client, bucket, "imgs/a.png")
     client = make_s3_client(s3_settings)
     sent = replace_before_first_get(client, s3_client, bucket, "imgs/a.png", V2)
-    report = run(client, bucket, tmp_path / "cache")
+    report = run(client, bucket, tmp_path / "cache", reader=Boto3Reader(client))
     assert sent == [etag_v1, current_etag(s3_client, bucket, "imgs/a.png")]
     assert_recorded_as_v2(report, tmp_path / "cache", s3_client, bucket)
 
@@ -188,20 +191,23 @@ def test_a_412_is_followed_by_a_head_and_a_get_of_the_new_etag(s3_settings: Sett
     with fault_proxy(upstream, failures=1, status=412, body=PRECONDITION_FAILED, when=get_of("imgs/a.png")) as proxy:
         client = client_through(proxy.url, s3_settings)
         sent = replace_before_first_get(client, s3_client, bucket, "imgs/a.png", V2)
-        report = run(client, bucket, tmp_path / "cache")
+        report = run(client, bucket, tmp_path / "cache", reader=Boto3Reader(client))
     etag_v2 = current_etag(s3_client, bucket, "imgs/a.png")
     assert sent == [etag_v1, etag_v2]  # refused under v1's ETag, then fetched under v2's (read by a HEAD)
     assert len(proxy.injected) == 1 and any(line.startswith(f"HEAD /{bucket}/imgs/a.png") for line in proxy.forwarded)
     assert_recorded_as_v2(report, tmp_path / "cache", s3_client, bucket)
 
 
+@pytest.mark.parametrize("engine", ["obstore", "boto3"])
 def test_an_object_changing_on_every_attempt_is_quarantined_and_retried_next_time(s3_settings: Settings, s3_client,
-                                                                                  bucket: str, tmp_path: Path) -> None:
+                                                                                  bucket: str, tmp_path: Path,
+                                                                                  engine: str) -> None:
     s3_client.put_object(Bucket=bucket, Key="imgs/a.png", Body=V1)
     s3_client.put_object(Bucket=bucket, Key="imgs/b.png", Body=V2)
     upstream = s3_settings.resolved_s3_endpoint_url
     with fault_proxy(upstream, failures=100, status=412, body=PRECONDITION_FAILED, when=get_of("imgs/a.png")) as proxy:
-        report = run(client_through(proxy.url, s3_settings), bucket, tmp_path / "cache")
+        client = client_through(proxy.url, s3_settings)
+        report = run(client, bucket, tmp_path / "cache", reader=make_object_reader(s3_settings, client, engine))
     assert len(proxy.injected) == CHANGE_ATTEMPTS
     (changed,) = report.quarantined
     assert changed.key == "imgs/a.png" and changed.reason.startswith("changed during download")
