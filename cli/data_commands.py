@@ -14,7 +14,7 @@ app = typer.Typer(help="Datasets in S3.", no_args_is_help=True)
 @app.command("seed")
 def data_seed(
     dest: Annotated[str, typer.Option("--dest", help="s3://BUCKET/PREFIX to write to.")],
-    dataset: Annotated[str | None, typer.Option("--dataset", help="digits | fashion-mnist")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="digits | fashion-mnist (60k train) | fashion-mnist-70k (train + test)")] = None,
     from_dir: Annotated[Path | None, typer.Option("--from-dir", help="Upload this folder (class sub-folders = "
                                                   "labels).")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="Write at most N images.")] = None,
@@ -27,7 +27,7 @@ def data_seed(
     from cli.common import progress
 
     if (dataset is None) == (from_dir is None):
-        raise CanvasCraftError("give exactly one of --dataset (digits | fashion-mnist) or --from-dir DIR")
+        raise CanvasCraftError("give exactly one of --dataset (digits | fashion-mnist | fashion-mnist-70k) or --from-dir DIR")
     settings = get_settings()
     client = make_s3_client(settings)
     with progress(f"upload to {dest}") as (_, advance):

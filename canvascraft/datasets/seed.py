@@ -64,9 +64,9 @@ def _read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-def _fashion_mnist(limit: int | None, root: Path = FASHION_MNIST_DIR) -> Iterator[Sample]:
-    """Fashion-MNIST's 60k training images (28x28) from Debian's ``dataset-fashion-mnist`` package."""
-    images_path, labels_path = root / "train-images-idx3-ubyte.gz", root / "train-labels-idx1-ubyte.gz"
+def _fashion_split(split: str, limit: int | None, root: Path, start: int = 0) -> Iterator[Sample]:
+    """One split (``train``: 60k, ``t10k``: 10k) of Fashion-MNIST (28x28) from Debian's ``dataset-fashion-mnist``."""
+    images_path, labels_path = root / f"{split}-images-idx3-ubyte.gz", root / f"{split}-labels-idx1-ubyte.gz"
     if not images_path.is_file() or not labels_path.is_file():
         raise DatasetUnavailableError(
             f"Fashion-MNIST files not found under {root}; install the Debian package "
@@ -76,10 +76,24 @@ def _fashion_mnist(limit: int | None, root: Path = FASHION_MNIST_DIR) -> Iterato
     count = len(images) if limit is None else min(limit, len(images))
     for index in range(count):
         label = FASHION_MNIST_CLASSES[int(labels[index])]
-        yield f"{label}/{index:05d}.png", label, _png(images[index])
+        yield f"{label}/{start + index:05d}.png", label, _png(images[index])
 
 
-DATASETS: dict[str, Callable[[int | None], Iterator[Sample]]] = {"digits": _digits, "fashion-mnist": _fashion_mnist}
+def _fashion_mnist(limit: int | None, root: Path = FASHION_MNIST_DIR) -> Iterator[Sample]:
+    """Fashion-MNIST's 60k training images (28x28)."""
+    return _fashion_split("train", limit, root)
+
+
+def _fashion_mnist_70k(limit: int | None, root: Path = FASHION_MNIST_DIR) -> Iterator[Sample]:
+    """All 70k Fashion-MNIST images: the 60k training images, then the 10k test images (keys 60000-69999)."""
+    yield from _fashion_split("train", limit, root)
+    if limit is None or limit > 60_000:
+        yield from _fashion_split("t10k", None if limit is None else limit - 60_000, root, start=60_000)
+
+
+DATASETS: dict[str, Callable[[int | None], Iterator[Sample]]] = {
+    "digits": _digits, "fashion-mnist": _fashion_mnist, "fashion-mnist-70k": _fashion_mnist_70k,
+}
 
 
 def load_dataset(name: str, limit: int | None = None) -> Iterator[Sample]:

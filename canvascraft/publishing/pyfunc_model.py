@@ -9,7 +9,6 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-import mlflow.pyfunc
 from mlflow.pyfunc import PythonModel
 
 _HINT_NOTICE = "Add type hints to the `predict` method"
