@@ -21,9 +21,29 @@ class ResizeBrush(Brush):
     antialias: bool = True
 
     def transform(self) -> torch.nn.Module:
-        """``v2.Resize`` with an explicit interpolation mode."""
+        """``v2.Resize`` with an explicit interpolation mode (bicubic kept within the input's value range)."""
         mode = v2.InterpolationMode(self.interpolation)
-        return v2.Resize(self.size, interpolation=mode, antialias=self.antialias)
+        resize = v2.Resize(self.size, interpolation=mode, antialias=self.antialias)
+        return _WithinInputRange(resize) if self.interpolation == "bicubic" else resize
+
+
+class _WithinInputRange(torch.nn.Module):
+    """Clamp a transform's output to its input's value range.
+
+    Bicubic interpolation of a float image overshoots near edges (its kernel has negative lobes): a 28 -> 32 resize
+    of Fashion-MNIST in [0, 1] gives about -0.09..1.05, which the normalize brush turns into values outside the
+    [-1, 1] every trainer requires. Pillow's and torchvision's uint8 paths clamp by saturation; this does the same
+    for float images, in whatever range the input has.
+    """
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """The inner transform's output, clamped to ``[image.min(), image.max()]``."""
+        low, high = torch.aminmax(image)
+        return self.inner(image).clamp(low, high)
 
 
 @BRUSHES.register("center_crop")
