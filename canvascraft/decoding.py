@@ -10,8 +10,8 @@ alpha). Pillow stays the decoder for what torchvision decodes differently or not
 * GIF: torchvision returns every frame, Pillow (and so the stages) the first;
 * BMP, TIFF: not decoded by ``torchvision.io``.
 
-torchvision 0.29 deprecates its image decoders in favour of TorchCodec (a DeprecationWarning on each call); TorchCodec
-is not installable here yet, so ``decode_rgb`` is the one place to switch, and the equality tests the check.
+torchvision 0.29 deprecates its image decoders in favour of TorchCodec (a DeprecationWarning on each call). TorchCodec
+is not a dependency yet; ``decode_rgb`` is the one place to switch, and the equality tests are the check.
 """
 
 from __future__ import annotations

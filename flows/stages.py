@@ -1,7 +1,8 @@
-"""Parallel stages of the train flow, each a subflow that maps one task over its content-defined pieces.
+"""Parallel stages of the train flow, each a flow that maps one task over its content-defined pieces.
 
-Run a stage with ``tasks.task_runners.run_stage(stage, ...)``: it picks the task runner (thread pool, or Ray when
-``CANVASCRAFT_RAY_ADDRESS`` is set) at run time; ``tasks/task_runners.py`` says why a subflow.
+Run a stage with ``tasks.task_runners.run_stage(stage, ...)``: inside the train flow it runs as part of the train
+flow run on its settings-sized thread pool, or as a subflow on Ray when ``CANVASCRAFT_RAY_ADDRESS`` is set; on its
+own it is a flow on that runner. ``tasks/task_runners.py`` says why.
 """
 
 from __future__ import annotations

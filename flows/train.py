@@ -17,11 +17,14 @@ from tasks.observability import observe_run
 from tasks.publish import publish_model
 from tasks.reporting import publish_ingest_report, start_progress
 from tasks.spec import resolve_spec
-from tasks.task_runners import run_stage
+from tasks.task_runners import SettingsThreadPoolTaskRunner, run_stage
 from tasks.train import start_tracking, tune_trainer
 
 
-@flow(name="train", log_prints=True, on_completion=[observe_run], on_failure=[observe_run], on_crashed=[observe_run])
+# the stages' pieces run on a thread pool the settings size when a run starts, or on Ray: tasks/task_runners.py
+# (type: ignore: Prefect types the decorator's runner as an invariant TaskRunner[PrefectFuture])
+@flow(name="train", log_prints=True, task_runner=SettingsThreadPoolTaskRunner(),  # type: ignore[arg-type]
+      on_completion=[observe_run], on_failure=[observe_run], on_crashed=[observe_run])
 def train(spec: str | dict[str, Any] = "pipelines/digits-quick.yaml",
           extra_sources: list[str] | None = None, incoming_dataset_version: str | None = None) -> dict[str, Any]:
     """Train, evaluate and publish the pipeline described by ``spec``.

@@ -1,6 +1,6 @@
 """The palettes and FID-reference stages as mapped Prefect tasks under the test harness (thread pool of 2), on the
 loopback S3 and a local Feast store: one task run per chunk, a new image recomputes one chunk, an unchanged
-snapshot hits Prefect's cache, and the train flow runs the palettes stage as a subflow."""
+snapshot hits Prefect's cache, and the train flow runs the palettes stage's chunks as its own task runs."""
 
 from __future__ import annotations
 
@@ -137,15 +137,6 @@ def test_train_flow_runs_palettes_as_a_stage_of_mapped_chunks(
     with get_client(sync_client=True) as client:
         stages = client.read_flow_runs(flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(
             any_=[state.state_details.flow_run_id])))
-    palettes = [r for r in stages if r.flow_id == client_flow_id("palettes")]
-    assert len(palettes) == 1
-    runs = task_runs(palettes[0].id, "palette-chunk", features["chunks"])
+    assert stages == []  # without a Ray address the stages run inside the train flow run (tasks/task_runners.py)
+    runs = task_runs(state.state_details.flow_run_id, "palette-chunk", features["chunks"])
     assert features["chunks"] >= 3 and len(runs) == features["chunks"] and features["rows_written"] == 60
-
-
-def client_flow_id(name: str) -> Any:
-    """The id of the flow named ``name`` on the test server."""
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        return client.read_flow_by_name(name).id

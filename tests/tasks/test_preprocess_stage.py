@@ -27,7 +27,7 @@ from canvascraft.spec import PipelineSpec, load_spec
 from canvascraft.stack.s3_server import ARTIFACT_BUCKET
 from flows.stages import preprocess_stage
 from tasks.ingest import ingest_snapshot
-from tasks.task_runners import run_stage, stage_task_runner
+from tasks.task_runners import SettingsThreadPoolTaskRunner, run_stage, stage_task_runner
 from tests.canvascraft.test_preprocess import add_one_image, single_loop
 
 BRUSHES = [{"name": "resize", "params": {"size": 8}}, {"name": "grayscale"}, {"name": "normalize"}]
@@ -54,15 +54,24 @@ def piece_objects(s3_client, prefix: str) -> set[str]:
     return {o["Key"] for o in listed.get("Contents", [])}
 
 
-def shard_runs(state: Any) -> list[Any]:
-    """The ``preprocess-shard`` task runs of one stage run."""
+def shard_runs(state: Any, count: int = 0) -> list[Any]:
+    """The ``preprocess-shard`` task runs of one stage run, once ``count`` of them are in a final state.
+
+    The server records task-run states from events a moment after the engine sends them, so the read is repeated
+    (up to 60 s) until they are final (as tests/tasks/test_feature_stages.py does).
+    """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(
-            any_=[state.state_details.flow_run_id])))
-    return [r for r in runs if r.name.startswith("preprocess-shard")]
+    deadline = time.monotonic() + 60
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(
+                any_=[state.state_details.flow_run_id])))
+        runs = [r for r in runs if r.name.startswith("preprocess-shard")]
+        if (len(runs) >= count and all(r.state and r.state.is_final() for r in runs)) or time.monotonic() > deadline:
+            return runs
+        time.sleep(0.5)
 
 
 def snapshot_spec(s3_client, bucket: str) -> PipelineSpec:
@@ -85,7 +94,7 @@ def test_mapped_stage_recomputes_only_the_changed_piece(prefect_harness, s3_clie
     report = ingest_snapshot.fn(spec)
     first_state = run_stage(preprocess_stage, report, spec, return_state=True)
     first: ShardSet = first_state.result()
-    runs = shard_runs(first_state)
+    runs = shard_runs(first_state, len(first.pieces))
     assert len(first.pieces) >= 3 and len(runs) == len(first.pieces)  # one task run per piece
     assert {r.state.name for r in runs} == {"Completed"} and first.pieces_computed == len(first.pieces)
     before = piece_objects(s3_client, fresh_root)
@@ -98,7 +107,7 @@ def test_mapped_stage_recomputes_only_the_changed_piece(prefect_harness, s3_clie
     second: ShardSet = second_state.result()
     written = piece_objects(s3_client, fresh_root) - before
     assert len(written) == 2 and second.pieces_computed == 1  # exactly one piece computed and written
-    runs = shard_runs(second_state)
+    runs = shard_runs(second_state, len(second.pieces))
     assert len(runs) == len(second.pieces) and {r.state.name for r in runs} <= {"Completed", "Cached"}
     assert torch.equal(load_shards(second, artifact_root(get_settings())), old_loop(spec, report.dataset_version))
 
@@ -146,6 +155,28 @@ def test_stage_runner_is_a_thread_pool_sized_by_the_settings(prefect_harness, mo
     assert len(set(names)) == 2
 
 
+@flow(task_runner=SettingsThreadPoolTaskRunner())
+def host(count: int) -> list[str]:
+    """A flow shaped like train: its runner is sized by the settings when it runs; it runs a stage."""
+    return run_stage(meeting, count)
+
+
+def test_a_stage_runs_inside_a_settings_sized_flow(prefect_harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId
+
+    monkeypatch.delenv("CANVASCRAFT_RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("CANVASCRAFT_STAGE_WORKERS", "2")  # read when the run starts, not at decoration
+    state = host(2, return_state=True)
+    assert len(set(state.result())) == 2  # both pieces met: the run's pool has 2 threads
+    run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+        subflows = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id])))
+    assert len([r for r in runs if r.name.startswith("meet")]) == 2 and subflows == []  # task runs of this run
+
+
 @pytest.mark.e2e
 def test_stage_runs_its_pieces_on_ray(prefect_harness, s3_client, bucket: str, small_pieces: None, fresh_root: str,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
@@ -167,7 +198,7 @@ def test_stage_runs_its_pieces_on_ray(prefect_harness, s3_client, bucket: str, s
         assert {root for _, root in probes} == {get_settings().resolved_artifact_root}
         state = run_stage(preprocess_stage, report, spec, return_state=True)
         shards: ShardSet = state.result()
-        runs = shard_runs(state)
+        runs = shard_runs(state, len(shards.pieces))
         assert len(runs) == len(shards.pieces) >= 3, [(r.name, r.state.name) for r in runs]
         assert shards.pieces_computed == len(shards.pieces), [(r.name, r.state.name) for r in runs]
         assert torch.equal(load_shards(shards, artifact_root(get_settings())),
