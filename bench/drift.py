@@ -13,8 +13,9 @@ def frames(n: int, columns: int = 30, shift: float = 0.0, seed: int = 0):
     import pandas as pd
 
     rng = np.random.default_rng(seed)
-    data = {f"f{i:02d}": (rng.standard_normal(n) + (shift if i % 3 == 0 else 0.0)).astype("float32")
-            for i in range(columns)}
+    data = {
+        f"f{i:02d}": (rng.standard_normal(n) + (shift if i % 3 == 0 else 0.0)).astype("float32") for i in range(columns)
+    }
     frame = pd.DataFrame(data)
     frame.insert(0, "image_id", [f"{seed}-{i}" for i in range(n)])
     return frame
@@ -27,7 +28,8 @@ def evidently_direct(reference, current, columns):
     definition = DataDefinition(numerical_columns=columns)
     snapshot = Report([DataDriftPreset(columns=columns)], include_tests=True).run(
         Dataset.from_pandas(current[columns].astype("float64"), data_definition=definition),
-        Dataset.from_pandas(reference[columns].astype("float64"), data_definition=definition))
+        Dataset.from_pandas(reference[columns].astype("float64"), data_definition=definition),
+    )
     return snapshot.dict()
 
 
@@ -47,12 +49,25 @@ def run(root: Path, sizes: list[int], repeats: int) -> tuple[list[Row], str]:
             ours.append(timed(lambda: compare_features(reference, current, DriftSpec()))[0])
             theirs.append(timed(lambda: evidently_direct(reference, current, columns))[0])
         ratio, spread = paired_ratio(ours, theirs)
-        rows.append(Row("drift comparison", f"{n:,} rows x {len(columns)} features per side", "s", Sample(ours),
-                        Sample(theirs), "Evidently DataDriftPreset Report.run + dict()", ratio, spread,
-                        ratio_label="time CanvasCraft / Evidently", digits=2))
-    text = ("Measures `canvascraft.drift.compare_features` (the Evidently step of the drift_check flow: column "
-            "checks, report, per-column verdicts) on synthetic float32 feature tables, not the whole flow "
-            "(ingest of the incoming prefix, palettes and MLflow logging are measured in their own sections). "
-            "Time grows roughly linearly with rows (10x rows -> ~4x time here: Evidently's fixed report cost "
-            "dominates at 10k).")
+        rows.append(
+            Row(
+                "drift comparison",
+                f"{n:,} rows x {len(columns)} features per side",
+                "s",
+                Sample(ours),
+                Sample(theirs),
+                "Evidently DataDriftPreset Report.run + dict()",
+                ratio,
+                spread,
+                ratio_label="time CanvasCraft / Evidently",
+                digits=2,
+            )
+        )
+    text = (
+        "Measures `canvascraft.drift.compare_features` (the Evidently step of the drift_check flow: column "
+        "checks, report, per-column verdicts) on synthetic float32 feature tables, not the whole flow "
+        "(ingest of the incoming prefix, palettes and MLflow logging are measured in their own sections). "
+        "Time grows roughly linearly with rows (10x rows -> ~4x time here: Evidently's fixed report cost "
+        "dominates at 10k)."
+    )
     return rows, text

@@ -44,8 +44,13 @@ def run(client: Any, sources: dict[int, str], repeats: int, root: Path) -> list[
         for _ in range(repeats):
             fresh_home(root, f"features-{n}")
             settings = get_settings()
-            report = ingest([source], client, settings.home / "cache", ImageRules.from_spec(spec.data),
-                            max_workers=settings.s3_max_concurrency)
+            report = ingest(
+                [source],
+                client,
+                settings.home / "cache",
+                ImageRules.from_spec(spec.data),
+                max_workers=settings.s3_max_concurrency,
+            )
             manifest = SnapshotManifest.load(report.manifest_path)
             ids = snapshot_image_ids(manifest)
             cache = ObjectCache(settings.home / "cache")
@@ -74,17 +79,46 @@ def run(client: Any, sources: dict[int, str], repeats: int, root: Path) -> list[
 
             seconds, bare_rows = timed(bare)
             bare_rps.append(bare_rows / seconds)
-        rows.append(Row("image load + resize (palette input)", f"{n} images", "images/s", Sample(load_s), None,
-                        "", digits=0))
-        rows.append(Row("palettes (image_stats + rgb_histogram)", f"{n} images", "images/s", Sample(palette_ips),
-                        None, "", digits=0))
-        rows.append(Row("features stage (apply + load + palettes + offline write + materialize)", f"{n} images", "s",
-                        Sample(stage_s), None, "", digits=2,
-                        note=f"of which Feast apply {Sample(apply_s).fmt(2)} s (fixed cost per run)"))
+        rows.append(
+            Row("image load + resize (palette input)", f"{n} images", "images/s", Sample(load_s), None, "", digits=0)
+        )
+        rows.append(
+            Row(
+                "palettes (image_stats + rgb_histogram)",
+                f"{n} images",
+                "images/s",
+                Sample(palette_ips),
+                None,
+                "",
+                digits=0,
+            )
+        )
+        rows.append(
+            Row(
+                "features stage (apply + load + palettes + offline write + materialize)",
+                f"{n} images",
+                "s",
+                Sample(stage_s),
+                None,
+                "",
+                digits=2,
+                note=f"of which Feast apply {Sample(apply_s).fmt(2)} s (fixed cost per run)",
+            )
+        )
         ratio, spread = paired_ratio(mat_rps, bare_rps)
-        rows.append(Row("Feast materialization", f"{mat_rows} rows ({n} images x {len(palette_set)} views)", "rows/s",
-                        Sample(mat_rps), Sample(bare_rps), "Feast write_to_online_store of the same rows",
-                        ratio, spread, digits=0,
-                        note="CanvasCraft calls materialize_incremental (offline read via DuckDB/parquet + online "
-                             "write); the baseline is the online write alone"))
+        rows.append(
+            Row(
+                "Feast materialization",
+                f"{mat_rows} rows ({n} images x {len(palette_set)} views)",
+                "rows/s",
+                Sample(mat_rps),
+                Sample(bare_rps),
+                "Feast write_to_online_store of the same rows",
+                ratio,
+                spread,
+                digits=0,
+                note="CanvasCraft calls materialize_incremental (offline read via DuckDB/parquet + online "
+                "write); the baseline is the online write alone",
+            )
+        )
     return rows

@@ -57,14 +57,26 @@ def run(root: Path, n_images: int, dims: int, repeats: int, sqrtm_repeats: int, 
         def torchmetrics_pass() -> None:
             metric.reset()
             for start in range(0, n_images, batch):
-                metric.update(images[start:start + batch], real=True)
+                metric.update(images[start : start + batch], real=True)
 
         seconds, _ = timed(torchmetrics_pass)
         theirs.append(n_images / seconds)
     ratio, spread = paired_ratio(ours, theirs)
-    rows = [Row("FID feature extraction", f"{n_images} images, {dims}-d, batch {batch}", "images/s", Sample(ours),
-                Sample(theirs), "torchmetrics FrechetInceptionDistance.update", ratio, spread, target=">= 0.95",
-                digits=2, note="same local weights, TF-style bilinear resize on both (torchmetrics antialias=False)")]
+    rows = [
+        Row(
+            "FID feature extraction",
+            f"{n_images} images, {dims}-d, batch {batch}",
+            "images/s",
+            Sample(ours),
+            Sample(theirs),
+            "torchmetrics FrechetInceptionDistance.update",
+            ratio,
+            spread,
+            target=">= 0.95",
+            digits=2,
+            note="same local weights, TF-style bilinear resize on both (torchmetrics antialias=False)",
+        )
+    ]
 
     # Fréchet distance at 2048-d on full-rank covariances (3000 samples > 2048 dims).
     rng = np.random.default_rng(0)
@@ -79,20 +91,43 @@ def run(root: Path, n_images: int, dims: int, repeats: int, sqrtm_repeats: int, 
         base_s.append(seconds)
     ours_value = frechet_distance(mu1, s1, mu2, s2)
     ratio = Sample(ours_s).median / Sample(base_s).median
-    rows.append(Row("Fréchet distance", "2048-d, full rank", "s", Sample(ours_s), Sample(base_s),
-                    "scipy.linalg.sqrtm (pytorch-fid formula)", ratio, None, ratio_label="time CanvasCraft / sqrtm",
-                    target="<= 1.0", digits=2,
-                    note=f"values: CanvasCraft {ours_value:.6f}, sqrtm {base_value:.6f} "
-                         f"(rel. diff {abs(ours_value - base_value) / base_value:.1e})"))
+    rows.append(
+        Row(
+            "Fréchet distance",
+            "2048-d, full rank",
+            "s",
+            Sample(ours_s),
+            Sample(base_s),
+            "scipy.linalg.sqrtm (pytorch-fid formula)",
+            ratio,
+            None,
+            ratio_label="time CanvasCraft / sqrtm",
+            target="<= 1.0",
+            digits=2,
+            note=f"values: CanvasCraft {ours_value:.6f}, sqrtm {base_value:.6f} "
+            f"(rel. diff {abs(ours_value - base_value) / base_value:.1e})",
+        )
+    )
     try:
         from torchmetrics.image.fid import _compute_fid
 
         t1, t2 = (torch.from_numpy(x) for x in (mu1, s1)), (torch.from_numpy(x) for x in (mu2, s2))
         (tm1, ts1), (tm2, ts2) = tuple(t1), tuple(t2)
         tm_s = [timed(lambda: _compute_fid(tm1, ts1, tm2, ts2))[0] for _ in range(repeats)]
-        rows.append(Row("Fréchet distance", "2048-d, full rank", "s", Sample(ours_s), Sample(tm_s),
-                        "torchmetrics _compute_fid (eigvals of S1 S2)", Sample(ours_s).median / Sample(tm_s).median,
-                        None, ratio_label="time CanvasCraft / torchmetrics", digits=2))
+        rows.append(
+            Row(
+                "Fréchet distance",
+                "2048-d, full rank",
+                "s",
+                Sample(ours_s),
+                Sample(tm_s),
+                "torchmetrics _compute_fid (eigvals of S1 S2)",
+                Sample(ours_s).median / Sample(tm_s).median,
+                None,
+                ratio_label="time CanvasCraft / torchmetrics",
+                digits=2,
+            )
+        )
     except ImportError:
         pass
     return rows

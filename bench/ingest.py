@@ -37,9 +37,12 @@ def seed_large(client: Any, bucket: str, n: int, side: int = 256) -> str:
     from PIL import Image
 
     prefix = f"large-{side}-{n}"
-    existing = sum(len(p.get("Contents", [])) for p in
-                   client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"))
+    existing = sum(
+        len(p.get("Contents", []))
+        for p in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/")
+    )
     if existing < n:
+
         def put(i: int) -> None:
             pixels = np.random.default_rng(i).integers(0, 256, (side, side, 3), dtype=np.uint8)
             buffer = io.BytesIO()
@@ -58,8 +61,14 @@ def stock_client(client: Any) -> Any:
 
     frozen = client._request_signer._credentials.get_frozen_credentials()  # botocore keeps them only there
     return boto3.session.Session().client(
-        "s3", endpoint_url=client.meta.endpoint_url, region_name=client.meta.region_name, config=client.meta.config,
-        aws_access_key_id=frozen.access_key, aws_secret_access_key=frozen.secret_key, aws_session_token=frozen.token)
+        "s3",
+        endpoint_url=client.meta.endpoint_url,
+        region_name=client.meta.region_name,
+        config=client.meta.config,
+        aws_access_key_id=frozen.access_key,
+        aws_secret_access_key=frozen.secret_key,
+        aws_session_token=frozen.token,
+    )
 
 
 def boto3_download(client: Any, bucket: str, prefix: str, out: Path, workers: int) -> tuple[int, int]:
@@ -85,11 +94,17 @@ def obstore_download(client: Any, bucket: str, prefix: str, out: Path, workers: 
     from obstore.store import S3Store
 
     frozen = client._request_signer._credentials.get_frozen_credentials()  # the bench client's own keys
-    store = S3Store(bucket, endpoint=client.meta.endpoint_url, region=client.meta.region_name,
-                    access_key_id=frozen.access_key, secret_access_key=frozen.secret_key,
-                    client_options={"allow_http": client.meta.endpoint_url.startswith("http://")})
-    keys = [m["path"] for batch in obstore.list(store, prefix=prefix) for m in batch
-            if not m["path"].endswith("labels.csv")]
+    store = S3Store(
+        bucket,
+        endpoint=client.meta.endpoint_url,
+        region=client.meta.region_name,
+        access_key_id=frozen.access_key,
+        secret_access_key=frozen.secret_key,
+        client_options={"allow_http": client.meta.endpoint_url.startswith("http://")},
+    )
+    keys = [
+        m["path"] for batch in obstore.list(store, prefix=prefix) for m in batch if not m["path"].endswith("labels.csv")
+    ]
     out.mkdir(parents=True, exist_ok=True)
 
     def get(key: str) -> int:
@@ -144,8 +159,18 @@ def run(client: Any, bucket: str, sizes: list[int], repeats: int, root: Path, la
             if report2.downloaded or report2.dataset_version != report.dataset_version:
                 raise RuntimeError(f"re-ingest of unchanged {source} downloaded {report2.downloaded} objects")
             re_s.append(again)
-            seconds, count = timed(lambda: ingest([source], client, work / "cache-other", rules, max_workers=workers,
-                                                  reader=make_object_reader(settings, client, other)).downloaded)
+            seconds, count = timed(
+                lambda: (
+                    ingest(
+                        [source],
+                        client,
+                        work / "cache-other",
+                        rules,
+                        max_workers=workers,
+                        reader=make_object_reader(settings, client, other),
+                    ).downloaded
+                )
+            )
             other_obj.append(count / seconds)
             seconds, (count, nbytes) = timed(lambda: boto3_download(plain, bucket, prefix, work / "plain", workers))
             if count != n:
@@ -157,23 +182,78 @@ def run(client: Any, bucket: str, sizes: list[int], repeats: int, root: Path, la
             list_s.append(timed(lambda: boto3_list(plain, bucket, prefix))[0])
             shutil.rmtree(work, ignore_errors=True)
         ratio, spread = paired_ratio(cc_obj, base_obj)
-        rows.append(Row(f"ingest objects/s ({engine} engine)", size, "objects/s", Sample(cc_obj), Sample(base_obj),
-                        baseline, ratio, spread, target=">= 1.0"))
+        rows.append(
+            Row(
+                f"ingest objects/s ({engine} engine)",
+                size,
+                "objects/s",
+                Sample(cc_obj),
+                Sample(base_obj),
+                baseline,
+                ratio,
+                spread,
+                target=">= 1.0",
+            )
+        )
         ratio, spread = paired_ratio(cc_mb, base_mb)
         per_object = report.bytes_downloaded / n
-        rows.append(Row(f"ingest MB/s ({engine} engine)", size, "MB/s", Sample(cc_mb), Sample(base_mb), baseline,
-                        ratio, spread, digits=3,
-                        note=f"objects are {per_object:,.0f}-byte PNGs on average"
-                             + (": per-object cost dominates" if per_object < 10_000 else "")))
+        rows.append(
+            Row(
+                f"ingest MB/s ({engine} engine)",
+                size,
+                "MB/s",
+                Sample(cc_mb),
+                Sample(base_mb),
+                baseline,
+                ratio,
+                spread,
+                digits=3,
+                note=f"objects are {per_object:,.0f}-byte PNGs on average"
+                + (": per-object cost dominates" if per_object < 10_000 else ""),
+            )
+        )
         ratio, spread = paired_ratio(other_obj, base_obj)
-        rows.append(Row(f"ingest objects/s ({other} engine)", size, "objects/s", Sample(other_obj), Sample(base_obj),
-                        baseline, ratio, spread, note="the same ingest with the other engine (engine comparison)"))
+        rows.append(
+            Row(
+                f"ingest objects/s ({other} engine)",
+                size,
+                "objects/s",
+                Sample(other_obj),
+                Sample(base_obj),
+                baseline,
+                ratio,
+                spread,
+                note="the same ingest with the other engine (engine comparison)",
+            )
+        )
         ratio, spread = paired_ratio(cc_obj, bare_obstore)
-        rows.append(Row(f"ingest objects/s ({engine} engine) vs bare obstore", size, "objects/s", Sample(cc_obj),
-                        Sample(bare_obstore), f"obstore get x{workers} threads", ratio, spread,
-                        note="what validation, hashing, the cache and the manifest cost over the bare transfer"))
+        rows.append(
+            Row(
+                f"ingest objects/s ({engine} engine) vs bare obstore",
+                size,
+                "objects/s",
+                Sample(cc_obj),
+                Sample(bare_obstore),
+                f"obstore get x{workers} threads",
+                ratio,
+                spread,
+                note="what validation, hashing, the cache and the manifest cost over the bare transfer",
+            )
+        )
         ratio, spread = paired_ratio(re_s, list_s)
-        rows.append(Row("incremental re-ingest, nothing changed", size, "s", Sample(re_s), Sample(list_s),
-                        "boto3 list only", ratio, spread, ratio_label="re-ingest / list", digits=3,
-                        note="downloads nothing; cost = listing + labels.csv + per-object verdict reuse + manifest"))
+        rows.append(
+            Row(
+                "incremental re-ingest, nothing changed",
+                size,
+                "s",
+                Sample(re_s),
+                Sample(list_s),
+                "boto3 list only",
+                ratio,
+                spread,
+                ratio_label="re-ingest / list",
+                digits=3,
+                note="downloads nothing; cost = listing + labels.csv + per-object verdict reuse + manifest",
+            )
+        )
     return rows

@@ -69,31 +69,55 @@ def plain_train(spec: dict[str, Any], clock: StageClock | None = None) -> dict[s
     clock.mark = time.monotonic()  # the flow's clock starts after resolve-spec too
     data = pipeline.data
     artifacts = artifact_root(settings)
-    report = ingest([data.source, *data.extra_sources], make_s3_client(settings), settings.home / "cache",
-                    ImageRules.from_spec(data), min_valid_count=data.min_valid_count,
-                    min_valid_fraction=data.min_valid_fraction, max_workers=settings.s3_max_concurrency,
-                    artifacts=artifacts)
+    report = ingest(
+        [data.source, *data.extra_sources],
+        make_s3_client(settings),
+        settings.home / "cache",
+        ImageRules.from_spec(data),
+        min_valid_count=data.min_valid_count,
+        min_valid_fraction=data.min_valid_fraction,
+        max_workers=settings.s3_max_concurrency,
+        artifacts=artifacts,
+    )
     clock.done("ingest")
     ingest_markdown(report)
     manifest = load_manifest(report.dataset_version, artifacts)
-    shards = preprocess(manifest, settings.home / "cache", BrushStack.from_spec(pipeline.brushes), artifacts,
-                        seed=pipeline.seed, max_workers=workers)
+    shards = preprocess(
+        manifest,
+        settings.home / "cache",
+        BrushStack.from_spec(pipeline.brushes),
+        artifacts,
+        seed=pipeline.seed,
+        max_workers=workers,
+    )
     clock.done("preprocess")
     features = materialize_snapshot(manifest, pipeline, settings, max_workers=workers)
     clock.done("features")
     selection = build_training_set(manifest, pipeline, settings)
     clock.done("training_set")
-    parent = tracking.start_parent_run(settings, pipeline, report.dataset_version,
-                                       {"canvascraft.dataset_version": report.dataset_version})
+    parent = tracking.start_parent_run(
+        settings, pipeline, report.dataset_version, {"canvascraft.dataset_version": report.dataset_version}
+    )
     tracking.configure(settings)
-    result = run_search(pipeline, shards, selection.get("kept_ids_key"), settings, parent_run_id=parent,
-                        dataset_version=report.dataset_version)
+    result = run_search(
+        pipeline,
+        shards,
+        selection.get("kept_ids_key"),
+        settings,
+        parent_run_id=parent,
+        dataset_version=report.dataset_version,
+    )
     log_trial_samples(result, parent, n=16, seed=pipeline.seed)
     trials_table(result.trials, pipeline.tuner.metric)
     best = result.best_metrics.get(pipeline.tuner.metric)
-    tracking.log_to_run(parent, metrics={f"best_{pipeline.tuner.metric}": float(best) if best is not None else 0.0,
-                                         "tune_wall_seconds": result.wall_seconds},
-                        params={"best_hp": result.best_config.get("hp", {})})
+    tracking.log_to_run(
+        parent,
+        metrics={
+            f"best_{pipeline.tuner.metric}": float(best) if best is not None else 0.0,
+            "tune_wall_seconds": result.wall_seconds,
+        },
+        params={"best_hp": result.best_config.get("hp", {})},
+    )
     clock.done("tune")
     plan = plan_reference(shards, selection["kept_image_ids"], pipeline, settings)
     if not plan.found:  # the fid-reference stage: features per chunk on the stage's threads, then mu/sigma
@@ -101,25 +125,51 @@ def plain_train(spec: dict[str, Any], clock: StageClock | None = None) -> dict[s
 
         extractor = reference_extractor(pipeline, settings)
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(lambda c_i: chunk_features(c_i[0], c_i[1], extractor, artifacts),
-                          zip(plan.chunks, plan.images)))
+            list(
+                pool.map(
+                    lambda c_i: chunk_features(c_i[0], c_i[1], extractor, artifacts), zip(plan.chunks, plan.images)
+                )
+            )
         combine_reference(plan.key, plan.chunks, artifacts, ReferenceStatsCache.for_artifacts(artifacts))
     evaluation = evaluate_checkpoint(result.best_checkpoint, shards, selection["kept_image_ids"], pipeline, settings)
     score = FidScore.model_validate(evaluation["score"])
-    tracking.log_to_run(parent, metrics={"fid": score.fid}, params={"fid_n": score.n, "fid_dims": score.dims},
-                        artifacts=[Path(evaluation["grid"])], artifact_path="samples")
+    tracking.log_to_run(
+        parent,
+        metrics={"fid": score.fid},
+        params={"fid_n": score.n, "fid_dims": score.dims},
+        artifacts=[Path(evaluation["grid"])],
+        artifact_path="samples",
+    )
     clock.done("evaluate")
     name = pipeline.publish.registered_model
-    tags = {"dataset_version": report.dataset_version, "feature_views": ",".join(features.get("feature_views", [])),
-            "brush_stack_hash": shards.stack_key, "spec_hash": pipeline.spec_hash(),
-            "code_version": registry.code_version(), "seed": str(pipeline.seed), "pipeline": pipeline.name,
-            **registry.save_score_tags(score)}
-    version = registry.publish_version(name, result.best_checkpoint, parent, tags,
-                                       publish_key=stable_hash({"run": parent, "checkpoint": result.best_checkpoint}))
+    tags = {
+        "dataset_version": report.dataset_version,
+        "feature_views": ",".join(features.get("feature_views", [])),
+        "brush_stack_hash": shards.stack_key,
+        "spec_hash": pipeline.spec_hash(),
+        "code_version": registry.code_version(),
+        "seed": str(pipeline.seed),
+        "pipeline": pipeline.name,
+        **registry.save_score_tags(score),
+    }
+    version = registry.publish_version(
+        name,
+        result.best_checkpoint,
+        parent,
+        tags,
+        publish_key=stable_hash({"run": parent, "checkpoint": result.best_checkpoint}),
+    )
     gate = pipeline.publish.gate
-    outcome = registry.gate_and_alias(name, version, score, metric=gate.metric, margin=gate.margin,
-                                      tag=pipeline.publish.tag, lock=registry.lock_for(settings.home, name),
-                                      on_unusable=gate.on_unusable_champion)
+    outcome = registry.gate_and_alias(
+        name,
+        version,
+        score,
+        metric=gate.metric,
+        margin=gate.margin,
+        tag=pipeline.publish.tag,
+        lock=registry.lock_for(settings.home, name),
+        on_unusable=gate.on_unusable_champion,
+    )
     tracking.log_to_run(parent, tags={"registered_model": name, "registered_version": version})
     clock.done("publish")
     return {"valid": report.valid, "publish": outcome, "fid": score.fid}
@@ -139,6 +189,7 @@ def demo_spec(source: str, name: str) -> dict[str, Any]:
 
 
 # -- Prefect's floor: flows with no CanvasCraft code ------------------------------------------------------------------
+
 
 def floor_flows() -> dict[str, Callable[[], Any]]:
     """Flows with no CanvasCraft code, shaped like the train flow (10 tasks; its 3 parallel stages as subflows of 4
@@ -168,14 +219,18 @@ def floor_flows() -> dict[str, Callable[[], Any]]:
     def empty(tasks: int, stages: str) -> int:
         total = sum(noop(i) for i in range(tasks))
         for i in range(3 if stages != "none" else 0):
-            total += (sum(noop.map(range(4)).result()) if stages == "mapped" else
-                      run_stage(i, own_heartbeat=stages == "subflows"))
+            total += (
+                sum(noop.map(range(4)).result())
+                if stages == "mapped"
+                else run_stage(i, own_heartbeat=stages == "subflows")
+            )
         return total
 
     def no_heartbeat(fn: Callable[[], Any]) -> Callable[[], Any]:
         def run() -> Any:
             with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
                 return fn()
+
         return run
 
     return {
@@ -190,6 +245,7 @@ def floor_flows() -> dict[str, Callable[[], Any]]:
 
 
 # -- the pairs --------------------------------------------------------------------------------------------------------
+
 
 def fresh_run(root: Path, name: str) -> None:
     """A fresh CANVASCRAFT_HOME and a local Ray started for it, before the timing.
@@ -227,8 +283,9 @@ def capture_flow_stages() -> list[dict[str, float]]:
     return captured
 
 
-def _pairs(label: str, make_spec: Any, source: str, root: Path, pairs: int,
-           between: Callable[[], None] | None = None) -> tuple[list[float], list[float], list[dict], list[dict]]:
+def _pairs(
+    label: str, make_spec: Any, source: str, root: Path, pairs: int, between: Callable[[], None] | None = None
+) -> tuple[list[float], list[float], list[dict], list[dict]]:
     """Interleaved (flow, plain) runs of one spec, each in a fresh home and Ray; the order alternates per pair."""
     from flows.train import train
 
@@ -261,15 +318,35 @@ def _rows(figure: str, size: str, flow_s: list[float], plain_s: list[float]) -> 
     pct = [(f - p) / p for f, p in zip(flow_s, plain_s)]
     ratio = Sample(flow_s).median / Sample(plain_s).median - 1
     return [
-        Row(figure, size, "s", Sample(flow_s), Sample(plain_s), "same core functions in plain Python", ratio,
-            (min(pct), max(pct)), ratio_label="overhead (flow / plain - 1)", target="<= 5%", digits=2),
-        Row("orchestration fixed cost", size, "s", Sample(overhead), None, "", digits=2,
-            note="flow minus plain, per interleaved pair"),
+        Row(
+            figure,
+            size,
+            "s",
+            Sample(flow_s),
+            Sample(plain_s),
+            "same core functions in plain Python",
+            ratio,
+            (min(pct), max(pct)),
+            ratio_label="overhead (flow / plain - 1)",
+            target="<= 5%",
+            digits=2,
+        ),
+        Row(
+            "orchestration fixed cost",
+            size,
+            "s",
+            Sample(overhead),
+            None,
+            "",
+            digits=2,
+            note="flow minus plain, per interleaved pair",
+        ),
     ]
 
 
-def _stage_rows(size: str, flow_s: list[float], plain_s: list[float], flow_stages: list[dict],
-                plain_stages: list[dict]) -> list[Row]:
+def _stage_rows(
+    size: str, flow_s: list[float], plain_s: list[float], flow_stages: list[dict], plain_stages: list[dict]
+) -> list[Row]:
     """Flow vs plain per stage (same boundaries), and the flow's time outside every stage."""
     rows = []
     for stage in STAGES:
@@ -278,14 +355,25 @@ def _stage_rows(size: str, flow_s: list[float], plain_s: list[float], flow_stage
         rows.append(Row(f"stage {stage}", size, "s", Sample(f), Sample(p), "plain", digits=2))
     outside_flow = [total - sum(s.values()) for total, s in zip(flow_s, flow_stages)]
     outside_plain = [total - sum(s.values()) for total, s in zip(plain_s, plain_stages)]
-    rows.append(Row("outside the stages", size, "s", Sample(outside_flow), Sample(outside_plain), "plain", digits=2,
-                    note="flow: flow-run creation, resolve-spec, progress artifact, the state hooks (metrics push, "
-                         "summary artifact), end-of-run waits; plain: load_spec"))
+    rows.append(
+        Row(
+            "outside the stages",
+            size,
+            "s",
+            Sample(outside_flow),
+            Sample(outside_plain),
+            "plain",
+            digits=2,
+            note="flow: flow-run creation, resolve-spec, progress artifact, the state hooks (metrics push, "
+            "summary artifact), end-of-run waits; plain: load_spec",
+        )
+    )
     return rows
 
 
-def run(client: Any, bucket: str, root: Path, pairs: int, demo_pairs: int = 1,
-        n_objects: int = 200) -> tuple[list[Row], str]:
+def run(
+    client: Any, bucket: str, root: Path, pairs: int, demo_pairs: int = 1, n_objects: int = 200
+) -> tuple[list[Row], str]:
     from bench.ingest import seed
 
     seed(client, bucket, [n_objects, 1797])
@@ -308,8 +396,11 @@ def run(client: Any, bucket: str, root: Path, pairs: int, demo_pairs: int = 1,
         for fn in floors.values():
             fn()
         flow_s, plain_s, flow_stages, plain_stages = _pairs("tiny", tiny_spec, source, root, pairs, measure_floors)
-        demo = (_pairs("demo", demo_spec, f"s3://{bucket}/digits-1797", root, demo_pairs)
-                if demo_pairs else ([], [], [], []))
+        demo = (
+            _pairs("demo", demo_spec, f"s3://{bucket}/digits-1797", root, demo_pairs)
+            if demo_pairs
+            else ([], [], [], [])
+        )
     import ray
 
     if ray.is_initialized():
@@ -317,21 +408,28 @@ def run(client: Any, bucket: str, root: Path, pairs: int, demo_pairs: int = 1,
     size = f"{n_objects} digits, tiny DCGAN x2 trials, FID 64-d N=32"
     rows = _rows("train flow wall time", size, flow_s, plain_s)
     if demo[0]:
-        rows += _rows("train flow wall time", "demo spec: 1797 digits, DDPM 16x16 x2 trials, FID 64-d N=200",
-                      demo[0], demo[1])
+        rows += _rows(
+            "train flow wall time", "demo spec: 1797 digits, DDPM 16x16 x2 trials, FID 64-d N=200", demo[0], demo[1]
+        )
     for name, values in floor_s.items():
         rows.append(Row(f"Prefect floor: {name}", "per flow run", "s", Sample(values), None, "", digits=2))
-    rows[-len(floor_s)].note = ("no CanvasCraft code; heartbeats on is Prefect's default (kept: "
-                                "deployments/automations/crash-zombie-runs.yaml); at the end of every flow run, "
-                                "subflows included, the engine joins its heartbeat thread, which sleeps in 1 s steps "
-                                "(prefect/flow_engine.py _send_heartbeats)")
-    rows[-2].note = ("without those joins the next subflow's writes meet the SQLite test server still busy: it "
-                     "answers 503 (database locked) and Prefect's client retries after ~2 s (its debug log)")
+    rows[-len(floor_s)].note = (
+        "no CanvasCraft code; heartbeats on is Prefect's default (kept: "
+        "deployments/automations/crash-zombie-runs.yaml); at the end of every flow run, "
+        "subflows included, the engine joins its heartbeat thread, which sleeps in 1 s steps "
+        "(prefect/flow_engine.py _send_heartbeats)"
+    )
+    rows[-2].note = (
+        "without those joins the next subflow's writes meet the SQLite test server still busy: it "
+        "answers 503 (database locked) and Prefect's client retries after ~2 s (its debug log)"
+    )
     rows += _stage_rows(size, flow_s, plain_s, flow_stages, plain_stages)
-    text = (f"Temporary Prefect test server start (not counted above; a deployment talks to a running server): "
-            f"{harness_seconds:.1f} s. One unmeasured warm-up pair ran first; each run used a fresh CANVASCRAFT_HOME "
-            f"(empty caches, Feast store, MLflow db, artifact root) and its own local Ray, started (and every CPU run "
-            f"once) before the clock; pairs alternate which variant runs first; the floor flows ran after each pair. "
-            f"The stage rows split each run at the flow's progress marks (tasks/reporting.py TRAIN_STAGES); the "
-            f"plain run marks the same boundaries. The Prefect test server shares the same 2 cores.")
+    text = (
+        f"Temporary Prefect test server start (not counted above; a deployment talks to a running server): "
+        f"{harness_seconds:.1f} s. One unmeasured warm-up pair ran first; each run used a fresh CANVASCRAFT_HOME "
+        f"(empty caches, Feast store, MLflow db, artifact root) and its own local Ray, started (and every CPU run "
+        f"once) before the clock; pairs alternate which variant runs first; the floor flows ran after each pair. "
+        f"The stage rows split each run at the flow's progress marks (tasks/reporting.py TRAIN_STAGES); the "
+        f"plain run marks the same boundaries. The Prefect test server shares the same 2 cores."
+    )
     return rows, text

@@ -20,10 +20,17 @@ from typing import Any
 from bench.common import Row, Sample, load_average, paired_ratio
 
 PHOTO_SIZE = (512, 384)  # preprocess's "photo-sized" input (width, height): decoding dominates, as for real photos
-PHOTO_STACK = [{"name": "resize", "params": {"size": 64}}, {"name": "center_crop", "params": {"size": 64}},
-               {"name": "normalize"}]
-DIGITS_STACK = [{"name": "resize", "params": {"size": 8}}, {"name": "center_crop", "params": {"size": 8}},
-                {"name": "grayscale"}, {"name": "normalize"}]
+PHOTO_STACK = [
+    {"name": "resize", "params": {"size": 64}},
+    {"name": "center_crop", "params": {"size": 64}},
+    {"name": "normalize"},
+]
+DIGITS_STACK = [
+    {"name": "resize", "params": {"size": 8}},
+    {"name": "center_crop", "params": {"size": 8}},
+    {"name": "grayscale"},
+    {"name": "normalize"},
+]
 
 
 def snapshot_from(samples: list[tuple[str, str | None, bytes]], cache_root: Path) -> Any:
@@ -41,8 +48,19 @@ def snapshot_from(samples: list[tuple[str, str | None, bytes]], cache_root: Path
         cache.put(sha, data)
         with Image.open(io.BytesIO(data)) as image:
             width, height, mode = image.width, image.height, image.mode
-        entries.append(ManifestEntry(uri=f"s3://bench/{key}", key=key, etag=sha[:32], sha256=sha, size=len(data),
-                                     label=label, width=width, height=height, mode=mode))
+        entries.append(
+            ManifestEntry(
+                uri=f"s3://bench/{key}",
+                key=key,
+                etag=sha[:32],
+                sha256=sha,
+                size=len(data),
+                label=label,
+                width=width,
+                height=height,
+                mode=mode,
+            )
+        )
     return SnapshotManifest(sources=["s3://bench"], entries=sorted(entries, key=lambda e: e.uri))
 
 
@@ -81,8 +99,9 @@ def single_loop(manifest: Any, cache_root: Path, stack: Any, seed: int, out: Pat
     from canvascraft.ingest.cache import ObjectCache
 
     cache = ObjectCache(cache_root)
-    batch = torch.stack([stack(load_image_pil(cache.object_path(e.sha256)), seed=seed, key=e.sha256)
-                         for e in manifest.entries]).contiguous()
+    batch = torch.stack(
+        [stack(load_image_pil(cache.object_path(e.sha256)), seed=seed, key=e.sha256) for e in manifest.entries]
+    ).contiguous()
     save_file({"images": batch}, str(out / "shard-00000.safetensors"))
     return len(batch)
 
@@ -108,8 +127,9 @@ def gil_free_ratio(megabytes: int = 64) -> float:
     return seconds[0] / seconds[1]
 
 
-def _measure(name: str, samples: list[tuple[str, str | None, bytes]], brushes: list[dict[str, Any]], root: Path,
-             repeats: int) -> tuple[list[Row], str]:
+def _measure(
+    name: str, samples: list[tuple[str, str | None, bytes]], brushes: list[dict[str, Any]], root: Path, repeats: int
+) -> tuple[list[Row], str]:
     """Interleaved repeats of: the old loop, pieces on 1 worker, pieces on 2 workers (each into an empty root), and
     the GIL-free control right before the 2-worker run (the ceiling of its ratio on this machine at that moment)."""
     from canvascraft.artifact_root import ArtifactRoot
@@ -144,16 +164,44 @@ def _measure(name: str, samples: list[tuple[str, str | None, bytes]], brushes: l
     ratio_one, spread_one = paired_ratio(one, loop)
     ratio_end, spread_end = paired_ratio(two, loop)
     rows = [
-        Row(f"preprocess {name}: 2 workers vs 1", size, "images/s", Sample(two), Sample(one), "1 worker",
-            ratio_two, spread_two, "2 workers / 1 worker", ">= 1.7",
+        Row(
+            f"preprocess {name}: 2 workers vs 1",
+            size,
+            "images/s",
+            Sample(two),
+            Sample(one),
+            "1 worker",
+            ratio_two,
+            spread_two,
+            "2 workers / 1 worker",
+            ">= 1.7",
             note=f"{pieces} pieces; CPU time / wall time of the 2-worker runs {min(busy):.2f}–{max(busy):.2f} "
-                 f"(2.0 = both cores); GIL-free control (sha256, 2 threads / 1) just before each: "
-                 f"{min(ceiling):.2f}–{max(ceiling):.2f}, so the stage reached "
-                 f"{ratio_two / statistics.median(ceiling):.0%} of what the machine allowed"),
-        Row(f"preprocess {name}: pieces on 1 worker vs the old loop", size, "images/s", Sample(one), Sample(loop),
-            "old single loop (Pillow)", ratio_one, spread_one, "1 worker / old loop"),
-        Row(f"preprocess {name}: 2 workers vs the old loop", size, "images/s", Sample(two), Sample(loop),
-            "old single loop (Pillow)", ratio_end, spread_end, "2 workers / old loop"),
+            f"(2.0 = both cores); GIL-free control (sha256, 2 threads / 1) just before each: "
+            f"{min(ceiling):.2f}–{max(ceiling):.2f}, so the stage reached "
+            f"{ratio_two / statistics.median(ceiling):.0%} of what the machine allowed",
+        ),
+        Row(
+            f"preprocess {name}: pieces on 1 worker vs the old loop",
+            size,
+            "images/s",
+            Sample(one),
+            Sample(loop),
+            "old single loop (Pillow)",
+            ratio_one,
+            spread_one,
+            "1 worker / old loop",
+        ),
+        Row(
+            f"preprocess {name}: 2 workers vs the old loop",
+            size,
+            "images/s",
+            Sample(two),
+            Sample(loop),
+            "old single loop (Pillow)",
+            ratio_end,
+            spread_end,
+            "2 workers / old loop",
+        ),
     ]
     return rows, f"{name}: load average {load_average()} after the runs"
 
@@ -161,8 +209,10 @@ def _measure(name: str, samples: list[tuple[str, str | None, bytes]], brushes: l
 def preprocess_rows(root: Path, photos: int, repeats: int) -> tuple[list[Row], list[str]]:
     """The preprocess stage on photo-sized JPEGs and on the 8 x 8 digits."""
     rows, notes = [], []
-    for name, samples, brushes in (("photos (512x384 JPEG -> 64 px)", photo_samples(photos, PHOTO_SIZE), PHOTO_STACK),
-                                   ("digits (8 px PNG)", digit_samples(1797), DIGITS_STACK)):
+    for name, samples, brushes in (
+        ("photos (512x384 JPEG -> 64 px)", photo_samples(photos, PHOTO_SIZE), PHOTO_STACK),
+        ("digits (8 px PNG)", digit_samples(1797), DIGITS_STACK),
+    ):
         stage_rows, note = _measure(name, samples, brushes, root, repeats)
         rows += stage_rows
         notes.append(note)
@@ -186,8 +236,9 @@ def palette_loop(paths: list[Path], ids: list[str], palette_set: Any) -> int:
     return len(ids)
 
 
-def _measure_palettes(name: str, samples: list[tuple[str, str | None, bytes]], root: Path,
-                      repeats: int) -> tuple[list[Row], str]:
+def _measure_palettes(
+    name: str, samples: list[tuple[str, str | None, bytes]], root: Path, repeats: int
+) -> tuple[list[Row], str]:
     """Interleaved repeats of: the old palette loop, chunks on 1 worker, chunks on 2 workers (no Feast I/O)."""
     from canvascraft.features.palette_chunks import compute_chunks, plan_palette_chunks
     from canvascraft.ingest.cache import ObjectCache
@@ -195,8 +246,9 @@ def _measure_palettes(name: str, samples: list[tuple[str, str | None, bytes]], r
 
     work = Path(tempfile.mkdtemp(prefix=f"palettes-{name[:6]}-", dir=root))
     manifest = snapshot_from(samples, work / "cache")
-    palette_set = PaletteSet.from_spec([{"name": c["name"], "params": {"image_size": PALETTE_SIZE,
-                                                                       **c.get("params", {})}} for c in PALETTES])
+    palette_set = PaletteSet.from_spec(
+        [{"name": c["name"], "params": {"image_size": PALETTE_SIZE, **c.get("params", {})}} for c in PALETTES]
+    )
     cache = ObjectCache(work / "cache")
     ids = [e.sha256 for e in manifest.entries]
     paths = {i: cache.object_path(i) for i in ids}
@@ -221,14 +273,42 @@ def _measure_palettes(name: str, samples: list[tuple[str, str | None, bytes]], r
     ratio_one, spread_one = paired_ratio(one, loop)
     ratio_end, spread_end = paired_ratio(two, loop)
     rows = [
-        Row(f"palettes {name}: 2 workers vs 1", size, "images/s", Sample(two), Sample(one), "1 worker",
-            ratio_two, spread_two, "2 workers / 1 worker", ">= 1.7",
+        Row(
+            f"palettes {name}: 2 workers vs 1",
+            size,
+            "images/s",
+            Sample(two),
+            Sample(one),
+            "1 worker",
+            ratio_two,
+            spread_two,
+            "2 workers / 1 worker",
+            ">= 1.7",
             note=f"{len(chunks)} chunks; CPU time / wall time of the 1-worker runs {min(busy[1]):.2f}–"
-                 f"{max(busy[1]):.2f}, of the 2-worker runs {min(busy[2]):.2f}–{max(busy[2]):.2f} (2.0 = both cores)"),
-        Row(f"palettes {name}: chunks on 1 worker vs the old loop", size, "images/s", Sample(one), Sample(loop),
-            "old single loop (Pillow)", ratio_one, spread_one, "1 worker / old loop"),
-        Row(f"palettes {name}: 2 workers vs the old loop", size, "images/s", Sample(two), Sample(loop),
-            "old single loop (Pillow)", ratio_end, spread_end, "2 workers / old loop"),
+            f"{max(busy[1]):.2f}, of the 2-worker runs {min(busy[2]):.2f}–{max(busy[2]):.2f} (2.0 = both cores)",
+        ),
+        Row(
+            f"palettes {name}: chunks on 1 worker vs the old loop",
+            size,
+            "images/s",
+            Sample(one),
+            Sample(loop),
+            "old single loop (Pillow)",
+            ratio_one,
+            spread_one,
+            "1 worker / old loop",
+        ),
+        Row(
+            f"palettes {name}: 2 workers vs the old loop",
+            size,
+            "images/s",
+            Sample(two),
+            Sample(loop),
+            "old single loop (Pillow)",
+            ratio_end,
+            spread_end,
+            "2 workers / old loop",
+        ),
     ]
     return rows, f"palettes {name}: load average {load_average()} after the runs"
 
@@ -256,9 +336,21 @@ def control_rows(repeats: int) -> list[Row]:
             [w.join() for w in workers]
             figures.append(50 * 4 * threads / (time.perf_counter() - started))
     ratio, spread = paired_ratio(two, one)
-    return [Row("control: GIL-free sha256, 2 threads vs 1", "4 MiB x 50 per thread", "MiB/s",
-                Sample(two), Sample(one), "1 thread", ratio, spread, "2 threads / 1 thread", digits=0,
-                note="the ceiling of any 2-worker ratio measured in this run (2.0 on 2 idle cores)")]
+    return [
+        Row(
+            "control: GIL-free sha256, 2 threads vs 1",
+            "4 MiB x 50 per thread",
+            "MiB/s",
+            Sample(two),
+            Sample(one),
+            "1 thread",
+            ratio,
+            spread,
+            "2 threads / 1 thread",
+            digits=0,
+            note="the ceiling of any 2-worker ratio measured in this run (2.0 on 2 idle cores)",
+        )
+    ]
 
 
 def palettes_rows(root: Path, photos: int, repeats: int) -> tuple[list[Row], list[str]]:
@@ -283,13 +375,18 @@ def run(root: Path, photos: int, repeats: int) -> tuple[list[Row], str]:
         rows, notes = rows + palette_rows, notes + palette_notes
     finally:
         torch.set_num_threads(threads)
-    text = "\n".join([
-        ("Images/s of the preprocess stage through its core function (the pieces and piece function the Prefect "
-         "`preprocess-shard` tasks run) on a thread pool of 1 and 2 workers, against the single loop it replaced "
-         "(Pillow decode + brushes + one `torch.stack`, one safetensors file), interleaved repeats in one process, "
-         "torch intra-op threads set to 1. Pieces decode with `torchvision.io` (PNG/JPEG/WEBP), which releases the "
-         "GIL; a worker count above the cores the machine gives this process cannot help, so read the 2-worker "
-         "ratio with the CPU-time / wall-time note beside it: this 2-core machine is shared with other jobs."),
-        "", *[f"- {note}" for note in notes],
-    ])
+    text = "\n".join(
+        [
+            (
+                "Images/s of the preprocess stage through its core function (the pieces and piece function the Prefect "
+                "`preprocess-shard` tasks run) on a thread pool of 1 and 2 workers, against the single loop it replaced "
+                "(Pillow decode + brushes + one `torch.stack`, one safetensors file), interleaved repeats in one process, "
+                "torch intra-op threads set to 1. Pieces decode with `torchvision.io` (PNG/JPEG/WEBP), which releases the "
+                "GIL; a worker count above the cores the machine gives this process cannot help, so read the 2-worker "
+                "ratio with the CPU-time / wall-time note beside it: this 2-core machine is shared with other jobs."
+            ),
+            "",
+            *[f"- {note}" for note in notes],
+        ]
+    )
     return rows, text

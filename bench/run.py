@@ -17,17 +17,53 @@ from pathlib import Path
 
 PROFILES = {
     # a few minutes on 2 loaded cores
-    "quick": dict(ingest_sizes=[200, 500, 1000, 1797], ingest_repeats=3, ingest_large=100, feature_sizes=[200, 500, 1000], feature_repeats=2,
-                  fid_images=64, fid_dims=64, fid_repeats=3, sqrtm_repeats=1,
-                  train_steps=40, train_trials=3, flow_pairs=3, demo_pairs=1, drift_sizes=[10_000, 100_000],
-                  drift_repeats=2, memory_steps=20, memory_repeats=1, parallel_photos=2000, parallel_repeats=3,
-                  ddp_steps=60, ddp_repeats=2),
+    "quick": dict(
+        ingest_sizes=[200, 500, 1000, 1797],
+        ingest_repeats=3,
+        ingest_large=100,
+        feature_sizes=[200, 500, 1000],
+        feature_repeats=2,
+        fid_images=64,
+        fid_dims=64,
+        fid_repeats=3,
+        sqrtm_repeats=1,
+        train_steps=40,
+        train_trials=3,
+        flow_pairs=3,
+        demo_pairs=1,
+        drift_sizes=[10_000, 100_000],
+        drift_repeats=2,
+        memory_steps=20,
+        memory_repeats=1,
+        parallel_photos=2000,
+        parallel_repeats=3,
+        ddp_steps=60,
+        ddp_repeats=2,
+    ),
     # tens of minutes
-    "full": dict(ingest_sizes=[200, 500, 1000, 1797], ingest_repeats=5, ingest_large=500, feature_sizes=[200, 500, 1000, 1797],
-                 feature_repeats=3, fid_images=128, fid_dims=2048, fid_repeats=3, sqrtm_repeats=3,
-                 train_steps=60, train_trials=5, flow_pairs=4, demo_pairs=2, drift_sizes=[10_000, 100_000],
-                 drift_repeats=3, memory_steps=40, memory_repeats=2, parallel_photos=5000, parallel_repeats=5,
-                 ddp_steps=100, ddp_repeats=3),
+    "full": dict(
+        ingest_sizes=[200, 500, 1000, 1797],
+        ingest_repeats=5,
+        ingest_large=500,
+        feature_sizes=[200, 500, 1000, 1797],
+        feature_repeats=3,
+        fid_images=128,
+        fid_dims=2048,
+        fid_repeats=3,
+        sqrtm_repeats=3,
+        train_steps=60,
+        train_trials=5,
+        flow_pairs=4,
+        demo_pairs=2,
+        drift_sizes=[10_000, 100_000],
+        drift_repeats=3,
+        memory_steps=40,
+        memory_repeats=2,
+        parallel_photos=5000,
+        parallel_repeats=5,
+        ddp_steps=100,
+        ddp_repeats=3,
+    ),
 }
 SECTIONS = ["ingest", "fid", "features", "training", "orchestration", "drift", "memory", "parallel", "ddp"]
 
@@ -73,69 +109,96 @@ def main(argv: list[str] | None = None) -> int:
 
     sources: dict[int, str] = {}
     try:
+
         def do_ingest() -> None:
             from bench import ingest
-            rows = ingest.run(client, bucket, config["ingest_sizes"], config["ingest_repeats"], root,
-                              large=config["ingest_large"])
+
+            rows = ingest.run(
+                client, bucket, config["ingest_sizes"], config["ingest_repeats"], root, large=config["ingest_large"]
+            )
             sources.update({n: f"s3://{bucket}/digits-{n}" for n in config["ingest_sizes"]})
-            report.add("Ingest (loopback S3: rclone serve s3)", rows,
-                       "Cold ingest into an empty cache vs boto3 downloading the same prefix to files with the same "
-                       "thread count; then a re-ingest with nothing changed vs a bare listing of the prefix.")
+            report.add(
+                "Ingest (loopback S3: rclone serve s3)",
+                rows,
+                "Cold ingest into an empty cache vs boto3 downloading the same prefix to files with the same "
+                "thread count; then a re-ingest with nothing changed vs a bare listing of the prefix.",
+            )
 
         def do_fid() -> None:
             from bench import fid
-            rows = fid.run(root, config["fid_images"], config["fid_dims"], config["fid_repeats"], config["sqrtm_repeats"])
+
+            rows = fid.run(
+                root, config["fid_images"], config["fid_dims"], config["fid_repeats"], config["sqrtm_repeats"]
+            )
             report.add("FID", rows)
 
         def do_features() -> None:
             from bench import features, ingest
+
             if not sources:
                 ingest.seed(client, bucket, config["feature_sizes"])
             srcs = {n: f"s3://{bucket}/digits-{n}" for n in config["feature_sizes"]}
             for n in config["feature_sizes"]:
                 if n not in sources:
                     ingest.seed(client, bucket, [n])
-            report.add("Features (palettes + Feast, sqlite online store)", features.run(client, srcs,
-                       config["feature_repeats"], root))
+            report.add(
+                "Features (palettes + Feast, sqlite online store)",
+                features.run(client, srcs, config["feature_repeats"], root),
+            )
 
         def do_training() -> None:
             from bench import training
+
             rows, text = training.run(root, config["train_steps"], config["train_trials"])
             report.add("Training throughput (Ray Tune trial vs bare diffusers loop)", rows, text)
 
         def do_orchestration() -> None:
             from bench import orchestration
+
             rows, text = orchestration.run(client, bucket, root, config["flow_pairs"], config["demo_pairs"])
             report.add("Orchestration overhead (Prefect train flow vs plain Python)", rows, text)
 
         def do_drift() -> None:
             from bench import drift
+
             rows, text = drift.run(root, config["drift_sizes"], config["drift_repeats"])
             report.add("Drift", rows, text)
 
         def do_memory() -> None:
             from bench import memory
+
             rows, text = memory.run(root, config["memory_steps"], config["memory_repeats"])
             report.add("Training data memory (issue 14)", rows, text)
 
         def do_parallel() -> None:
             from bench import parallel_stages
+
             rows, text = parallel_stages.run(root, config["parallel_photos"], config["parallel_repeats"])
             report.add("Parallel stages (issue 14)", rows, text)
 
         def do_ddp() -> None:
             from bench import ddp
+
             rows, text = ddp.run(root, config["ddp_steps"], config["ddp_repeats"])
             report.add("Multi-worker trials (issue 14)", rows, text)
 
-        for name, fn in [("ingest", do_ingest), ("fid", do_fid), ("features", do_features),
-                         ("training", do_training), ("orchestration", do_orchestration), ("drift", do_drift),
-                         ("memory", do_memory), ("parallel", do_parallel), ("ddp", do_ddp)]:
+        for name, fn in [
+            ("ingest", do_ingest),
+            ("fid", do_fid),
+            ("features", do_features),
+            ("training", do_training),
+            ("orchestration", do_orchestration),
+            ("drift", do_drift),
+            ("memory", do_memory),
+            ("parallel", do_parallel),
+            ("ddp", do_ddp),
+        ]:
             section(name, fn)
     finally:
         s3.stop()
         try:
             import ray
+
             if ray.is_initialized():
                 ray.shutdown()
         except Exception:

@@ -24,8 +24,9 @@ def train_spec(source: str, steps: int, trials: int) -> dict[str, Any]:
     spec["data"] = {"source": source, "min_valid_count": 1}
     spec["trainer"]["params"].update(steps=steps, log_every=10, warmup_steps=5)
     spec["trainer"]["search_space"] = {"learning_rate": {"type": "choice", "values": [0.0002]}}
-    spec["tuner"].update(num_samples=trials, max_concurrent_trials=1, resources={"cpu": CPU_THREADS, "gpu": 0},
-                         checkpoint_every=steps)
+    spec["tuner"].update(
+        num_samples=trials, max_concurrent_trials=1, resources={"cpu": CPU_THREADS, "gpu": 0}, checkpoint_every=steps
+    )
     spec["device"] = "cpu"
     return spec
 
@@ -36,10 +37,18 @@ def bare_diffusers_loop(images: torch.Tensor, params: dict[str, Any], steps: int
 
     torch.manual_seed(0)
     widths = tuple(params["block_out_channels"])
-    unet = UNet2DModel(sample_size=params["sample_size"], in_channels=params["channels"],
-                       out_channels=params["channels"], block_out_channels=widths, layers_per_block=2,
-                       down_block_types=("DownBlock2D",) * len(widths), up_block_types=("UpBlock2D",) * len(widths),
-                       add_attention=True, attention_head_dim=8, norm_num_groups=8)
+    unet = UNet2DModel(
+        sample_size=params["sample_size"],
+        in_channels=params["channels"],
+        out_channels=params["channels"],
+        block_out_channels=widths,
+        layers_per_block=2,
+        down_block_types=("DownBlock2D",) * len(widths),
+        up_block_types=("UpBlock2D",) * len(widths),
+        add_attention=True,
+        attention_head_dim=8,
+        norm_num_groups=8,
+    )
     scheduler = DDPMScheduler(num_train_timesteps=1000)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=2e-4, betas=(0.95, 0.999), weight_decay=1e-6, eps=1e-8)
     batch = params["batch_size"]
@@ -71,9 +80,20 @@ def shards_for(source: str, spec: Any, root: Path) -> Any:
     seed(_client(), source.split("/")[2], [int(source.rsplit("-", 1)[1])])  # idempotent
     fresh_home(root, "training")
     settings = get_settings()
-    report = ingest([source], _client(), settings.home / "cache", ImageRules.from_spec(spec.data), max_workers=settings.s3_max_concurrency)
-    return report, preprocess(SnapshotManifest.load(report.manifest_path), settings.home / "cache",
-                              BrushStack.from_spec(spec.brushes), artifact_root(settings), seed=spec.seed)
+    report = ingest(
+        [source],
+        _client(),
+        settings.home / "cache",
+        ImageRules.from_spec(spec.data),
+        max_workers=settings.s3_max_concurrency,
+    )
+    return report, preprocess(
+        SnapshotManifest.load(report.manifest_path),
+        settings.home / "cache",
+        BrushStack.from_spec(spec.brushes),
+        artifact_root(settings),
+        seed=spec.seed,
+    )
 
 
 def warm_ray(settings: Any) -> float:
@@ -136,8 +156,9 @@ def run(root: Path, steps: int, trials: int, source: str = "s3://bench/digits-10
     batch = params["batch_size"]
     for spec in specs:
         bare_repeat()
-        seconds, result = timed(lambda: run_search(spec, shards, None, settings,
-                                                   dataset_version=report.dataset_version))
+        seconds, result = timed(
+            lambda: run_search(spec, shards, None, settings, dataset_version=report.dataset_version)
+        )
         search_seconds.append(seconds)
         tune_overhead.append(result.tune_overhead_seconds)
         (history,) = trial_histories(result.experiment_path)
@@ -149,20 +170,39 @@ def run(root: Path, steps: int, trials: int, source: str = "s3://bench/digits-10
     ratio, spread = paired_ratio(inside, bracket)
     wall_ratio, _ = paired_ratio(inside_wall, bracket_wall)
     shape = "x".join(str(s) for s in shards.shape)
-    size = (f"UNet {list(params['block_out_channels'])}, {shape}, batch {batch}, {steps} steps, "
-            f"{CPU_THREADS} threads")
+    size = f"UNet {list(params['block_out_channels'])}, {shape}, batch {batch}, {steps} steps, {CPU_THREADS} threads"
     rows = [
-        Row("training images/s (step time)", size, "images/s", Sample(inside), Sample(bare),
-            "bare diffusers loop", ratio, spread, target=">= 0.95",
+        Row(
+            "training images/s (step time)",
+            size,
+            "images/s",
+            Sample(inside),
+            Sample(bare),
+            "bare diffusers loop",
+            ratio,
+            spread,
+            target=">= 0.95",
             note="CanvasCraft: median of the trial's reported images_per_sec windows (first window = warm-up "
-                 "dropped), one value per trial; includes EMA update, grad clipping and LR schedule per step"),
-        Row("training images/s (trial wall incl. reporting, checkpoint)", size, "images/s", Sample(inside_wall),
-            Sample(bare_wall), "bare diffusers loop, whole loop", wall_ratio, None, digits=1,
-            note="sum of Tune's time_this_iter_s per trial (includes the final checkpoint write)"),
+            "dropped), one value per trial; includes EMA update, grad clipping and LR schedule per step",
+        ),
+        Row(
+            "training images/s (trial wall incl. reporting, checkpoint)",
+            size,
+            "images/s",
+            Sample(inside_wall),
+            Sample(bare_wall),
+            "bare diffusers loop, whole loop",
+            wall_ratio,
+            None,
+            digits=1,
+            note="sum of Tune's time_this_iter_s per trial (includes the final checkpoint write)",
+        ),
     ]
-    text = (f"{len(inside)} one-trial searches, each between two bare loops (ratio = median over trials of "
-            f"trial / mean of its two bare neighbours; spread = min-max of those). Search wall time "
-            f"{Sample(search_seconds).fmt(1)} s per one-trial search (trial actor, checkpoint, experiment state "
-            f"included; Ray started before them in {ray_seconds:.1f} s); Tune overhead upper bound "
-            f"{Sample(tune_overhead).fmt(1)} s per search.")
+    text = (
+        f"{len(inside)} one-trial searches, each between two bare loops (ratio = median over trials of "
+        f"trial / mean of its two bare neighbours; spread = min-max of those). Search wall time "
+        f"{Sample(search_seconds).fmt(1)} s per one-trial search (trial actor, checkpoint, experiment state "
+        f"included; Ray started before them in {ray_seconds:.1f} s); Tune overhead upper bound "
+        f"{Sample(tune_overhead).fmt(1)} s per search."
+    )
     return rows, text

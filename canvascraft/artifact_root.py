@@ -152,8 +152,9 @@ class ArtifactRoot:
             try:
                 atomic_write_bytes(path, self.fs.cat_file(self._path(f"{key}/{name}")))
             except OSError as exc:
-                raise StorageError(f"artifact root {self.url}: folder {key!r} lists {name} but it cannot be "
-                                   f"read: {exc}") from exc
+                raise StorageError(
+                    f"artifact root {self.url}: folder {key!r} lists {name} but it cannot be read: {exc}"
+                ) from exc
         return local
 
 
@@ -183,11 +184,14 @@ def storage_options(settings: Settings, *, force_s3: bool = False) -> dict[str, 
         return {}
     options: dict[str, Any] = {
         "client_kwargs": {"region_name": settings.s3_region},
-        "skip_instance_cache": True, "use_listings_cache": False,
+        "skip_instance_cache": True,
+        "use_listings_cache": False,
         # checksums only where S3 requires them: S3-compatible servers (the embedded rclone) answer a ranged read
         # with the whole object's checksum, which botocore's default validation then rejects
-        "config_kwargs": {"response_checksum_validation": "when_required",
-                          "request_checksum_calculation": "when_required"},
+        "config_kwargs": {
+            "response_checksum_validation": "when_required",
+            "request_checksum_calculation": "when_required",
+        },
     }
     if settings.resolved_s3_endpoint_url:
         options["endpoint_url"] = settings.resolved_s3_endpoint_url
@@ -199,4 +203,6 @@ def storage_options(settings: Settings, *, force_s3: bool = False) -> dict[str, 
 
 def artifact_root(settings: Settings) -> ArtifactRoot:
     """The artifact root the settings name, with its read-through cache under ``<home>/cache/artifacts``."""
-    return ArtifactRoot(settings.resolved_artifact_root, settings.home / "cache" / "artifacts", storage_options(settings))
+    return ArtifactRoot(
+        settings.resolved_artifact_root, settings.home / "cache" / "artifacts", storage_options(settings)
+    )

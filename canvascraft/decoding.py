@@ -60,6 +60,8 @@ def decode_rgb(path: Path) -> torch.Tensor:
         # decode_image reads a uint8 tensor; frombuffer shares the bytes (a bytearray, so the tensor is writable)
         pixels = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
     except (OSError, RuntimeError, ValueError, SyntaxError) as exc:
-        raise CanvasCraftError(f"image {path.name} cannot be decoded: {exc}; ingest admitted it, so the cached copy "
-                               "is damaged: delete it and rerun the flow (it is fetched again)") from exc
+        raise CanvasCraftError(
+            f"image {path.name} cannot be decoded: {exc}; ingest admitted it, so the cached copy "
+            "is damaged: delete it and rerun the flow (it is fetched again)"
+        ) from exc
     return F.to_dtype(pixels, torch.float32, scale=True)

@@ -18,9 +18,7 @@ class UnknownComponentError(SpecError):
 
     def __init__(self, kind: str, name: str, allowed: Iterable[str]) -> None:
         self.kind, self.name, self.allowed = kind, name, sorted(allowed)
-        super().__init__(
-            f"unknown {kind} {name!r}; allowed values: {', '.join(self.allowed) or '(none registered)'}"
-        )
+        super().__init__(f"unknown {kind} {name!r}; allowed values: {', '.join(self.allowed) or '(none registered)'}")
 
 
 class ParameterError(SpecError):

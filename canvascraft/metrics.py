@@ -65,11 +65,19 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("canvascraft_fid", "gauge", "FID of the best checkpoint (lower is better)."),
     MetricSpec("canvascraft_kid", "gauge", "KID (mean) of the best checkpoint (lower is better)."),
     MetricSpec("canvascraft_fid_samples", "gauge", "N of generated images behind the FID/KID scores."),
-    MetricSpec("canvascraft_classifier_score", "gauge", "Mean top-class probability of the best checkpoint's samples "
-               "under the training set's classifier (higher is better; evaluator.classifier_score)."),
+    MetricSpec(
+        "canvascraft_classifier_score",
+        "gauge",
+        "Mean top-class probability of the best checkpoint's samples "
+        "under the training set's classifier (higher is better; evaluator.classifier_score).",
+    ),
     MetricSpec("canvascraft_classifier_coverage", "gauge", "Classes the best checkpoint draws confidently."),
-    MetricSpec("canvascraft_champion_fid", "gauge", "FID of the champion scored on this run's terms (like for like; "
-               "the promotion gate's other side; absent for a first version)."),
+    MetricSpec(
+        "canvascraft_champion_fid",
+        "gauge",
+        "FID of the champion scored on this run's terms (like for like; "
+        "the promotion gate's other side; absent for a first version).",
+    ),
     MetricSpec("canvascraft_model_version", "gauge", "Registered model version published by the run."),
     MetricSpec("canvascraft_promotions_total", "counter", "Publish outcomes by outcome.", ("outcome",)),
     MetricSpec("canvascraft_drift_share", "gauge", "Share of feature columns that drifted."),
@@ -222,8 +230,9 @@ class RunMetrics:
         self.record("canvascraft_run_duration_seconds", duration_seconds)
         self.record("canvascraft_flow_failures_total", 0 if ok else 1)
         stamp = time.time() if when is None else when
-        self.record("canvascraft_last_success_timestamp_seconds" if ok else "canvascraft_last_failure_timestamp_seconds",
-                 stamp)
+        self.record(
+            "canvascraft_last_success_timestamp_seconds" if ok else "canvascraft_last_failure_timestamp_seconds", stamp
+        )
 
     def push(self, gateway: str, *, replace: bool = True, timeout: float = 5.0) -> bool:
         """Push to the Pushgateway; True when it accepted, False (logged, never raised) when it is unreachable."""
@@ -231,8 +240,13 @@ class RunMetrics:
         try:
             push(gateway, job=self.job, registry=self.registry, grouping_key=self.grouping_key, timeout=timeout)
         except (urllib.error.URLError, OSError, ValueError) as exc:  # HTTPError is a URLError; timeouts are OSError
-            log.warning("metrics of %s/%s not pushed to Pushgateway %s: %s (the run goes on)",
-                        self.job, self.pipeline, gateway, exc)
+            log.warning(
+                "metrics of %s/%s not pushed to Pushgateway %s: %s (the run goes on)",
+                self.job,
+                self.pipeline,
+                gateway,
+                exc,
+            )
             return False
         return True
 

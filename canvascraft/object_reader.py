@@ -96,8 +96,15 @@ class ObstoreReader:
 
     engine = "obstore"
 
-    def __init__(self, *, endpoint_url: str | None, region: str, max_retries: int,
-                 credentials: Callable[[], dict[str, Any]] | None, fallback: ObjectReader | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        endpoint_url: str | None,
+        region: str,
+        max_retries: int,
+        credentials: Callable[[], dict[str, Any]] | None,
+        fallback: ObjectReader | None = None,
+    ) -> None:
         self.endpoint_url = endpoint_url
         self.fallback = fallback
         self._config: dict[str, Any] = {"region": region}
@@ -107,11 +114,16 @@ class ObstoreReader:
             self._config["skip_signature"] = True
         self._credentials = credentials
         # botocore's standard mode (max_attempts counts retries, base-2 backoff with jitter, capped at 20 s)
-        self._retry = {"max_retries": max_retries, "retry_timeout": timedelta(minutes=3),
-                       "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=20),
-                                   "base": 2}}
-        self._client_options = {"allow_http": bool(endpoint_url and endpoint_url.startswith("http://")),
-                                "connect_timeout": timedelta(seconds=60), "timeout": timedelta(minutes=5)}
+        self._retry = {
+            "max_retries": max_retries,
+            "retry_timeout": timedelta(minutes=3),
+            "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=20), "base": 2},
+        }
+        self._client_options = {
+            "allow_http": bool(endpoint_url and endpoint_url.startswith("http://")),
+            "connect_timeout": timedelta(seconds=60),
+            "timeout": timedelta(minutes=5),
+        }
         self._stores: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -122,8 +134,13 @@ class ObstoreReader:
             if store is None:
                 from obstore.store import S3Store
 
-                store = S3Store(bucket, config=self._config, client_options=self._client_options,
-                                retry_config=self._retry, credential_provider=self._credentials)
+                store = S3Store(
+                    bucket,
+                    config=self._config,
+                    client_options=self._client_options,
+                    retry_config=self._retry,
+                    credential_provider=self._credentials,
+                )
                 self._stores[bucket] = store
             return store
 
@@ -159,8 +176,10 @@ class ObstoreReader:
         """(first line of obstore's message, secrets masked; the botocore error boto3 raises for the same answer)."""
         secret = getattr(self._credentials, "secret", None)
         detail = redact(str(exc).split("\n\nDebug source:", 1)[0].strip(), [secret] if secret else [])
-        return (detail.splitlines()[0] if detail else type(exc).__name__,
-                as_botocore_error(exc, detail, operation, self.endpoint_url))
+        return (
+            detail.splitlines()[0] if detail else type(exc).__name__,
+            as_botocore_error(exc, detail, operation, self.endpoint_url),
+        )
 
 
 def _unaddressable(exc: Exception) -> bool:
@@ -178,8 +197,12 @@ def as_botocore_error(exc: Exception, detail: str, operation: str, endpoint_url:
     if status:
         code = _CODE.search(detail)
         translated: BaseException = ClientError(
-            {"Error": {"Code": code.group(1) if code else status.group(1), "Message": detail.splitlines()[0]},
-             "ResponseMetadata": {"HTTPStatusCode": int(status.group(1))}}, operation)
+            {
+                "Error": {"Code": code.group(1) if code else status.group(1), "Message": detail.splitlines()[0]},
+                "ResponseMetadata": {"HTTPStatusCode": int(status.group(1))},
+            },
+            operation,
+        )
     elif "error sending request" in detail:
         translated = EndpointConnectionError(endpoint_url=endpoint_url or "https://s3.amazonaws.com")
     else:
@@ -208,8 +231,12 @@ class ClientCredentials:
         if frozen.access_key is None or frozen.secret_key is None:
             raise NoCredentialsError()
         refreshable = hasattr(self.credentials, "refresh_needed")
-        return {"access_key_id": frozen.access_key, "secret_access_key": frozen.secret_key, "token": frozen.token,
-                "expires_at": datetime.now(UTC) + timedelta(minutes=5) if refreshable else None}
+        return {
+            "access_key_id": frozen.access_key,
+            "secret_access_key": frozen.secret_key,
+            "token": frozen.token,
+            "expires_at": datetime.now(UTC) + timedelta(minutes=5) if refreshable else None,
+        }
 
 
 def make_object_reader(settings: Settings, client: Any, engine: Engine | None = None) -> ObjectReader:
@@ -226,15 +253,19 @@ def make_object_reader(settings: Settings, client: Any, engine: Engine | None = 
     # botocore keeps a client's credentials on its request signer only (no public accessor)
     credentials = getattr(getattr(client, "_request_signer", None), "_credentials", None)
     if credentials is None and client.meta.config.signature_version is not UNSIGNED:
-        raise StorageError("ingest's obstore reader found no S3 credentials on the boto3 client") \
-            from NoCredentialsError()
+        raise StorageError(
+            "ingest's obstore reader found no S3 credentials on the boto3 client"
+        ) from NoCredentialsError()
     endpoint = client.meta.endpoint_url
     if (urlsplit(endpoint).hostname or "").endswith(".amazonaws.com"):
         endpoint = None
-    return ObstoreReader(endpoint_url=endpoint, region=client.meta.region_name or settings.s3_region,
-                         max_retries=settings.s3_max_attempts,
-                         credentials=ClientCredentials(credentials) if credentials is not None else None,
-                         fallback=boto3_reader)
+    return ObstoreReader(
+        endpoint_url=endpoint,
+        region=client.meta.region_name or settings.s3_region,
+        max_retries=settings.s3_max_attempts,
+        credentials=ClientCredentials(credentials) if credentials is not None else None,
+        fallback=boto3_reader,
+    )
 
 
 class SettingsReader:

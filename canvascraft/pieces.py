@@ -84,14 +84,21 @@ def is_boundary(sha256: str, divisor: int) -> bool:
     return int(sha256[-12:], 16) % divisor == 0
 
 
-def plan_pieces(entries: Sequence[ManifestEntry], stack_key: str, *, divisor: int | None = None,
-                min_size: int | None = None, max_size: int | None = None) -> list[Piece]:
+def plan_pieces(
+    entries: Sequence[ManifestEntry],
+    stack_key: str,
+    *,
+    divisor: int | None = None,
+    min_size: int | None = None,
+    max_size: int | None = None,
+) -> list[Piece]:
     """Cut entries (kept in order) into content-defined pieces of ``min_size``..``max_size`` images."""
     # the module's sizes are read per call (not bound as defaults), so a test can plan small snapshots finely
     divisor, min_size, max_size = divisor or DIVISOR, min_size or MIN_SIZE, max_size or MAX_SIZE
     if not 1 <= min_size <= max_size or divisor < 1:
-        raise CanvasCraftError(f"piece sizes: need 1 <= min_size ({min_size}) <= max_size ({max_size}) and "
-                               f"divisor ({divisor}) >= 1")
+        raise CanvasCraftError(
+            f"piece sizes: need 1 <= min_size ({min_size}) <= max_size ({max_size}) and divisor ({divisor}) >= 1"
+        )
     runs: list[list[ManifestEntry]] = []
     current: list[ManifestEntry] = []
     for entry in entries:
@@ -101,8 +108,10 @@ def plan_pieces(entries: Sequence[ManifestEntry], stack_key: str, *, divisor: in
             current = []
     if current:
         runs.append(current)
-    return [Piece(index=i, stack_key=stack_key, key=piece_key(stack_key, [e.sha256 for e in run]), entries=run)
-            for i, run in enumerate(runs)]
+    return [
+        Piece(index=i, stack_key=stack_key, key=piece_key(stack_key, [e.sha256 for e in run]), entries=run)
+        for i, run in enumerate(runs)
+    ]
 
 
 def largest_first(pieces: Sequence[Piece]) -> list[Piece]:
@@ -122,8 +131,15 @@ def find_piece(artifacts: ArtifactRoot, piece: Piece) -> PieceResult | None:
     return PieceResult(key=piece.object_key, count=int(marker["count"]), shape=list(marker["shape"]), computed=False)
 
 
-def preprocess_piece(piece: Piece, stack: BrushStack, artifacts: ArtifactRoot, paths: dict[str, Path], *,
-                     seed: int, decode: Callable[[Path], torch.Tensor] = decode_rgb) -> PieceResult:
+def preprocess_piece(
+    piece: Piece,
+    stack: BrushStack,
+    artifacts: ArtifactRoot,
+    paths: dict[str, Path],
+    *,
+    seed: int,
+    decode: Callable[[Path], torch.Tensor] = decode_rgb,
+) -> PieceResult:
     """Apply ``stack`` to the piece's images and store the piece; return the stored one when it exists."""
     started = time.perf_counter()
     if (found := find_piece(artifacts, piece)) is not None:
@@ -136,10 +152,17 @@ def preprocess_piece(piece: Piece, stack: BrushStack, artifacts: ArtifactRoot, p
     # tensor first, marker last: a reader that finds the marker finds the whole piece (an S3 PUT is atomic and a
     # local write is a temp file + rename)
     artifacts.put_bytes(piece.object_key, save({"images": batch}))
-    artifacts.put_json(piece.marker_key, {"count": len(batch), "shape": list(batch.shape[1:]),
-                                          "images": [e.sha256 for e in piece.entries]})
-    return PieceResult(key=piece.object_key, count=len(batch), shape=list(batch.shape[1:]), computed=True,
-                       seconds=round(time.perf_counter() - started, 3))
+    artifacts.put_json(
+        piece.marker_key,
+        {"count": len(batch), "shape": list(batch.shape[1:]), "images": [e.sha256 for e in piece.entries]},
+    )
+    return PieceResult(
+        key=piece.object_key,
+        count=len(batch),
+        shape=list(batch.shape[1:]),
+        computed=True,
+        seconds=round(time.perf_counter() - started, 3),
+    )
 
 
 def mixed_shapes_error(stack: BrushStack, shapes: Sequence[tuple[int, ...]]) -> CanvasCraftError:

@@ -59,8 +59,11 @@ class ShardSet(BaseModel):
         # an index written before pieces names files inside its own folder, LEGACY_SHARD_SIZE images each
         if isinstance(data, dict) and "pieces" not in data and "shards" in data:
             names, count = data["shards"], int(data["count"])
-            data = {**data, "pieces": [f"{data['key']}/{name}" for name in names],
-                    "counts": [min(LEGACY_SHARD_SIZE, count - i * LEGACY_SHARD_SIZE) for i in range(len(names))]}
+            data = {
+                **data,
+                "pieces": [f"{data['key']}/{name}" for name in names],
+                "counts": [min(LEGACY_SHARD_SIZE, count - i * LEGACY_SHARD_SIZE) for i in range(len(names))],
+            }
         return data
 
     @property
@@ -91,8 +94,15 @@ def plan_snapshot(manifest: SnapshotManifest, key: str) -> list[Piece]:
     return plan_pieces(manifest.entries, key)
 
 
-def assemble_shard_set(manifest: SnapshotManifest, stack: BrushStack, seed: int, pieces: Sequence[Piece],
-                       results: Sequence[PieceResult], artifacts: ArtifactRoot, scratch: Path) -> ShardSet:
+def assemble_shard_set(
+    manifest: SnapshotManifest,
+    stack: BrushStack,
+    seed: int,
+    pieces: Sequence[Piece],
+    results: Sequence[PieceResult],
+    artifacts: ArtifactRoot,
+    scratch: Path,
+) -> ShardSet:
     """Check the pieces fit together and publish the shard set's index (after every piece exists).
 
     ``results`` may come in any order (workers take the largest pieces first); the index lists them in ``pieces``'
@@ -102,19 +112,29 @@ def assemble_shard_set(manifest: SnapshotManifest, stack: BrushStack, seed: int,
     by_key = {r.key: r for r in results}
     missing = [p.object_key for p in pieces if p.object_key not in by_key]
     if missing:
-        raise CanvasCraftError(f"shard set {shard_set_key(manifest.dataset_version, key)}: no result for "
-                               f"{len(missing)} of its {len(pieces)} pieces (e.g. {missing[0]})")
+        raise CanvasCraftError(
+            f"shard set {shard_set_key(manifest.dataset_version, key)}: no result for "
+            f"{len(missing)} of its {len(pieces)} pieces (e.g. {missing[0]})"
+        )
     results = [by_key[p.object_key] for p in pieces]
     shapes = sorted({tuple(r.shape) for r in results})
     if len(shapes) != 1:
         raise mixed_shapes_error(stack, shapes)
     folder_key = shard_set_key(manifest.dataset_version, key)
     shard_set = ShardSet(
-        key=folder_key, path=str(artifacts.local(folder_key)), dataset_version=manifest.dataset_version,
-        stack_key=key, count=sum(r.count for r in results), shape=list(shapes[0]),
-        pieces=[r.key for r in results], counts=[r.count for r in results],
-        image_ids=[e.sha256 for p in pieces for e in p.entries], labels=[e.label for p in pieces for e in p.entries],
-        brushes=stack.config(), seed=seed, pieces_computed=sum(r.computed for r in results),
+        key=folder_key,
+        path=str(artifacts.local(folder_key)),
+        dataset_version=manifest.dataset_version,
+        stack_key=key,
+        count=sum(r.count for r in results),
+        shape=list(shapes[0]),
+        pieces=[r.key for r in results],
+        counts=[r.count for r in results],
+        image_ids=[e.sha256 for p in pieces for e in p.entries],
+        labels=[e.label for p in pieces for e in p.entries],
+        brushes=stack.config(),
+        seed=seed,
+        pieces_computed=sum(r.computed for r in results),
     )
     with tempfile.TemporaryDirectory(dir=_scratch(scratch)) as tmp:
         (Path(tmp) / _INDEX).write_text(shard_set.model_dump_json())
@@ -138,8 +158,9 @@ def preprocess(
     started = time.perf_counter()
     key = stack_key(stack, seed)
     if (found := read_shard_index(artifacts, shard_set_key(manifest.dataset_version, key))) is not None:
-        return found.model_copy(update={"reuse": "reused", "pieces_computed": 0,
-                                        "seconds": round(time.perf_counter() - started, 3)})
+        return found.model_copy(
+            update={"reuse": "reused", "pieces_computed": 0, "seconds": round(time.perf_counter() - started, 3)}
+        )
     pieces = plan_snapshot(manifest, key)
     cache = ObjectCache(cache_root)
     paths = {e.sha256: cache.object_path(e.sha256) for e in manifest.entries}
@@ -193,22 +214,28 @@ def _piece_paths(shard_set: ShardSet, artifacts: ArtifactRoot | None) -> list[Pa
     if artifacts is None:
         parts = shard_set.key.strip("/").split("/")
         index = Path(shard_set.path)
-        if index.parts[-len(parts):] != tuple(parts):
-            raise CanvasCraftError(f"shard set {shard_set.key}: its local copy {index} is not under a copy of the "
-                                   "artifact root; pass the artifact root to read its pieces")
+        if index.parts[-len(parts) :] != tuple(parts):
+            raise CanvasCraftError(
+                f"shard set {shard_set.key}: its local copy {index} is not under a copy of the "
+                "artifact root; pass the artifact root to read its pieces"
+            )
         local_root = index.parents[len(parts) - 1]
         paths = [local_root / key for key in shard_set.files()]
         missing = [p for p in paths if not p.is_file()]
         if missing:
-            raise CanvasCraftError(f"shard set {shard_set.key}: {len(missing)} pieces are not on this machine (e.g. "
-                                   f"{missing[0].name}); read it with find_shard_set or pass the artifact root")
+            raise CanvasCraftError(
+                f"shard set {shard_set.key}: {len(missing)} pieces are not on this machine (e.g. "
+                f"{missing[0].name}); read it with find_shard_set or pass the artifact root"
+            )
         return paths
     paths = []
     for key in shard_set.files():
         path = artifacts.fetch(key)
         if path is None:
-            raise CanvasCraftError(f"shard set {shard_set.key}: piece {key} is not in the artifact root "
-                                   f"{artifacts.url}; rerun the train flow's preprocess stage")
+            raise CanvasCraftError(
+                f"shard set {shard_set.key}: piece {key} is not in the artifact root "
+                f"{artifacts.url}; rerun the train flow's preprocess stage"
+            )
         paths.append(path)
     return paths
 
@@ -216,6 +243,8 @@ def _piece_paths(shard_set: ShardSet, artifacts: ArtifactRoot | None) -> list[Pa
 def load_shards(shard_set: ShardSet, artifacts: ArtifactRoot | None = None) -> torch.Tensor:
     """All preprocessed images of a shard set as one N x C x H x W float tensor (fetched from the root if given)."""
     if artifacts is not None and not artifacts.has_folder(shard_set.key):
-        raise CanvasCraftError(f"shard set {shard_set.key} is not in the artifact root {artifacts.url}; "
-                               "rerun the train flow's preprocess stage")
+        raise CanvasCraftError(
+            f"shard set {shard_set.key} is not in the artifact root {artifacts.url}; "
+            "rerun the train flow's preprocess stage"
+        )
     return torch.cat([load_file(str(path))["images"] for path in _piece_paths(shard_set, artifacts)])

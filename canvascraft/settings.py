@@ -28,29 +28,42 @@ class Settings(BaseSettings):
     s3_max_attempts: int = Field(default=5, ge=1, le=20, description="botocore retry attempts (standard mode).")
     s3_max_concurrency: int = Field(default=16, ge=1, le=256, description="Parallel object transfers.")
     ingest_engine: Literal["obstore", "boto3"] = Field(
-        default="obstore", description="What downloads ingest's objects: obstore (Rust object_store; measured faster "
-        "than boto3 at the same threads, docs/benchmarks.md) or boto3. Listing uses boto3 either way.")
+        default="obstore",
+        description="What downloads ingest's objects: obstore (Rust object_store; measured faster "
+        "than boto3 at the same threads, docs/benchmarks.md) or boto3. Listing uses boto3 either way.",
+    )
     artifact_root: str | None = Field(
         default=None,
         description="Where run state that later runs read lives (s3://bucket/prefix): manifests, shards, reference "
         "tables, FID statistics, drift reports, Ray Tune experiments. Unset: the embedded S3's artifact bucket when "
         "it runs, else <home>/artifacts (one machine only).",
     )
-    redis_url: str | None = Field(default=None, description="Redis for Feast's online store (redis://host:port/db); "
-                                  "unset: the embedded redis-server when it runs, else sqlite under home.")
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for Feast's online store (redis://host:port/db); "
+        "unset: the embedded redis-server when it runs, else sqlite under home.",
+    )
     mlflow_tracking_uri: str | None = Field(
         default=None,
         description="MLflow URI; unset: the embedded server, else sqlite under home. Credentials go in MLflow's "
         "MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD; an http(s) URI with user:password@ works too, its "
         "credentials are moved into those variables and the URI is kept without them.",
     )
-    mlflow_auth: bool = Field(default=False, description="Start the embedded MLflow with its basic-auth app; the "
-                              "admin is MLFLOW_TRACKING_USERNAME with MLFLOW_TRACKING_PASSWORD (clients use the same).")
+    mlflow_auth: bool = Field(
+        default=False,
+        description="Start the embedded MLflow with its basic-auth app; the "
+        "admin is MLFLOW_TRACKING_USERNAME with MLFLOW_TRACKING_PASSWORD (clients use the same).",
+    )
     feast_repo_path: Path = Field(default=Path("feature_repo"), description="Feast repository folder.")
     ray_address: str | None = Field(default=None, description="Ray cluster address; unset: start local Ray.")
-    stage_workers: int | None = Field(default=None, ge=1, le=256, description="Pieces a parallel stage (preprocess, "
-                                      "palettes, FID features) runs at once on this machine's thread pool; unset: "
-                                      "the CPU count. Not used when ray_address is set (Ray schedules the pieces).")
+    stage_workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="Pieces a parallel stage (preprocess, "
+        "palettes, FID features) runs at once on this machine's thread pool; unset: "
+        "the CPU count. Not used when ray_address is set (Ray schedules the pieces).",
+    )
     pushgateway_url: str | None = Field(default=None, description="Prometheus Pushgateway; unset: embedded one.")
     s3_port: int = Field(default=9000, ge=1024, le=65535, description="Loopback port of the embedded S3.")
     mlflow_port: int = Field(default=5000, ge=1024, le=65535, description="Loopback port of the embedded MLflow.")
@@ -58,11 +71,15 @@ class Settings(BaseSettings):
     redis_port: int = Field(default=6380, ge=1024, le=65535, description="Loopback port of the embedded Redis.")
     pushgateway_port: int = Field(default=9091, ge=1024, le=65535, description="Loopback port of the Pushgateway.")
     pushgateway_timeout: float = Field(default=5.0, gt=0, le=120, description="Seconds one metrics push may take.")
-    notify_block: str | None = Field(default=None, description="Prefect notification block slug (TYPE/NAME), "
-                                     "e.g. custom-webhook/canvascraft-alerts or slack-webhook/ml-oncall.")
+    notify_block: str | None = Field(
+        default=None,
+        description="Prefect notification block slug (TYPE/NAME), "
+        "e.g. custom-webhook/canvascraft-alerts or slack-webhook/ml-oncall.",
+    )
     notify_secret_block: str | None = Field(default=None, description="Prefect Secret block holding a webhook URL.")
-    notify_webhook_url: SecretStr | None = Field(default=None, description="Webhook URL from the environment "
-                                                 "(Slack or generic JSON); never logged.")
+    notify_webhook_url: SecretStr | None = Field(
+        default=None, description="Webhook URL from the environment (Slack or generic JSON); never logged."
+    )
 
     @field_validator("mlflow_tracking_uri")
     @classmethod
@@ -163,7 +180,11 @@ class Settings(BaseSettings):
         data["resolved_redis_url"] = self.resolved_redis_url
         creds = self.s3_credentials()
         data["s3_credentials"] = (
-            {"source": "embedded", "aws_access_key_id": mask(creds["aws_access_key_id"]), "aws_secret_access_key": "****"}
+            {
+                "source": "embedded",
+                "aws_access_key_id": mask(creds["aws_access_key_id"]),
+                "aws_secret_access_key": "****",
+            }
             if creds
             else {"source": "boto3 default chain (env, profile, instance role)"}
         )

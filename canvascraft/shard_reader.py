@@ -96,11 +96,20 @@ class ShardReader:
     def __init__(self, shard_set: ShardSet, artifacts: ArtifactRoot, *, read: ReadMode = "pread") -> None:
         self._setup(shard_set.key, shard_set.files(), shard_set.count, tuple(shard_set.shape), artifacts, None, read)
 
-    def _setup(self, key: str, files: list[str], count: int, row_shape: tuple[int, ...], artifacts: ArtifactRoot,
-               rows: torch.Tensor | None, read: str) -> None:
+    def _setup(
+        self,
+        key: str,
+        files: list[str],
+        count: int,
+        row_shape: tuple[int, ...],
+        artifacts: ArtifactRoot,
+        rows: torch.Tensor | None,
+        read: str,
+    ) -> None:
         if read not in READ_MODES:
-            raise CanvasCraftError(f"shard reader of {key}: read={read!r} is not supported; allowed values: "
-                                   f"{', '.join(READ_MODES)}")
+            raise CanvasCraftError(
+                f"shard reader of {key}: read={read!r} is not supported; allowed values: {', '.join(READ_MODES)}"
+            )
         self.key, self.files, self.count, self.row_shape = key, list(files), int(count), tuple(row_shape)
         self.artifacts, self.read = artifacts, read
         self._rows = rows  # global row of each of this reader's rows (a selection is an index map, not a copy)
@@ -143,8 +152,15 @@ class ShardReader:
         """A reader of ``rows`` of this one (in that order): an index map over the same files, no data copied."""
         chosen = self._check_indices(torch.as_tensor(rows), len(self), "rows").clone()
         selected = ShardReader.__new__(ShardReader)
-        selected._setup(self.key, self.files, self.count, self.row_shape, self.artifacts,
-                        chosen if self._rows is None else self._rows[chosen], self.read)
+        selected._setup(
+            self.key,
+            self.files,
+            self.count,
+            self.row_shape,
+            self.artifacts,
+            chosen if self._rows is None else self._rows[chosen],
+            self.read,
+        )
         return selected
 
     def local_files(self) -> list[Path]:
@@ -164,24 +180,41 @@ class ShardReader:
 
     # -- pickling: keys and the root's URL, never data, file handles or credentials ------------------------------
     def __getstate__(self) -> dict[str, Any]:
-        return {"key": self.key, "files": self.files, "count": self.count, "shape": list(self.row_shape),
-                "url": self.artifacts.url, "read": self.read,
-                "rows": None if self._rows is None else self._rows.numpy().copy()}
+        return {
+            "key": self.key,
+            "files": self.files,
+            "count": self.count,
+            "shape": list(self.row_shape),
+            "url": self.artifacts.url,
+            "read": self.read,
+            "rows": None if self._rows is None else self._rows.numpy().copy(),
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         rows = None if state["rows"] is None else torch.from_numpy(np.asarray(state["rows"], dtype=np.int64))
-        self._setup(state["key"], state["files"], state["count"], tuple(state["shape"]), _root_from_settings(
-            state["url"]), rows, state["read"])
+        self._setup(
+            state["key"],
+            state["files"],
+            state["count"],
+            tuple(state["shape"]),
+            _root_from_settings(state["url"]),
+            rows,
+            state["read"],
+        )
 
     # -- internals ------------------------------------------------------------------------------------------------
     def _check_indices(self, indices: torch.Tensor, size: int, what: str) -> torch.Tensor:
         if indices.dtype == torch.bool or indices.is_floating_point() or indices.is_complex() or indices.ndim != 1:
-            raise CanvasCraftError(f"shard reader of {self.key}: {what} must be a 1-D integer tensor, got "
-                                   f"dtype {indices.dtype} with shape {tuple(indices.shape)}")
+            raise CanvasCraftError(
+                f"shard reader of {self.key}: {what} must be a 1-D integer tensor, got "
+                f"dtype {indices.dtype} with shape {tuple(indices.shape)}"
+            )
         indices = indices.to("cpu", torch.long)
         if len(indices) and (int(indices.min()) < 0 or int(indices.max()) >= size):
-            raise CanvasCraftError(f"shard reader of {self.key}: {what} must lie in 0..{size - 1}, got "
-                                   f"{int(indices.min())}..{int(indices.max())}")
+            raise CanvasCraftError(
+                f"shard reader of {self.key}: {what} must lie in 0..{size - 1}, got "
+                f"{int(indices.min())}..{int(indices.max())}"
+            )
         return indices
 
     def _open(self) -> list[_Shard]:
@@ -203,16 +236,22 @@ class ShardReader:
                 with node_lock(self.artifacts, key):
                     path = self.artifacts.fetch(key)
                 if path is None:
-                    raise ShardReadError(f"shard set {self.key}: shard file {key} is not in the artifact root "
-                                         f"{self.artifacts.url}; rerun the train flow's preprocess stage")
+                    raise ShardReadError(
+                        f"shard set {self.key}: shard file {key} is not in the artifact root "
+                        f"{self.artifacts.url}; rerun the train flow's preprocess stage"
+                    )
                 shards.append(self._open_shard(key, path, sum(shard.rows for shard in shards)))
                 if shards[-1].dtype != shards[0].dtype:
-                    raise ShardReadError(f"shard set {self.key}: shard file {key} has dtype {shards[-1].dtype}, "
-                                         f"but {shards[0].key} has {shards[0].dtype}")
+                    raise ShardReadError(
+                        f"shard set {self.key}: shard file {key} has dtype {shards[-1].dtype}, "
+                        f"but {shards[0].key} has {shards[0].dtype}"
+                    )
             total = sum(shard.rows for shard in shards)
             if total != self.count:
-                raise ShardReadError(f"shard set {self.key}: its {len(self.files)} shard files hold {total} rows, "
-                                     f"but the shard set's count is {self.count}")
+                raise ShardReadError(
+                    f"shard set {self.key}: its {len(self.files)} shard files hold {total} rows, "
+                    f"but the shard set's count is {self.count}"
+                )
         except BaseException:
             _close(shards)
             raise
@@ -223,20 +262,25 @@ class ShardReader:
             with safe_open(str(path), framework="pt") as handle:
                 names = set(handle.keys())
                 if TENSOR not in names:
-                    raise ShardReadError(f"shard set {self.key}: shard file {key} has no tensor {TENSOR!r} "
-                                         f"(it holds {sorted(names)})")
+                    raise ShardReadError(
+                        f"shard set {self.key}: shard file {key} has no tensor {TENSOR!r} (it holds {sorted(names)})"
+                    )
                 sliced = handle.get_slice(TENSOR)
                 shape, dtype_name = list(sliced.get_shape()), sliced.get_dtype()
         except SafetensorError as exc:
-            raise ShardReadError(f"shard set {self.key}: shard file {key} is not a readable safetensors file: "
-                                 f"{exc}") from exc
+            raise ShardReadError(
+                f"shard set {self.key}: shard file {key} is not a readable safetensors file: {exc}"
+            ) from exc
         if len(shape) != 1 + len(self.row_shape) or tuple(shape[1:]) != self.row_shape:
-            raise ShardReadError(f"shard set {self.key}: shard file {key} holds images of shape "
-                                 f"{' x '.join(map(str, shape[1:]))}, but the shard set's shape is "
-                                 f"{' x '.join(map(str, self.row_shape))}")
+            raise ShardReadError(
+                f"shard set {self.key}: shard file {key} holds images of shape "
+                f"{' x '.join(map(str, shape[1:]))}, but the shard set's shape is "
+                f"{' x '.join(map(str, self.row_shape))}"
+            )
         if dtype_name not in _DTYPES:
-            raise ShardReadError(f"shard set {self.key}: shard file {key} has dtype {dtype_name}; allowed values: "
-                                 f"{', '.join(_DTYPES)}")
+            raise ShardReadError(
+                f"shard set {self.key}: shard file {key} has dtype {dtype_name}; allowed values: {', '.join(_DTYPES)}"
+            )
         dtype = _DTYPES[dtype_name]
         row_bytes = int(np.prod(self.row_shape)) * dtype.itemsize
         shard = _Shard(key, path, start, shape[0], _data_offset(path), row_bytes, dtype)
@@ -247,30 +291,36 @@ class ShardReader:
             shard.fd = os.open(path, os.O_RDONLY)
         return shard
 
-    def _gather_pread(self, shards: list[_Shard], out: torch.Tensor, positions: list[int], rows: list[int],
-                      owners: list[int]) -> None:
+    def _gather_pread(
+        self, shards: list[_Shard], out: torch.Tensor, positions: list[int], rows: list[int], owners: list[int]
+    ) -> None:
         """Read each run of consecutive rows (same shard, consecutive output slots) with one positional read."""
         raw = out.view(len(out), -1).view(torch.uint8).numpy()  # writable bytes of ``out``, one line per row
         i = 0
         while i < len(rows):
             j = i + 1
-            while (j < len(rows) and owners[j] == owners[i] and rows[j] == rows[j - 1] + 1
-                   and positions[j] == positions[j - 1] + 1):
+            while (
+                j < len(rows)
+                and owners[j] == owners[i]
+                and rows[j] == rows[j - 1] + 1
+                and positions[j] == positions[j - 1] + 1
+            ):
                 j += 1
             shard = shards[owners[i]]
-            _read_exactly(shard, raw[positions[i]:positions[i] + (j - i)], rows[i] - shard.start, self.key)
+            _read_exactly(shard, raw[positions[i] : positions[i] + (j - i)], rows[i] - shard.start, self.key)
             i = j
 
-    def _gather_mapped(self, shards: list[_Shard], out: torch.Tensor, order: torch.Tensor, rows: torch.Tensor,
-                       owners: torch.Tensor) -> None:
+    def _gather_mapped(
+        self, shards: list[_Shard], out: torch.Tensor, order: torch.Tensor, rows: torch.Tensor, owners: torch.Tensor
+    ) -> None:
         """Copy each shard's rows out of its memory-mapped view (one ``index_select`` per shard)."""
         owner_ids, counts = torch.unique_consecutive(owners, return_counts=True)
         begin = 0
         for owner, count in zip(owner_ids.tolist(), counts.tolist(), strict=True):
             shard = shards[owner]
             assert shard.view is not None
-            chunk = shard.view.index_select(0, rows[begin:begin + count] - shard.start)
-            out.index_copy_(0, order[begin:begin + count], chunk)
+            chunk = shard.view.index_select(0, rows[begin : begin + count] - shard.start)
+            out.index_copy_(0, order[begin : begin + count], chunk)
             begin += count
 
 
@@ -291,8 +341,10 @@ def _read_exactly(shard: _Shard, target: np.ndarray, first_row: int, set_key: st
     while done < len(view):  # one preadv may return fewer bytes than asked (very large reads, signals)
         got = os.preadv(shard.fd, [view[done:]], offset + done)
         if got == 0:
-            raise ShardReadError(f"shard set {set_key}: shard file {shard.key} ended at byte {offset + done}; "
-                                 "the local copy is truncated (delete it to fetch it again)")
+            raise ShardReadError(
+                f"shard set {set_key}: shard file {shard.key} ended at byte {offset + done}; "
+                "the local copy is truncated (delete it to fetch it again)"
+            )
         done += got
 
 

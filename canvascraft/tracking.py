@@ -50,8 +50,14 @@ def start_parent_run(settings: Settings, spec: PipelineSpec, dataset_version: st
     """Create the run that every trial nests under; log the resolved spec and the dataset version; return its id."""
     ensure_experiment(settings, spec.name)
     with mlflow.start_run(run_name=f"{spec.name}-{dataset_version}", tags=tags) as run:
-        mlflow.log_params({"dataset_version": dataset_version, "spec_hash": spec.spec_hash(),
-                           "trainer": spec.trainer.name if spec.trainer else "none", "seed": spec.seed})
+        mlflow.log_params(
+            {
+                "dataset_version": dataset_version,
+                "spec_hash": spec.spec_hash(),
+                "trainer": spec.trainer.name if spec.trainer else "none",
+                "seed": spec.seed,
+            }
+        )
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "pipeline_spec.yaml"
             path.write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
@@ -69,15 +75,31 @@ def retrains_of(settings: Settings, pipeline: str, incoming_dataset_version: str
     if experiment is None:
         return []
     runs = mlflow.MlflowClient().search_runs(
-        [experiment.experiment_id], filter_string=f"tags.`{RETRAIN_OF_TAG}` = '{incoming_dataset_version}'",
-        order_by=["attributes.start_time DESC"], max_results=10)
-    return [{"run_id": r.info.run_id, "status": r.info.status, "registered_version": r.data.tags.get("registered_version"),
-             "promoted": r.data.tags.get("promoted")} for r in runs]
+        [experiment.experiment_id],
+        filter_string=f"tags.`{RETRAIN_OF_TAG}` = '{incoming_dataset_version}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=10,
+    )
+    return [
+        {
+            "run_id": r.info.run_id,
+            "status": r.info.status,
+            "registered_version": r.data.tags.get("registered_version"),
+            "promoted": r.data.tags.get("promoted"),
+        }
+        for r in runs
+    ]
 
 
-def log_to_run(run_id: str, *, metrics: dict[str, float] | None = None, params: dict[str, Any] | None = None,
-               tags: dict[str, str] | None = None, artifacts: list[Path] | None = None,
-               artifact_path: str | None = None) -> None:
+def log_to_run(
+    run_id: str,
+    *,
+    metrics: dict[str, float] | None = None,
+    params: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
+    artifacts: list[Path] | None = None,
+    artifact_path: str | None = None,
+) -> None:
     """Add metrics/params/tags/artifacts to an existing run without making it the active run."""
     client = mlflow.MlflowClient()
     now = int(time.time() * 1000)
@@ -86,8 +108,10 @@ def log_to_run(run_id: str, *, metrics: dict[str, float] | None = None, params: 
     client.log_batch(
         run_id,
         metrics=[Metric(key, float(value), now, 0) for key, value in (metrics or {}).items()],
-        params=[Param(key, str(value) if isinstance(value, (str, int, float)) else json.dumps(value))
-                for key, value in (params or {}).items()],
+        params=[
+            Param(key, str(value) if isinstance(value, (str, int, float)) else json.dumps(value))
+            for key, value in (params or {}).items()
+        ],
         tags=[RunTag(key, str(value)) for key, value in (tags or {}).items()],
     )
     for path in artifacts or []:

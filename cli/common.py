@@ -21,8 +21,15 @@ def progress(description: str) -> Iterator[tuple[Callable[[int], None], Callable
         TimeRemainingColumn,
     )
 
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
     with bar:
         task = bar.add_task(description, total=None)
         totals = {"n": 0}

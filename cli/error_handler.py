@@ -22,8 +22,17 @@ DEBUG_ENV = "CANVASCRAFT_DEBUG"
 DEBUG_HINT = f"run with {DEBUG_ENV}=1 for the traceback"
 STACK_UP = "start it with `canvascraft stack up`"
 # S3 error codes (and the bare HTTP status of a HEAD, which has no body) that mean "these keys are not accepted".
-CREDENTIAL_CODES = {"401", "403", "AccessDenied", "Forbidden", "Unauthorized", "InvalidAccessKeyId",
-                    "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"}
+CREDENTIAL_CODES = {
+    "401",
+    "403",
+    "AccessDenied",
+    "Forbidden",
+    "Unauthorized",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidToken",
+    "ExpiredToken",
+}
 
 
 def debug_enabled() -> bool:
@@ -124,26 +133,39 @@ def _s3_endpoint() -> str:
 
 def _credential_failure(exc: BaseException) -> str | None:
     """S3 keys missing or refused, MLflow refusing the login: say where and which variables to set."""
-    no_keys = tuple(c for c in (_loaded("botocore.exceptions", "NoCredentialsError"),
-                                _loaded("botocore.exceptions", "PartialCredentialsError")) if c is not None)
+    no_keys = tuple(
+        c
+        for c in (
+            _loaded("botocore.exceptions", "NoCredentialsError"),
+            _loaded("botocore.exceptions", "PartialCredentialsError"),
+        )
+        if c is not None
+    )
     if no_keys and isinstance(exc, no_keys):
-        return (f"no S3 credentials for {_s3_endpoint()} ({exc}); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-                "(or AWS_PROFILE), or use the embedded S3: `canvascraft stack up`")
+        return (
+            f"no S3 credentials for {_s3_endpoint()} ({exc}); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+            "(or AWS_PROFILE), or use the embedded S3: `canvascraft stack up`"
+        )
     client_error = _loaded("botocore.exceptions", "ClientError")
     if client_error is not None and isinstance(exc, client_error):
         response: dict[str, Any] = getattr(exc, "response", {}) or {}
         code = str(response.get("Error", {}).get("Code") or response.get("ResponseMetadata", {}).get("HTTPStatusCode"))
         if code in CREDENTIAL_CODES:
-            return (f"S3 at {_s3_endpoint()} refused the credentials ({code} on {getattr(exc, 'operation_name', '?')})"
-                    "; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) for that endpoint and the "
-                    "bucket's policy")
+            return (
+                f"S3 at {_s3_endpoint()} refused the credentials ({code} on {getattr(exc, 'operation_name', '?')})"
+                "; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) for that endpoint and the "
+                "bucket's policy"
+            )
     mlflow_error = _loaded("mlflow.exceptions", "MlflowException")
     if mlflow_error is not None and isinstance(exc, mlflow_error):
         refused = getattr(exc, "error_code", "") in ("UNAUTHENTICATED", "PERMISSION_DENIED") or re.search(
-            r"failed with error code 40[13]\b", str(exc))
+            r"failed with error code 40[13]\b", str(exc)
+        )
         if refused:
-            return (f"MLflow at {_mlflow_uri()} refused the credentials ({getattr(exc, 'error_code', '')}); set "
-                    "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)")
+            return (
+                f"MLflow at {_mlflow_uri()} refused the credentials ({getattr(exc, 'error_code', '')}); set "
+                "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)"
+            )
     return None
 
 
@@ -164,12 +186,16 @@ def _connection_failure(exc: BaseException) -> str | None:
     mlflow_error = _loaded("mlflow.exceptions", "MlflowException")
     if boto_connection is not None and isinstance(exc, boto_connection):
         service, url = "S3", str(getattr(exc, "kwargs", {}).get("endpoint_url") or _s3_endpoint())
-    elif mlflow_error is not None and isinstance(exc, mlflow_error) and re.match(
-            r"API request to (?!endpoint )\S+ failed with (timeout )?exception", str(exc)):
+    elif (
+        mlflow_error is not None
+        and isinstance(exc, mlflow_error)
+        and re.match(r"API request to (?!endpoint )\S+ failed with (timeout )?exception", str(exc))
+    ):
         # mlflow.utils.rest_utils.http_request: requests could not connect (or timed out) after its retries
         service, url = "MLflow", _mlflow_uri()
-    elif _is_instance(exc, ("requests.exceptions", "ConnectionError"), ("httpx", "ConnectError"),
-                      ("httpx", "ConnectTimeout")):
+    elif _is_instance(
+        exc, ("requests.exceptions", "ConnectionError"), ("httpx", "ConnectError"), ("httpx", "ConnectTimeout")
+    ):
         request = _request_of(exc)
         url = str(request.url) if request is not None else None
     elif _is_instance(exc, ("urllib3.exceptions", "NewConnectionError"), ("urllib3.exceptions", "MaxRetryError")):
@@ -186,12 +212,19 @@ def _connection_failure(exc: BaseException) -> str | None:
         url = _origin(url)  # the service, not the object or API path that was asked for
     if service is None:
         service = _service_at(url)
-    variable = {"S3": "CANVASCRAFT_S3_ENDPOINT_URL", "MLflow": "CANVASCRAFT_MLFLOW_TRACKING_URI",
-                "the Prefect API": "PREFECT_API_URL", "Redis": "CANVASCRAFT_REDIS_URL",
-                "the Pushgateway": "CANVASCRAFT_PUSHGATEWAY_URL"}.get(service or "")
+    variable = {
+        "S3": "CANVASCRAFT_S3_ENDPOINT_URL",
+        "MLflow": "CANVASCRAFT_MLFLOW_TRACKING_URI",
+        "the Prefect API": "PREFECT_API_URL",
+        "Redis": "CANVASCRAFT_REDIS_URL",
+        "the Pushgateway": "CANVASCRAFT_PUSHGATEWAY_URL",
+    }.get(service or "")
     where = f"{service} at {url}" if service else f"{url or 'a service'}"
-    fix = (f"{STACK_UP} or set {variable}" if variable else
-           "check the service runs (`canvascraft stack status`) and its address (`canvascraft config show`)")
+    fix = (
+        f"{STACK_UP} or set {variable}"
+        if variable
+        else "check the service runs (`canvascraft stack status`) and its address (`canvascraft config show`)"
+    )
     return f"cannot connect to {where} ({_reason(exc)}); {fix}"
 
 
@@ -214,10 +247,15 @@ def _service_at(url: str | None) -> str | None:
     settings = _settings()
     if url is None or settings is None:
         return None
-    candidates = {"S3": settings.resolved_s3_endpoint_url, "MLflow": settings.resolved_mlflow_tracking_uri,
-                  "the Prefect API": os.environ.get("PREFECT_API_URL") or settings.prefect_api_url,
-                  "Redis": settings.resolved_redis_url, "the Pushgateway": f"http://{settings.resolved_pushgateway_url}"
-                  if "://" not in settings.resolved_pushgateway_url else settings.resolved_pushgateway_url}
+    candidates = {
+        "S3": settings.resolved_s3_endpoint_url,
+        "MLflow": settings.resolved_mlflow_tracking_uri,
+        "the Prefect API": os.environ.get("PREFECT_API_URL") or settings.prefect_api_url,
+        "Redis": settings.resolved_redis_url,
+        "the Pushgateway": f"http://{settings.resolved_pushgateway_url}"
+        if "://" not in settings.resolved_pushgateway_url
+        else settings.resolved_pushgateway_url,
+    }
     target = _host_port(url)
     for name, candidate in candidates.items():
         if candidate and "://" in candidate and _host_port(candidate) == target:
@@ -244,9 +282,14 @@ def _host_port(url: str) -> tuple[str | None, int | None]:
 def _reason(exc: BaseException) -> str:
     """A few words on why the connection failed."""
     text = " ".join(str(e) for e in _chain(exc)).lower()
-    for needle, reason in (("refused", "connection refused"), ("timed out", "timed out"), ("timeout", "timed out"),
-                           ("name or service not known", "unknown host"), ("nodename nor servname", "unknown host"),
-                           ("no route", "no route to host")):
+    for needle, reason in (
+        ("refused", "connection refused"),
+        ("timed out", "timed out"),
+        ("timeout", "timed out"),
+        ("name or service not known", "unknown host"),
+        ("nodename nor servname", "unknown host"),
+        ("no route", "no route to host"),
+    ):
         if needle in text:
             return reason
     return type(exc).__name__

@@ -32,8 +32,10 @@ def features_get(
     name = service or (load_spec(spec_file).name if spec_file else None)
     if name is None:
         allowed = sorted(s.name for s in store.list_feature_services())
-        raise CanvasCraftError("give --service NAME or --spec FILE; allowed services: "
-                               f"{', '.join(allowed) or '(none: run a flow or feast apply)'}")
+        raise CanvasCraftError(
+            "give --service NAME or --spec FILE; allowed services: "
+            f"{', '.join(allowed) or '(none: run a flow or feast apply)'}"
+        )
     frame, _ = online_features(store, image_ids, name)
     rows = json.loads(frame.to_json(orient="records"))
     if as_json:

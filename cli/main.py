@@ -28,8 +28,12 @@ from cli.error_handler import ErrorHandlingGroup
 PROG_NAME = "canvascraft"
 
 # pretty_exceptions off: an exception that escapes the handler (CANVASCRAFT_DEBUG=1) prints Python's plain traceback
-app = typer.Typer(help="CanvasCraft: train generative image models as Prefect workflows.", no_args_is_help=True,
-                  cls=ErrorHandlingGroup, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="CanvasCraft: train generative image models as Prefect workflows.",
+    no_args_is_help=True,
+    cls=ErrorHandlingGroup,
+    pretty_exceptions_enable=False,
+)
 app.command("ingest")(data_commands.ingest_command)
 app.command("fid")(fid_commands.fid_command)
 app.command("deploy")(deploy_commands.deploy_command)
@@ -50,8 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     command = typer.main.get_command(app)
     try:
-        result = command.main(args=list(argv) if argv is not None else None, prog_name=PROG_NAME,
-                              standalone_mode=False)
+        result = command.main(args=list(argv) if argv is not None else None, prog_name=PROG_NAME, standalone_mode=False)
     except typer.TyperException as exc:  # click's UsageError/BadParameter (typer vendors click as TyperException)
         code = int(getattr(exc, "exit_code", 2))
         if type(exc).__name__ == "NoArgsIsHelpError":

@@ -27,8 +27,10 @@ def _registry() -> Any:
 
 
 @app.command("list")
-def models_list(name: str = typer.Argument(..., help="Registered model name."),
-                as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def models_list(
+    name: str = typer.Argument(..., help="Registered model name."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
     """Versions with aliases, scores and lineage."""
     rows = _registry().list_versions(name)
     if as_json:
@@ -39,25 +41,36 @@ def models_list(name: str = typer.Argument(..., help="Registered model name."),
     from canvascraft.reports import classifier_summary, gate_metric_value
     from cli.common import print_table
 
-    table = Table("version", "aliases", "FID", "KID", "classifier score", "N", "dims", "reference",
-                  "gate verdict (like for like)")
+    table = Table(
+        "version", "aliases", "FID", "KID", "classifier score", "N", "dims", "reference", "gate verdict (like for like)"
+    )
     for r in rows:
         score = r["score"] or {}
         gate = r.get("gate") or {}
-        champion = (gate.get("champion") or {})
+        champion = gate.get("champion") or {}
         verdict = ""
         if gate:
             metric = gate.get("metric", "fid")
             champion_value = gate_metric_value(champion, metric)
-            versus = (f" vs v{gate.get('champion_version')} {metric} {champion_value:.3f}"
-                      if champion_value is not None else "")
+            versus = (
+                f" vs v{gate.get('champion_version')} {metric} {champion_value:.3f}"
+                if champion_value is not None
+                else ""
+            )
             reason = "" if champion or gate.get("basis") == "first-version" else f": {gate.get('reason')}"
             verdict = f"{'promoted' if gate.get('promoted') else 'kept champion'} ({gate.get('basis')}){versus}{reason}"
         kid = score.get("kid_mean")
-        table.add_row(r["version"], ",".join(r["aliases"]), f"{score.get('fid', float('nan')):.3f}",
-                      "" if kid is None else f"{kid:.4f}", classifier_summary(score), str(score.get("n")),
-                      str(score.get("dims")),
-                      str(score.get("reference") or r["tags"].get("dataset_version", ""))[:16], verdict)
+        table.add_row(
+            r["version"],
+            ",".join(r["aliases"]),
+            f"{score.get('fid', float('nan')):.3f}",
+            "" if kid is None else f"{kid:.4f}",
+            classifier_summary(score),
+            str(score.get("n")),
+            str(score.get("dims")),
+            str(score.get("reference") or r["tags"].get("dataset_version", ""))[:16],
+            verdict,
+        )
     print_table(table)
 
 
@@ -71,8 +84,10 @@ def models_rollback(name: str = typer.Argument(..., help="Registered model name.
 
 
 @app.command("promote")
-def models_promote(name: str = typer.Argument(..., help="Registered model name."),
-                   version: str = typer.Argument(..., help="Version to make @champion.")) -> None:
+def models_promote(
+    name: str = typer.Argument(..., help="Registered model name."),
+    version: str = typer.Argument(..., help="Version to make @champion."),
+) -> None:
     """Make a version the champion by hand (the old one becomes @previous)."""
     from cli.common import promotion_lock
 
@@ -86,8 +101,9 @@ def models_generate(
     n: Annotated[int, typer.Option("-n", "--n", min=1, max=4096, help="Images to generate.")] = 16,
     seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 0,
     out: Annotated[Path, typer.Option("--out", help="PNG grid to write.")] = Path("grid.png"),
-    scale: Annotated[int, typer.Option("--scale", min=1, max=16, help="Enlarge each pixel to SCALE x SCALE for "
-                                       "viewing.")] = 1,
+    scale: Annotated[
+        int, typer.Option("--scale", min=1, max=16, help="Enlarge each pixel to SCALE x SCALE for viewing.")
+    ] = 1,
 ) -> None:
     """Generate images from a registered model and write them as a PNG grid."""
     registry = _registry()

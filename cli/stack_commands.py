@@ -7,10 +7,12 @@ from typing import Any
 
 import typer
 
-app = typer.Typer(help="The embedded local stack: S3, Pushgateway, MLflow, Prefect server and worker.",
-                  no_args_is_help=True)
-ONLY = typer.Option(None, "--only", help="Only these services: s3, redis, pushgateway, mlflow, prefect, worker "
-                    "(repeatable).")
+app = typer.Typer(
+    help="The embedded local stack: S3, Pushgateway, MLflow, Prefect server and worker.", no_args_is_help=True
+)
+ONLY = typer.Option(
+    None, "--only", help="Only these services: s3, redis, pushgateway, mlflow, prefect, worker (repeatable)."
+)
 
 
 def _services(settings: Any, only: list[str] | None = None) -> list[Any]:
@@ -46,7 +48,8 @@ def stack_down(only: list[str] | None = ONLY) -> None:
 
 @app.command("status")
 def stack_status(
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."), only: list[str] | None = ONLY,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    only: list[str] | None = ONLY,
 ) -> None:
     """Show each service's state, URL and log; exit 1 when one is not healthy."""
     from rich.table import Table
@@ -68,8 +71,12 @@ def stack_status(
 
 @app.command("env")
 def stack_env(
-    worker: bool = typer.Option(False, "--worker", help="Everything a worker on another machine needs "
-                                "(service addresses, artifact root, CANVASCRAFT_USE_EMBEDDED=false)."),
+    worker: bool = typer.Option(
+        False,
+        "--worker",
+        help="Everything a worker on another machine needs "
+        "(service addresses, artifact root, CANVASCRAFT_USE_EMBEDDED=false).",
+    ),
     with_secrets: bool = typer.Option(False, "--with-secrets", help="With --worker: include the S3 keys."),
 ) -> None:
     """Print ``export`` lines for the running stack (``eval "$(canvascraft stack env)"``)."""
@@ -89,8 +96,11 @@ def stack_env(
         env["PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK"] = register_result_storage(settings, env["PREFECT_API_URL"])
         typer.echo("\n".join(export_lines(env)))
         if not with_secrets:
-            typer.echo(f"# credentials not printed: give the worker {', '.join(SECRET_VARIABLES)} as needed "
-                       "(or run with --with-secrets)", err=True)
+            typer.echo(
+                f"# credentials not printed: give the worker {', '.join(SECRET_VARIABLES)} as needed "
+                "(or run with --with-secrets)",
+                err=True,
+            )
         return
     api = settings.prefect_api_url
     if api:

@@ -18,10 +18,12 @@ from tasks.observability import observe_run
 from tasks.spec import resolve_spec
 
 
-@flow(name="drift_check", log_prints=True, on_completion=[observe_run], on_failure=[observe_run],
-      on_crashed=[observe_run])
-def drift_check(spec: str | dict[str, Any] = "pipelines/digits-quick.yaml", incoming: str | None = None,
-                push_features: bool = True) -> dict[str, Any]:
+@flow(
+    name="drift_check", log_prints=True, on_completion=[observe_run], on_failure=[observe_run], on_crashed=[observe_run]
+)
+def drift_check(
+    spec: str | dict[str, Any] = "pipelines/digits-quick.yaml", incoming: str | None = None, push_features: bool = True
+) -> dict[str, Any]:
     """Compare new images with the champion's training data; emit canvascraft.drift.detected on drift.
 
     Args:
@@ -37,8 +39,12 @@ def drift_check(spec: str | dict[str, Any] = "pipelines/digits-quick.yaml", inco
     features = push_incoming_features(check.incoming_report, pipeline) if push_features else None
     event_id = emit_drift_detected(result) if result.event_due else None
     print(drift_line(result, event_id))
-    return {**result.model_dump(mode="json"), "event_due": result.event_due, "event_id": event_id,
-            "features": {k: features[k] for k in ("rows_written", "rows_materialized")} if features else None}
+    return {
+        **result.model_dump(mode="json"),
+        "event_due": result.event_due,
+        "event_id": event_id,
+        "features": {k: features[k] for k in ("rows_written", "rows_materialized")} if features else None,
+    }
 
 
 if __name__ == "__main__":

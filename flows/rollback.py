@@ -11,8 +11,7 @@ from tasks.observability import observe_run
 from tasks.publish import rollback_model
 
 
-@flow(name="rollback", log_prints=True, on_completion=[observe_run], on_failure=[observe_run],
-      on_crashed=[observe_run])
+@flow(name="rollback", log_prints=True, on_completion=[observe_run], on_failure=[observe_run], on_crashed=[observe_run])
 def rollback(registered_model: str) -> dict[str, Any]:
     """Move a registered model's @champion alias back to its @previous version.
 

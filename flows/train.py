@@ -23,10 +23,19 @@ from tasks.train import start_tracking, tune_trainer
 
 # the stages' pieces run on a thread pool the settings size when a run starts, or on Ray: tasks/task_runners.py
 # (type: ignore: Prefect types the decorator's runner as an invariant TaskRunner[PrefectFuture])
-@flow(name="train", log_prints=True, task_runner=SettingsThreadPoolTaskRunner(),  # type: ignore[arg-type]
-      on_completion=[observe_run], on_failure=[observe_run], on_crashed=[observe_run])
-def train(spec: str | dict[str, Any] = "pipelines/digits-quick.yaml",
-          extra_sources: list[str] | None = None, incoming_dataset_version: str | None = None) -> dict[str, Any]:
+@flow(
+    name="train",
+    log_prints=True,
+    task_runner=SettingsThreadPoolTaskRunner(),  # type: ignore[arg-type]
+    on_completion=[observe_run],
+    on_failure=[observe_run],
+    on_crashed=[observe_run],
+)
+def train(
+    spec: str | dict[str, Any] = "pipelines/digits-quick.yaml",
+    extra_sources: list[str] | None = None,
+    incoming_dataset_version: str | None = None,
+) -> dict[str, Any]:
     """Train, evaluate and publish the pipeline described by ``spec``.
 
     Args:
@@ -59,9 +68,14 @@ def train(spec: str | dict[str, Any] = "pipelines/digits-quick.yaml",
         f"{selection['rows']} images"
     )
     result: dict[str, Any] = {
-        "pipeline": pipeline.name, "dataset_version": report.dataset_version, "valid": report.valid,
-        "quarantined": len(report.quarantined), "shards": shards.path, "images": shards.count,
-        "features": features, "training_set": {k: v for k, v in selection.items() if k != "kept_image_ids"},
+        "pipeline": pipeline.name,
+        "dataset_version": report.dataset_version,
+        "valid": report.valid,
+        "quarantined": len(report.quarantined),
+        "shards": shards.path,
+        "images": shards.count,
+        "features": features,
+        "training_set": {k: v for k, v in selection.items() if k != "kept_image_ids"},
     }
     if pipeline.trainer is None:
         return result
@@ -69,26 +83,42 @@ def train(spec: str | dict[str, Any] = "pipelines/digits-quick.yaml",
     search = tune_trainer(pipeline, shards, selection, report, parent_run_id)
     progress.done("tune")
     best = search["best_metrics"]
-    print(f"tune: {len(search['trials'])} trials, best {pipeline.tuner.metric}={best.get(pipeline.tuner.metric)} "
-          f"at {best.get('images_per_sec', 0):.0f} images/s; checkpoint {search['best_checkpoint']}")
+    print(
+        f"tune: {len(search['trials'])} trials, best {pipeline.tuner.metric}={best.get(pipeline.tuner.metric)} "
+        f"at {best.get('images_per_sec', 0):.0f} images/s; checkpoint {search['best_checkpoint']}"
+    )
     run_stage(fid_reference_stage, pipeline, shards, selection["kept_image_ids"])  # reference features per chunk
     evaluation = evaluate_model(pipeline, search["best_checkpoint"], shards, selection, parent_run_id)
     progress.done("evaluate")
     score = evaluation["score"]
-    print(f"evaluate: FID {score['fid']:.3f}, KID {score['kid_mean']} (N={score['n']}, dims={score['dims']}, "
-          f"resize={score['resize']}, weights {score['weights_sha256'][:12]})"
-          + (f"; classifier score {classifier_summary(score)}" if score.get("classifier") else ""))
-    published = publish_model(pipeline, search["best_checkpoint"], evaluation, report, shards, features, parent_run_id,
-                              selection, incoming_dataset_version)
+    print(
+        f"evaluate: FID {score['fid']:.3f}, KID {score['kid_mean']} (N={score['n']}, dims={score['dims']}, "
+        f"resize={score['resize']}, weights {score['weights_sha256'][:12]})"
+        + (f"; classifier score {classifier_summary(score)}" if score.get("classifier") else "")
+    )
+    published = publish_model(
+        pipeline,
+        search["best_checkpoint"],
+        evaluation,
+        report,
+        shards,
+        features,
+        parent_run_id,
+        selection,
+        incoming_dataset_version,
+    )
     progress.done("publish")
     if published.get("published"):
-        print(f"publish: {published['model']} v{published['version']} aliases {published['aliases']}: "
-              f"{published['summary']}")
-    print(f"samples of this run: {evaluation['grid']} (MLflow run {parent_run_id}, artifact samples/"
-          f"{Path(evaluation['grid']).name}); FID {score['fid']:.3f}"
-          + (f", classifier score {classifier_summary(score)}" if score.get("classifier") else ""))
-    return {**result, "mlflow_run_id": parent_run_id, "search": search, "evaluation": evaluation,
-            "publish": published}
+        print(
+            f"publish: {published['model']} v{published['version']} aliases {published['aliases']}: "
+            f"{published['summary']}"
+        )
+    print(
+        f"samples of this run: {evaluation['grid']} (MLflow run {parent_run_id}, artifact samples/"
+        f"{Path(evaluation['grid']).name}); FID {score['fid']:.3f}"
+        + (f", classifier score {classifier_summary(score)}" if score.get("classifier") else "")
+    )
+    return {**result, "mlflow_run_id": parent_run_id, "search": search, "evaluation": evaluation, "publish": published}
 
 
 if __name__ == "__main__":

@@ -48,8 +48,13 @@ def reference_chunk_cache_key(context: Any, parameters: dict[str, Any]) -> str |
     return f"fid-reference-chunk-{stable_hash(chunk.features_key, length=32)}"
 
 
-@task(name="fid-reference-plan", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
-      retry_condition_fn=retry_on_io)
+@task(
+    name="fid-reference-plan",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=retry_on_io,
+)
 def plan_fid_reference(spec: PipelineSpec, shards: ShardSet, kept_ids: list[str] | None) -> ReferencePlan:
     """The evaluation's N real images (content-ranked sample) cut into chunks, unless their statistics are cached."""
     settings = get_settings()
@@ -57,8 +62,14 @@ def plan_fid_reference(spec: PipelineSpec, shards: ShardSet, kept_ids: list[str]
 
 
 # Retries only on transient I/O (weights on S3, the artifact root); a network or input error fails at once.
-@task(name="fid-reference-chunk", cache_key_fn=reference_chunk_cache_key, persist_result=True, retries=2,
-      retry_delay_seconds=[2, 10], retry_condition_fn=retry_on_io)
+@task(
+    name="fid-reference-chunk",
+    cache_key_fn=reference_chunk_cache_key,
+    persist_result=True,
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=retry_on_io,
+)
 def fid_reference_chunk(chunk: ReferenceChunk, images: torch.Tensor, spec: PipelineSpec) -> ChunkFeatures:
     """Inception features of one chunk of the reference sample, stored in the artifact root (or found there)."""
     settings = get_settings()
@@ -66,16 +77,21 @@ def fid_reference_chunk(chunk: ReferenceChunk, images: torch.Tensor, spec: Pipel
     return chunk_features(chunk, images, extractor, artifact_root(settings))
 
 
-@task(name="fid-reference", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
-      retry_condition_fn=retry_on_io)
+@task(
+    name="fid-reference", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_on_io
+)
 def combine_fid_reference(plan: ReferencePlan, chunks: list[ChunkFeatures]) -> dict[str, Any]:
     """Reference mu/sigma from the chunks' features (exact: concatenated, one covariance), into the reference cache."""
     if not plan.found:
         artifacts = artifact_root(get_settings())
         combine_reference(plan.key, plan.chunks, artifacts, ReferenceStatsCache.for_artifacts(artifacts))
-    return {"reference": plan.key.model_dump(), "found": plan.found, "chunks": len(plan.chunks),
-            "chunks_computed": sum(1 for c in chunks if c.computed),
-            "seconds": round(sum(c.seconds for c in chunks), 3)}
+    return {
+        "reference": plan.key.model_dump(),
+        "found": plan.found,
+        "chunks": len(plan.chunks),
+        "chunks_computed": sum(1 for c in chunks if c.computed),
+        "seconds": round(sum(c.seconds for c in chunks), 3),
+    }
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
@@ -91,15 +107,28 @@ def evaluate_model(
     classifier = score.get("classifier") or {}
     tracking.log_to_run(
         parent_run_id,
-        metrics={"fid": score["fid"], **({"kid_mean": score["kid_mean"], "kid_std": score["kid_std"]}
-                                          if score["kid_mean"] is not None else {}),
-                 **({"classifier_score": classifier["mean_top_probability"],
-                     "classifier_coverage": classifier["coverage"],
-                     "classifier_accuracy": classifier["classifier_accuracy"]} if classifier else {})},
-        params={"fid_n": score["n"], "fid_dims": score["dims"], "fid_resize": score["resize"],
-                "fid_weights_sha256": score["weights_sha256"],
-                **({"classifier_confident": classifier["confident"]} if classifier else {})},
-        artifacts=[Path(result["grid"])], artifact_path="samples",
+        metrics={
+            "fid": score["fid"],
+            **({"kid_mean": score["kid_mean"], "kid_std": score["kid_std"]} if score["kid_mean"] is not None else {}),
+            **(
+                {
+                    "classifier_score": classifier["mean_top_probability"],
+                    "classifier_coverage": classifier["coverage"],
+                    "classifier_accuracy": classifier["classifier_accuracy"],
+                }
+                if classifier
+                else {}
+            ),
+        },
+        params={
+            "fid_n": score["n"],
+            "fid_dims": score["dims"],
+            "fid_resize": score["resize"],
+            "fid_weights_sha256": score["weights_sha256"],
+            **({"classifier_confident": classifier["confident"]} if classifier else {}),
+        },
+        artifacts=[Path(result["grid"])],
+        artifact_path="samples",
     )
     create_markdown_artifact(
         key=artifact_key(spec.name, "evaluation"),
@@ -110,6 +139,7 @@ def evaluate_model(
     if uri.startswith("http"):  # an MLflow server serves the grid: show it inline in the Prefect UI
         create_image_artifact(
             image_url=f"{uri}/get-artifact?path=samples/{Path(result['grid']).name}&run_uuid={parent_run_id}",
-            key=artifact_key(spec.name, "samples"), description="Samples of the best trial",
+            key=artifact_key(spec.name, "samples"),
+            description="Samples of the best trial",
         )
     return result

@@ -29,8 +29,9 @@ from tasks.retry_policy import retry_on_io
 
 
 # Not cached: what the offline store holds decides the work (only ids missing from a view are computed).
-@task(name="palettes-plan", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
-      retry_condition_fn=retry_on_io)
+@task(
+    name="palettes-plan", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_on_io
+)
 def plan_palettes_task(report: IngestReport, spec: PipelineSpec) -> PalettePlan:
     """Register the spec's palette views and cut the snapshot into chunks, each with the ids it must compute."""
     settings = get_settings()
@@ -38,8 +39,9 @@ def plan_palettes_task(report: IngestReport, spec: PipelineSpec) -> PalettePlan:
 
 
 @task(name="materialize-features", cache_policy=NO_CACHE, log_prints=False)  # Feast prints its own report
-def materialize_features(report: IngestReport, spec: PipelineSpec, plan: PalettePlan | None = None,
-                         chunks: list[ChunkRows] | None = None) -> dict[str, Any]:
+def materialize_features(
+    report: IngestReport, spec: PipelineSpec, plan: PalettePlan | None = None, chunks: list[ChunkRows] | None = None
+) -> dict[str, Any]:
     """Append the chunks' new rows (one part file per view) and materialize them online.
 
     Without ``plan``/``chunks`` it runs the whole palette step in this process (plan, every chunk, append).

@@ -30,9 +30,17 @@ from tasks.reporting import pop_progress, publish_run_summary
 from tasks.run_log import run_logger
 
 
-def push_run_metrics(flow: str, pipeline: str, result: Mapping[str, Any] | None = None, *, ok: bool = True,
-                     stages: Mapping[str, float] | None = None, duration_seconds: float | None = None,
-                     metric: str = "loss", gateway: str | None = None) -> bool:
+def push_run_metrics(
+    flow: str,
+    pipeline: str,
+    result: Mapping[str, Any] | None = None,
+    *,
+    ok: bool = True,
+    stages: Mapping[str, float] | None = None,
+    duration_seconds: float | None = None,
+    metric: str = "loss",
+    gateway: str | None = None,
+) -> bool:
     """Build the run's metrics from its result and push them; False (logged) when the Pushgateway is unreachable."""
     log = run_logger(__name__)
     try:
@@ -40,8 +48,9 @@ def push_run_metrics(flow: str, pipeline: str, result: Mapping[str, Any] | None 
         metrics = RunMetrics(flow, pipeline)
         if result:
             if flow == "drift_check":
-                metrics.drift(result["drift_share"], bool(result.get("dataset_drift")),
-                              len(result.get("drifted_columns") or []))
+                metrics.drift(
+                    result["drift_share"], bool(result.get("dataset_drift")), len(result.get("drifted_columns") or [])
+                )
             elif flow == "rollback":
                 metrics.promotion("rolled_back", result.get("champion"))
             else:
@@ -115,8 +124,11 @@ def observe_run(flow: Any, flow_run: Any, state: Any) -> None:
             result = state.result(raise_on_failure=False)
         except Exception as exc:  # noqa: BLE001 - e.g. a result that was not kept in memory
             log.warning("run result unavailable to the observability hook: %s", exc)
-    result = result if isinstance(result, Mapping) else (result.model_dump(mode="json")
-                                                        if hasattr(result, "model_dump") else None)
+    result = (
+        result
+        if isinstance(result, Mapping)
+        else (result.model_dump(mode="json") if hasattr(result, "model_dump") else None)
+    )
     parameters = flow_run.parameters or {}
     spec = raw_spec(parameters)  # read once: name and notification routing both come from it
     pipeline = pipeline_name(spec, parameters, result)
@@ -128,15 +140,31 @@ def observe_run(flow: Any, flow_run: Any, state: Any) -> None:
     push_run_metrics(flow.name, pipeline, result, ok=ok, stages=stages, duration_seconds=_duration(flow_run))
     _best_effort(log, "run summary", _summarise, flow.name, result, stages)
     if not ok:
-        _best_effort(log, "failure notification", notify_flow_failure, flow.name, str(flow_run.name),
-                     str(flow_run.id), str(state.message or state.name), pipeline, config)
+        _best_effort(
+            log,
+            "failure notification",
+            notify_flow_failure,
+            flow.name,
+            str(flow_run.name),
+            str(flow_run.id),
+            str(state.message or state.name),
+            pipeline,
+            config,
+        )
         return
     if not result:
         return
     published = result.get("publish") or {}
     if published.get("promoted"):
-        _best_effort(log, "promotion notification", notify_model_promoted, pipeline, published,
-                     result.get("mlflow_run_id"), config)
+        _best_effort(
+            log,
+            "promotion notification",
+            notify_model_promoted,
+            pipeline,
+            published,
+            result.get("mlflow_run_id"),
+            config,
+        )
     if flow.name == "drift_check" and result.get("event_due"):
         _best_effort(log, "drift notification", notify_drift_detected, result, config)
     if flow.name == "rollback":

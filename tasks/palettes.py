@@ -26,8 +26,14 @@ def palette_chunk_cache_key(context: Any, parameters: dict[str, Any]) -> str:
 
 
 # Rows are keyed by image content, so a cached result (persisted) is always valid data, whichever store reads it.
-@task(name="palette-chunk", cache_key_fn=palette_chunk_cache_key, persist_result=True, retries=2,
-      retry_delay_seconds=[2, 10], retry_condition_fn=retry_on_io)
+@task(
+    name="palette-chunk",
+    cache_key_fn=palette_chunk_cache_key,
+    persist_result=True,
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=retry_on_io,
+)
 def palette_chunk(chunk: PaletteChunk, spec: PipelineSpec) -> ChunkRows:
     """Every palette of the spec for the chunk's images missing offline (fetched by URI on a worker lacking them)."""
     settings = get_settings()

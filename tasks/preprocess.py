@@ -55,8 +55,14 @@ def piece_cache_key(context: Any, parameters: dict[str, Any]) -> str | None:
     return f"preprocess-shard-{piece.stack_key}-{piece.key}"
 
 
-@task(name="preprocess-lookup", cache_key_fn=preprocess_cache_key, persist_result=True, retries=2,
-      retry_delay_seconds=[2, 10], retry_condition_fn=retry_on_io)
+@task(
+    name="preprocess-lookup",
+    cache_key_fn=preprocess_cache_key,
+    persist_result=True,
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=retry_on_io,
+)
 def find_preprocessed(report: IngestReport, spec: PipelineSpec) -> ShardSet | None:
     """The published shard set of this snapshot and brush stack, or None."""
     key = stack_key(BrushStack.from_spec(spec.brushes), spec.seed)
@@ -65,8 +71,14 @@ def find_preprocessed(report: IngestReport, spec: PipelineSpec) -> ShardSet | No
 
 
 # Not cached and not persisted: cheap (one manifest read), and its value is the whole manifest again.
-@task(name="preprocess-plan", cache_policy=NO_CACHE, persist_result=False, retries=2, retry_delay_seconds=[2, 10],
-      retry_condition_fn=retry_on_io)
+@task(
+    name="preprocess-plan",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=retry_on_io,
+)
 def plan_preprocess(report: IngestReport, spec: PipelineSpec) -> list[Piece]:
     """The snapshot's content-defined pieces for the spec's brush stack."""
     key = stack_key(BrushStack.from_spec(spec.brushes), spec.seed)
@@ -74,8 +86,15 @@ def plan_preprocess(report: IngestReport, spec: PipelineSpec) -> list[Piece]:
 
 
 # Retries only on transient I/O (fetching images, writing the piece); a decode or brush error fails at once.
-@task(name="preprocess-shard", task_run_name="preprocess-shard-{piece.index}", cache_key_fn=piece_cache_key,
-      persist_result=True, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_on_io)
+@task(
+    name="preprocess-shard",
+    task_run_name="preprocess-shard-{piece.index}",
+    cache_key_fn=piece_cache_key,
+    persist_result=True,
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=retry_on_io,
+)
 def preprocess_shard(piece: Piece, spec: PipelineSpec) -> PieceResult:
     """Apply the spec's brushes to one piece's images and store the piece (or find it stored)."""
     settings = get_settings()
@@ -90,12 +109,25 @@ def preprocess_shard(piece: Piece, spec: PipelineSpec) -> PieceResult:
     return preprocess_piece(piece, BrushStack.from_spec(spec.brushes), artifacts, paths, seed=spec.seed)
 
 
-@task(name="preprocess-assemble", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
-      retry_condition_fn=retry_on_io)
-def assemble_preprocess(report: IngestReport, spec: PipelineSpec, pieces: list[Piece],
-                        results: list[PieceResult]) -> ShardSet:
+@task(
+    name="preprocess-assemble",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=retry_on_io,
+)
+def assemble_preprocess(
+    report: IngestReport, spec: PipelineSpec, pieces: list[Piece], results: list[PieceResult]
+) -> ShardSet:
     """Publish the shard set's index once every piece exists."""
     settings = get_settings()
     artifacts = artifact_root(settings)
-    return assemble_shard_set(load_manifest(report.dataset_version, artifacts), BrushStack.from_spec(spec.brushes),
-                              spec.seed, pieces, results, artifacts, settings.home / "cache")
+    return assemble_shard_set(
+        load_manifest(report.dataset_version, artifacts),
+        BrushStack.from_spec(spec.brushes),
+        spec.seed,
+        pieces,
+        results,
+        artifacts,
+        settings.home / "cache",
+    )

@@ -35,8 +35,14 @@ from tasks.retry_policy import retry_on_io
 
 @task(name="publish", retries=2, retry_delay_seconds=10, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
 def publish_model(
-    spec: PipelineSpec, checkpoint: str, evaluation: dict[str, Any], report: IngestReport, shards: ShardSet,
-    features: dict[str, Any], parent_run_id: str, selection: dict[str, Any] | None = None,
+    spec: PipelineSpec,
+    checkpoint: str,
+    evaluation: dict[str, Any],
+    report: IngestReport,
+    shards: ShardSet,
+    features: dict[str, Any],
+    parent_run_id: str,
+    selection: dict[str, Any] | None = None,
     incoming_dataset_version: str | None = None,
 ) -> dict[str, Any]:
     """New registered version with lineage tags (once per run and checkpoint); ``@champion`` only through the gate."""
@@ -58,8 +64,9 @@ def publish_model(
         **registry.save_score_tags(score),
     }
     name = spec.publish.registered_model
-    version = registry.publish_version(name, checkpoint, parent_run_id, tags,
-                                       publish_key=stable_hash({"run": parent_run_id, "checkpoint": checkpoint}))
+    version = registry.publish_version(
+        name, checkpoint, parent_run_id, tags, publish_key=stable_hash({"run": parent_run_id, "checkpoint": checkpoint})
+    )
     kept = (selection or {}).get("kept_image_ids")
     s3 = make_s3_client(settings) if (spec.evaluator.weights or "").startswith("s3://") else None
 
@@ -68,39 +75,82 @@ def publish_model(
         images, labels = training_set(shards, kept, artifact_root(settings))  # read once for both
         real = seeded_sample(images, spec.evaluator.num_samples, spec.seed)
         classifier = fit_classifier(images, labels, shards, kept, spec) if score.classifier is not None else None
-        return rescore_registered(f"models:/{name}/{champion}", score, real, spec, settings, s3_client=s3,
-                                  classifier=classifier)
+        return rescore_registered(
+            f"models:/{name}/{champion}", score, real, spec, settings, s3_client=s3, classifier=classifier
+        )
 
     gate = spec.publish.gate
     outcome = registry.gate_and_alias(
-        name, version, score, metric=gate.metric, margin=gate.margin, tag=spec.publish.tag,
-        lock=promotion_lock(name), rescore=rescore, on_unusable=gate.on_unusable_champion,
+        name,
+        version,
+        score,
+        metric=gate.metric,
+        margin=gate.margin,
+        tag=spec.publish.tag,
+        lock=promotion_lock(name),
+        rescore=rescore,
+        on_unusable=gate.on_unusable_champion,
     )
     verdict = outcome["verdict"]
     champion_value = gate_metric_value(verdict.get("champion"), gate.metric)
-    tracking.log_to_run(parent_run_id, tags={"registered_model": name, "registered_version": version,
-                                             "promoted": str(outcome["promoted"]), "gate_basis": verdict["basis"]},
-                        metrics={f"gate_champion_{gate.metric}": champion_value} if champion_value is not None else None)
+    tracking.log_to_run(
+        parent_run_id,
+        tags={
+            "registered_model": name,
+            "registered_version": version,
+            "promoted": str(outcome["promoted"]),
+            "gate_basis": verdict["basis"],
+        },
+        metrics={f"gate_champion_{gate.metric}": champion_value} if champion_value is not None else None,
+    )
     create_markdown_artifact(  # the evaluation artifact again, now with the champion's side and the verdict
         key=artifact_key(spec.name, "evaluation"),
-        markdown=evaluation_markdown(spec.name, evaluation["score"], parent_run_id, Path(evaluation["grid"]).name,
-                                     verdict={**verdict, "promoted": outcome["promoted"]}),
+        markdown=evaluation_markdown(
+            spec.name,
+            evaluation["score"],
+            parent_run_id,
+            Path(evaluation["grid"]).name,
+            verdict={**verdict, "promoted": outcome["promoted"]},
+        ),
         description="FID/KID of the best trial and the promotion verdict",
     )
     emit_event(
         event="canvascraft.retrain.completed",
-        resource={"prefect.resource.id": f"canvascraft.pipeline.{spec.name}", "canvascraft.model": name,
-                  "canvascraft.promoted": str(outcome["promoted"]).lower()},  # automations match labels, not payload
-        payload={"version": version, "promoted": outcome["promoted"], "reason": outcome["reason"],
-                 "summary": outcome["summary"], "basis": verdict["basis"], "metric": gate.metric,
-                 "candidate_score": verdict["candidate"], "champion_score": verdict.get("champion"),
-                 "champion_version": verdict.get("champion_version"), "fid": score.fid,
-                 "dataset_version": report.dataset_version, "incoming_dataset_version": incoming_dataset_version},
+        resource={
+            "prefect.resource.id": f"canvascraft.pipeline.{spec.name}",
+            "canvascraft.model": name,
+            "canvascraft.promoted": str(outcome["promoted"]).lower(),
+        },  # automations match labels, not payload
+        payload={
+            "version": version,
+            "promoted": outcome["promoted"],
+            "reason": outcome["reason"],
+            "summary": outcome["summary"],
+            "basis": verdict["basis"],
+            "metric": gate.metric,
+            "candidate_score": verdict["candidate"],
+            "champion_score": verdict.get("champion"),
+            "champion_version": verdict.get("champion_version"),
+            "fid": score.fid,
+            "dataset_version": report.dataset_version,
+            "incoming_dataset_version": incoming_dataset_version,
+        },
     )
-    return {"published": True, "model": name, **outcome, "fid": score.fid, "kid_mean": score.kid_mean,
-            "classifier_score": score.metric("classifier_score"),
-            "comparability": {"n": score.n, "dims": score.dims, "resize": score.resize,
-                              "weights_sha256": score.weights_sha256, "reference": score.reference}}
+    return {
+        "published": True,
+        "model": name,
+        **outcome,
+        "fid": score.fid,
+        "kid_mean": score.kid_mean,
+        "classifier_score": score.metric("classifier_score"),
+        "comparability": {
+            "n": score.n,
+            "dims": score.dims,
+            "resize": score.resize,
+            "weights_sha256": score.weights_sha256,
+            "reference": score.reference,
+        },
+    }
 
 
 @task(name="rollback", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
@@ -109,6 +159,9 @@ def rollback_model(name: str) -> dict[str, Any]:
     settings = get_settings()
     tracking.configure(settings)
     outcome = registry.rollback(name, promotion_lock(name))
-    emit_event(event="canvascraft.model.rolled-back", payload=outcome,
-               resource={"prefect.resource.id": f"canvascraft.model.{name}", "prefect.resource.name": name})
+    emit_event(
+        event="canvascraft.model.rolled-back",
+        payload=outcome,
+        resource={"prefect.resource.id": f"canvascraft.model.{name}", "prefect.resource.name": name},
+    )
     return outcome

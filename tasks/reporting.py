@@ -28,15 +28,25 @@ from canvascraft.settings import Settings, get_settings
 @task(name="report-ingest", cache_policy=NO_CACHE)
 def publish_ingest_report(report: IngestReport, pipeline: str) -> str:
     """A markdown artifact with the ingest counts and every quarantined object's reason."""
-    return str(create_markdown_artifact(key=artifact_key(pipeline, "ingest"), markdown=ingest_markdown(report),
-                                        description=f"Ingest of dataset version {report.dataset_version}"))
+    return str(
+        create_markdown_artifact(
+            key=artifact_key(pipeline, "ingest"),
+            markdown=ingest_markdown(report),
+            description=f"Ingest of dataset version {report.dataset_version}",
+        )
+    )
 
 
 # Share of the run each train stage completes (seed 004's progress bands: data 0-20 %, training 20-80 %, publish
 # 80-100 %); a stage the run skips simply never moves the bar, and the completion hook sets 100 %.
 TRAIN_STAGES: dict[str, float] = {
-    "ingest": 10.0, "preprocess": 18.0, "features": 25.0, "training_set": 30.0,
-    "tune": 80.0, "evaluate": 92.0, "publish": 100.0,
+    "ingest": 10.0,
+    "preprocess": 18.0,
+    "features": 25.0,
+    "training_set": 30.0,
+    "tune": 80.0,
+    "evaluate": 92.0,
+    "publish": 100.0,
 }
 _ACTIVE: dict[str, RunProgress] = {}
 
@@ -73,9 +83,14 @@ class RunProgress:
     def _create(self) -> None:
         """Create the artifact at 0 % (runs on the sender thread)."""
         try:
-            self.artifact_id = cast(UUID, create_progress_artifact(  # sync call: a UUID, not a coroutine
-                progress=0.0, key=artifact_key(self.pipeline, "progress"),
-                description=f"Progress of {self.pipeline}: started"))
+            self.artifact_id = cast(
+                UUID,
+                create_progress_artifact(  # sync call: a UUID, not a coroutine
+                    progress=0.0,
+                    key=artifact_key(self.pipeline, "progress"),
+                    description=f"Progress of {self.pipeline}: started",
+                ),
+            )
         except Exception:  # noqa: BLE001 - progress display is best effort; the stage timings still count
             self.artifact_id = None
 
@@ -104,8 +119,9 @@ class RunProgress:
         """Push one percentage (runs on the sender thread; ignored when the artifact could not be created)."""
         if self.artifact_id is not None:
             try:
-                update_progress_artifact(self.artifact_id, progress=progress,
-                                         description=f"Progress of {self.pipeline}: {note}")
+                update_progress_artifact(
+                    self.artifact_id, progress=progress, description=f"Progress of {self.pipeline}: {note}"
+                )
             except Exception:  # noqa: BLE001 - best effort, as above
                 pass
 
@@ -148,8 +164,11 @@ def summary_links(result: dict[str, Any], settings: Settings | None = None) -> d
     if target:  # a link artifact's data is "[text](url)"
         links["drift_report"] = target.group(1)
     else:
-        reports = sorted((settings.home / "reports" / "drift" / pipeline).glob("*.html"),
-                         key=lambda p: p.stat().st_mtime) if pipeline else []
+        reports = (
+            sorted((settings.home / "reports" / "drift" / pipeline).glob("*.html"), key=lambda p: p.stat().st_mtime)
+            if pipeline
+            else []
+        )
         links["drift_report"] = Path(reports[-1]).as_uri() if reports else None
     return links
 
@@ -157,5 +176,10 @@ def summary_links(result: dict[str, Any], settings: Settings | None = None) -> d
 def publish_run_summary(result: dict[str, Any], stages: dict[str, float] | None = None) -> str:
     """Markdown artifact ``<pipeline>-summary`` linking the MLflow run, the registered version and the drift report."""
     markdown = run_summary_markdown(result, summary_links(result), stages)
-    return str(create_markdown_artifact(key=artifact_key(str(result.get("pipeline", "run")), "summary"),
-                                        markdown=markdown, description="Run summary"))
+    return str(
+        create_markdown_artifact(
+            key=artifact_key(str(result.get("pipeline", "run")), "summary"),
+            markdown=markdown,
+            description="Run summary",
+        )
+    )

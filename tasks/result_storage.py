@@ -25,11 +25,14 @@ def register_result_storage(settings: Settings, api_url: str) -> str:
     root = settings.resolved_artifact_root
     if not root.startswith("s3://"):
         raise SettingsError(f"Prefect results need an S3 artifact root; CANVASCRAFT_ARTIFACT_ROOT is {root}")
-    bucket, _, prefix = root[len("s3://"):].partition("/")
+    bucket, _, prefix = root[len("s3://") :].partition("/")
     endpoint = settings.resolved_s3_endpoint_url
-    credentials = AwsCredentials(region_name=settings.s3_region,
-                                 aws_client_parameters=AwsClientParameters(endpoint_url=endpoint) if endpoint else AwsClientParameters())
+    credentials = AwsCredentials(
+        region_name=settings.s3_region,
+        aws_client_parameters=AwsClientParameters(endpoint_url=endpoint) if endpoint else AwsClientParameters(),
+    )
     with temporary_settings(updates={PREFECT_API_URL: api_url}):
-        S3Bucket(bucket_name=bucket, bucket_folder=f"{prefix.strip('/')}/{RESULTS}".strip("/"),
-                 credentials=credentials).save(BLOCK_NAME, overwrite=True)
+        S3Bucket(
+            bucket_name=bucket, bucket_folder=f"{prefix.strip('/')}/{RESULTS}".strip("/"), credentials=credentials
+        ).save(BLOCK_NAME, overwrite=True)
     return BLOCK_SLUG

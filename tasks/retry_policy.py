@@ -9,8 +9,17 @@ from botocore.exceptions import BotoCoreError, ClientError
 from canvascraft.errors import StorageError
 
 # S3 error codes that are worth another attempt although their status is not 5xx (botocore's throttling set).
-RETRYABLE_S3_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
-                                "RequestTimeTooSkewed", "InternalError", "ServiceUnavailable"})
+RETRYABLE_S3_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "InternalError",
+        "ServiceUnavailable",
+    }
+)
 
 
 def _client_error_is_transient(exc: ClientError) -> bool:
@@ -32,7 +41,8 @@ def is_transient(exc: BaseException) -> bool:
     if type(exc).__name__ == "MlflowException":  # MLflow wraps connection failures and 5xx answers
         text = str(exc)
         return "RESOURCE_DOES_NOT_EXIST" not in text and any(
-            marker in text for marker in ("Connection", "503", "502", "504", "timed out", "TEMPORARILY_UNAVAILABLE"))
+            marker in text for marker in ("Connection", "503", "502", "504", "timed out", "TEMPORARILY_UNAVAILABLE")
+        )
     return isinstance(exc, OSError)
 
 

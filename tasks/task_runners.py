@@ -79,8 +79,11 @@ def stage_task_runner(settings: Settings | None = None) -> TaskRunner[Any]:
     # piece tasks find the artifact root the driver uses; endpoint and keys come from each node's own settings
     # (its environment), never through Ray's GCS, as for Tune trials (canvascraft.tuning.search.connect_ray)
     env = {"CANVASCRAFT_HOME": str(settings.home), "CANVASCRAFT_ARTIFACT_ROOT": settings.resolved_artifact_root}
-    init_kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "log_to_driver": False,
-                                   "logging_level": logging.WARNING}
+    init_kwargs: dict[str, Any] = {
+        "runtime_env": {"env_vars": env},
+        "log_to_driver": False,
+        "logging_level": logging.WARNING,
+    }
     address: str | None = settings.ray_address
     if address == "auto":  # RayTaskRunner treats "auto" as "no address" (a new local Ray): pass it to ray.init
         init_kwargs["address"], address = "auto", None

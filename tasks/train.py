@@ -29,8 +29,11 @@ def start_tracking(spec: PipelineSpec, report: IngestReport, incoming_dataset_ve
     A drift retrain records the incoming dataset version it answers (``tracking.RETRAIN_OF_TAG``): later drift
     checks of the same incoming data, on any worker, find it and stay calm.
     """
-    tags = {"prefect.flow_run_id": str(flow_run.id or ""), "prefect.flow_run_name": str(flow_run.name or ""),
-            "canvascraft.dataset_version": report.dataset_version}
+    tags = {
+        "prefect.flow_run_id": str(flow_run.id or ""),
+        "prefect.flow_run_name": str(flow_run.name or ""),
+        "canvascraft.dataset_version": report.dataset_version,
+    }
     if incoming_dataset_version:
         tags[tracking.RETRAIN_OF_TAG] = incoming_dataset_version
     return tracking.start_parent_run(get_settings(), spec, report.dataset_version, tags)
@@ -68,7 +71,11 @@ def watch_for_cancel(deadline: float = CANCEL_EXIT_DEADLINE_S) -> None:
 
 @task(name="tune", cache_policy=NO_CACHE)
 def tune_trainer(
-    spec: PipelineSpec, shards: ShardSet, selection: dict[str, Any], report: IngestReport, parent_run_id: str,
+    spec: PipelineSpec,
+    shards: ShardSet,
+    selection: dict[str, Any],
+    report: IngestReport,
+    parent_run_id: str,
     extra_config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the Ray Tune search; log sample grids per trial; return the best checkpoint and config."""
@@ -76,21 +83,37 @@ def tune_trainer(
     tracking.configure(settings)
     watch_for_cancel()
     result = run_search(
-        spec, shards, selection.get("kept_ids_key"), settings, parent_run_id=parent_run_id,
-        dataset_version=report.dataset_version, extra_config=extra_config,
+        spec,
+        shards,
+        selection.get("kept_ids_key"),
+        settings,
+        parent_run_id=parent_run_id,
+        dataset_version=report.dataset_version,
+        extra_config=extra_config,
     )
     log_trial_samples(result, parent_run_id, n=16, seed=spec.seed)
     table = trials_table(result.trials, spec.tuner.metric)
-    create_table_artifact(table=table, key=artifact_key(spec.name, "trials"), description=f"Ray Tune trials of {spec.name}")
+    create_table_artifact(
+        table=table, key=artifact_key(spec.name, "trials"), description=f"Ray Tune trials of {spec.name}"
+    )
     best_metric = result.best_metrics.get(spec.tuner.metric)
-    tracking.log_to_run(parent_run_id, metrics={
-        f"best_{spec.tuner.metric}": float(best_metric) if best_metric is not None else float("nan"),
-        "tune_wall_seconds": result.wall_seconds, "tune_overhead_seconds": result.tune_overhead_seconds,
-    }, params={"best_hp": result.best_config.get("hp", {})}, tags={"tune_restored": str(result.restored)})
+    tracking.log_to_run(
+        parent_run_id,
+        metrics={
+            f"best_{spec.tuner.metric}": float(best_metric) if best_metric is not None else float("nan"),
+            "tune_wall_seconds": result.wall_seconds,
+            "tune_overhead_seconds": result.tune_overhead_seconds,
+        },
+        params={"best_hp": result.best_config.get("hp", {})},
+        tags={"tune_restored": str(result.restored)},
+    )
     return {
         "best_checkpoint": result.best_checkpoint,
-        "best_config": {"trainer": result.best_config["trainer"], "params": result.best_config["params"],
-                        "hp": result.best_config.get("hp", {})},
+        "best_config": {
+            "trainer": result.best_config["trainer"],
+            "params": result.best_config["params"],
+            "hp": result.best_config.get("hp", {}),
+        },
         "best_metrics": {k: v for k, v in result.best_metrics.items() if isinstance(v, (int, float))},
         "trials": table,
         "wall_seconds": result.wall_seconds,

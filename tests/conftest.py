@@ -65,7 +65,9 @@ def bucket(s3_client) -> str:
     return name
 
 
-def png_bytes(size: tuple[int, int] = (16, 16), color: int | tuple[int, ...] = 128, mode: str = "L", fmt: str = "PNG") -> bytes:
+def png_bytes(
+    size: tuple[int, int] = (16, 16), color: int | tuple[int, ...] = 128, mode: str = "L", fmt: str = "PNG"
+) -> bytes:
     """Encode a flat image (test data helper)."""
     from PIL import Image
 

@@ -31,11 +31,14 @@ def seed_digits(client: Any, dest: str, start: int, stop: int, invert: bool = Fa
 def drift_spec(bucket: str, name: str, model: str, **drift: Any) -> dict[str, Any]:
     """A small spec with palettes, a publish target and drift settings (no trainer: the train flow stops early)."""
     return {
-        "name": name, "seed": 1,
+        "name": name,
+        "seed": 1,
         "data": {"source": f"s3://{bucket}/reference", "min_valid_count": 10},
         "brushes": [{"name": "resize", "params": {"size": 8}}, {"name": "grayscale"}],
-        "features": {"palettes": [{"name": "image_stats"}, {"name": "rgb_histogram", "params": {"bins": 4}}],
-                     "image_size": 16},
+        "features": {
+            "palettes": [{"name": "image_stats"}, {"name": "rgb_histogram", "params": {"bins": 4}}],
+            "image_size": 16,
+        },
         "publish": {"registered_model": model, "tag": "candidate"},
         "drift": {"method": "ks", "threshold": 0.01, "drift_share": 0.5, **drift},
     }
@@ -67,8 +70,9 @@ def make_champion(spec: PipelineSpec, settings: Settings, client: Any) -> str:
         pass
     source = settings.home / "placeholder-model"
     source.mkdir(parents=True, exist_ok=True)
-    version = mlflow.create_model_version(name, source=str(source),
-                                          tags={"dataset_version": report.dataset_version, "pipeline": spec.name})
+    version = mlflow.create_model_version(
+        name, source=str(source), tags={"dataset_version": report.dataset_version, "pipeline": spec.name}
+    )
     mlflow.set_registered_model_alias(name, "champion", version.version)
     return report.dataset_version
 
@@ -81,8 +85,13 @@ def drift_events(resource_id: str, wait: float) -> list[Any]:
     deadline = time.monotonic() + wait
     while True:
         with get_client(sync_client=True) as client:  # the server caps limit at 50 (the client defaults to 100)
-            page = client.read_events(EventFilter(event=EventNameFilter(name=["canvascraft.drift.detected"]),
-                                                  resource=EventResourceFilter(id=[resource_id])), limit=50)
+            page = client.read_events(
+                EventFilter(
+                    event=EventNameFilter(name=["canvascraft.drift.detected"]),
+                    resource=EventResourceFilter(id=[resource_id]),
+                ),
+                limit=50,
+            )
         if page.events or time.monotonic() > deadline:
             return page.events
         time.sleep(0.5)

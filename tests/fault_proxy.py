@@ -16,8 +16,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 _HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
-S3_SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
-                b"<Message>injected by the test's fault proxy</Message></Error>")
+S3_SLOW_DOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+    b"<Message>injected by the test's fault proxy</Message></Error>"
+)
 
 
 @dataclass
@@ -31,8 +33,13 @@ class FaultProxy:
 
 @contextmanager
 def fault_proxy(
-    target: str, *, failures: int = 1, status: int = 503, body: bytes = S3_SLOW_DOWN,
-    content_type: str = "application/xml", when: Callable[[str, str], bool] = lambda method, path: True,
+    target: str,
+    *,
+    failures: int = 1,
+    status: int = 503,
+    body: bytes = S3_SLOW_DOWN,
+    content_type: str = "application/xml",
+    when: Callable[[str, str], bool] = lambda method, path: True,
 ) -> Iterator[FaultProxy]:
     """Serve ``http://127.0.0.1:<port>``: the first ``failures`` requests for which ``when(method, path)`` holds get
     ``status`` with ``body``; every other request is forwarded to ``target``."""

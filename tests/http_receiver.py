@@ -45,8 +45,14 @@ def http_receiver(status: int = 200) -> Iterator[tuple[str, Received]]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
-            received.requests.append({"method": "POST", "path": self.path, "headers": dict(self.headers),
-                                      "body": self.rfile.read(length).decode("utf-8", "replace")})
+            received.requests.append(
+                {
+                    "method": "POST",
+                    "path": self.path,
+                    "headers": dict(self.headers),
+                    "body": self.rfile.read(length).decode("utf-8", "replace"),
+                }
+            )
             self.send_response(received.status)
             self.send_header("Content-Length", "2")
             self.end_headers()

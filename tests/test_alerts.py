@@ -15,8 +15,9 @@ from canvascraft.metrics import RunMetrics, train_result_metrics
 
 ALERTS = Path(__file__).resolve().parents[1] / "infra" / "prometheus" / "alerts.yml"
 PROMTOOL = shutil.which("promtool")
-pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool not found: install Debian's prometheus package "
-                                                          "(`make apt` does where apt works)")
+pytestmark = pytest.mark.skipif(
+    PROMTOOL is None, reason="promtool not found: install Debian's prometheus package (`make apt` does where apt works)"
+)
 
 
 def pushed_series(metrics: RunMetrics) -> list[tuple[str, float]]:
@@ -62,25 +63,53 @@ def test_failed_run_drift_and_fid_regression_fire_and_healthy_runs_do_not(tmp_pa
     drift.drift(0.8391, True, 12)
     calm = RunMetrics("drift_check", "fashion-gpu")
     calm.drift(0.1, False, 1)
-    published = {"published": True, "promoted": False, "version": "2",
-                 "verdict": {"champion": {"fid": 3.0}, "basis": "rescored"}}
-    regressed = train_result_metrics(RunMetrics("train", "faces"), {"evaluation": {"score": {"fid": 4.5, "n": 200}},
-                                                                   "publish": published})
-    fine = train_result_metrics(RunMetrics("train", "cats"), {"evaluation": {"score": {"fid": 3.1, "n": 200}},
-                                                             "publish": published})
+    published = {
+        "published": True,
+        "promoted": False,
+        "version": "2",
+        "verdict": {"champion": {"fid": 3.0}, "basis": "rescored"},
+    }
+    regressed = train_result_metrics(
+        RunMetrics("train", "faces"), {"evaluation": {"score": {"fid": 4.5, "n": 200}}, "publish": published}
+    )
+    fine = train_result_metrics(
+        RunMetrics("train", "cats"), {"evaluation": {"score": {"fid": 3.1, "n": 200}}, "publish": published}
+    )
     series = [s for m in (failed, ok, drift, calm, regressed, fine) for s in pushed_series(m)]
     assert any(name.startswith("canvascraft_champion_fid{") for name, _ in series)  # the code pushes the pair
     alerts = [
-        {"eval_time": "5m", "alertname": "CanvasCraftFlowFailed", "exp_alerts": [
-            {"exp_labels": {"severity": "warning", "job": "canvascraft_train", "pipeline": "digits-quick"},
-             "exp_annotations": {"summary": "Last canvascraft_train run of digits-quick failed"}}]},
-        {"eval_time": "5m", "alertname": "CanvasCraftDatasetDrift", "exp_alerts": [
-            {"exp_labels": {"severity": "info", "job": "canvascraft_drift_check", "pipeline": "digits-quick"},
-             "exp_annotations": {"summary": "Drift detected for digits-quick (share 0.84)"}}]},
-        {"eval_time": "5m", "alertname": "CanvasCraftFidRegression", "exp_alerts": [
-            {"exp_labels": {"severity": "warning", "job": "canvascraft_train", "pipeline": "faces"},
-             "exp_annotations": {"summary": "faces: new model's FID 4.50 is >20% worse than the champion's on the "
-                                            "same terms"}}]},
+        {
+            "eval_time": "5m",
+            "alertname": "CanvasCraftFlowFailed",
+            "exp_alerts": [
+                {
+                    "exp_labels": {"severity": "warning", "job": "canvascraft_train", "pipeline": "digits-quick"},
+                    "exp_annotations": {"summary": "Last canvascraft_train run of digits-quick failed"},
+                }
+            ],
+        },
+        {
+            "eval_time": "5m",
+            "alertname": "CanvasCraftDatasetDrift",
+            "exp_alerts": [
+                {
+                    "exp_labels": {"severity": "info", "job": "canvascraft_drift_check", "pipeline": "digits-quick"},
+                    "exp_annotations": {"summary": "Drift detected for digits-quick (share 0.84)"},
+                }
+            ],
+        },
+        {
+            "eval_time": "5m",
+            "alertname": "CanvasCraftFidRegression",
+            "exp_alerts": [
+                {
+                    "exp_labels": {"severity": "warning", "job": "canvascraft_train", "pipeline": "faces"},
+                    "exp_annotations": {
+                        "summary": "faces: new model's FID 4.50 is >20% worse than the champion's on the same terms"
+                    },
+                }
+            ],
+        },
     ]
     done = run_promtool(tmp_path, [promtool_case(series, alerts)])
     assert done.returncode == 0, done.stdout + done.stderr
@@ -92,11 +121,22 @@ def test_stale_pipeline_fires_after_seven_days_without_success(tmp_path: Path) -
     stale.finished(ok=True, duration_seconds=30.0, when=0.0)
     series = pushed_series(stale)
     inputs = [{"series": name, "values": f"{value:.6g}+0x20"} for name, value in series]
-    case = {"interval": "12h", "input_series": inputs, "alert_rule_test": [
-        {"eval_time": "6d", "alertname": "CanvasCraftNoSuccessfulTrain", "exp_alerts": []},
-        {"eval_time": "8d", "alertname": "CanvasCraftNoSuccessfulTrain", "exp_alerts": [
-            {"exp_labels": {"severity": "warning", "job": "canvascraft_train", "pipeline": "digits-quick"},
-             "exp_annotations": {"summary": "No successful train run of digits-quick for 7 days"}}]},
-    ]}
+    case = {
+        "interval": "12h",
+        "input_series": inputs,
+        "alert_rule_test": [
+            {"eval_time": "6d", "alertname": "CanvasCraftNoSuccessfulTrain", "exp_alerts": []},
+            {
+                "eval_time": "8d",
+                "alertname": "CanvasCraftNoSuccessfulTrain",
+                "exp_alerts": [
+                    {
+                        "exp_labels": {"severity": "warning", "job": "canvascraft_train", "pipeline": "digits-quick"},
+                        "exp_annotations": {"summary": "No successful train run of digits-quick for 7 days"},
+                    }
+                ],
+            },
+        ],
+    }
     done = run_promtool(tmp_path, [case])
     assert done.returncode == 0, done.stdout + done.stderr

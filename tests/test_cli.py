@@ -12,10 +12,32 @@ from canvascraft.datasets import seed_dataset
 from cli.main import app
 
 runner = CliRunner()
-COMMANDS = [[], ["config"], ["config", "show"], ["spec"], ["spec", "validate"], ["stack"], ["stack", "up"],
-            ["stack", "down"], ["stack", "status"], ["stack", "env"], ["data"], ["data", "seed"], ["ingest"],
-            ["features"], ["features", "get"], ["fid"], ["models"], ["models", "list"], ["models", "rollback"],
-            ["models", "promote"], ["models", "generate"], ["drift"], ["drift", "check"], ["deploy"]]
+COMMANDS = [
+    [],
+    ["config"],
+    ["config", "show"],
+    ["spec"],
+    ["spec", "validate"],
+    ["stack"],
+    ["stack", "up"],
+    ["stack", "down"],
+    ["stack", "status"],
+    ["stack", "env"],
+    ["data"],
+    ["data", "seed"],
+    ["ingest"],
+    ["features"],
+    ["features", "get"],
+    ["fid"],
+    ["models"],
+    ["models", "list"],
+    ["models", "rollback"],
+    ["models", "promote"],
+    ["models", "generate"],
+    ["drift"],
+    ["drift", "check"],
+    ["deploy"],
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "root")
@@ -40,8 +62,9 @@ def test_ingest_json(s3_settings, s3_client, bucket: str) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["valid"] == 12 and len(report["dataset_version"]) == 16
-    assert report["quarantined"] == [{"key": "digits/junk.bin", "uri": f"s3://{bucket}/digits/junk.bin",
-                                      "reason": "not a decodable image"}]
+    assert report["quarantined"] == [
+        {"key": "digits/junk.bin", "uri": f"s3://{bucket}/digits/junk.bin", "reason": "not a decodable image"}
+    ]
 
 
 def test_config_show_masks_secrets(s3_settings) -> None:

@@ -53,8 +53,19 @@ def container_ports(service: dict[str, Any]) -> set[int]:
 
 
 def test_production_stack_has_every_service() -> None:
-    assert {"prefect-server", "prefect-postgres", "minio", "mlflow", "mlflow-postgres", "ray-head", "ray-worker",
-            "prefect-worker", "prometheus", "pushgateway", "grafana"} <= set(SERVICES)
+    assert {
+        "prefect-server",
+        "prefect-postgres",
+        "minio",
+        "mlflow",
+        "mlflow-postgres",
+        "ray-head",
+        "ray-worker",
+        "prefect-worker",
+        "prometheus",
+        "pushgateway",
+        "grafana",
+    } <= set(SERVICES)
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))
@@ -65,8 +76,12 @@ def test_every_compose_image_is_pinned(name: str) -> None:
 
 
 def test_every_dockerfile_base_and_k8s_image_is_pinned() -> None:
-    bases = [line.split()[1] for path in INFRA.rglob("Dockerfile")
-             for line in path.read_text().splitlines() if line.startswith("FROM ")]
+    bases = [
+        line.split()[1]
+        for path in INFRA.rglob("Dockerfile")
+        for line in path.read_text().splitlines()
+        if line.startswith("FROM ")
+    ]
     k8s_images = [value for doc in K8S for key, value in walk(doc) if key == "image" and isinstance(value, str)]
     helm = yaml.safe_load((INFRA / "k8s" / "prefect-worker-values.yaml").read_text())["worker"]["image"]
     assert len(bases) >= 2 and len(k8s_images) >= 2
@@ -83,19 +98,35 @@ def test_images_match_the_versions_the_code_runs_with() -> None:
 
 
 def test_env_names_are_canvascraft_settings() -> None:
-    names = {key for _, value in walk(COMPOSE) if isinstance(value, dict) for key in value
-             if str(key).startswith("CANVASCRAFT_")}
-    names |= {key for doc in K8S if doc.get("kind") == "ConfigMap" for key in doc["data"]
-              if key.startswith("CANVASCRAFT_")}
-    assert {"CANVASCRAFT_S3_ENDPOINT_URL", "CANVASCRAFT_MLFLOW_TRACKING_URI", "CANVASCRAFT_RAY_ADDRESS",
-            "CANVASCRAFT_PUSHGATEWAY_URL"} <= names
+    names = {
+        key
+        for _, value in walk(COMPOSE)
+        if isinstance(value, dict)
+        for key in value
+        if str(key).startswith("CANVASCRAFT_")
+    }
+    names |= {
+        key for doc in K8S if doc.get("kind") == "ConfigMap" for key in doc["data"] if key.startswith("CANVASCRAFT_")
+    }
+    assert {
+        "CANVASCRAFT_S3_ENDPOINT_URL",
+        "CANVASCRAFT_MLFLOW_TRACKING_URI",
+        "CANVASCRAFT_RAY_ADDRESS",
+        "CANVASCRAFT_PUSHGATEWAY_URL",
+    } <= names
     assert names - SETTINGS_ENV == set(), "env names the settings would silently ignore"
 
 
 def test_service_addresses_point_at_services_and_their_ports() -> None:
     env = COMPOSE["x-canvascraft-env"]
-    for key in ("CANVASCRAFT_S3_ENDPOINT_URL", "CANVASCRAFT_MLFLOW_TRACKING_URI", "CANVASCRAFT_RAY_ADDRESS",
-                "CANVASCRAFT_PUSHGATEWAY_URL", "PREFECT_API_URL", "MLFLOW_S3_ENDPOINT_URL"):
+    for key in (
+        "CANVASCRAFT_S3_ENDPOINT_URL",
+        "CANVASCRAFT_MLFLOW_TRACKING_URI",
+        "CANVASCRAFT_RAY_ADDRESS",
+        "CANVASCRAFT_PUSHGATEWAY_URL",
+        "PREFECT_API_URL",
+        "MLFLOW_S3_ENDPOINT_URL",
+    ):
         url = env[key] if "://" in env[key] else f"http://{env[key]}"
         host, port = urlparse(url).hostname, urlparse(url).port
         assert host in SERVICES, f"{key}: {host} is not a compose service"
@@ -129,7 +160,9 @@ def test_prometheus_scrapes_the_pushgateway_keeping_its_labels() -> None:
 
 
 def test_grafana_is_provisioned_with_the_dashboard() -> None:
-    datasource = yaml.safe_load((INFRA / "grafana/provisioning/datasources/prometheus.yml").read_text())["datasources"][0]
+    datasource = yaml.safe_load((INFRA / "grafana/provisioning/datasources/prometheus.yml").read_text())["datasources"][
+        0
+    ]
     provider = yaml.safe_load((INFRA / "grafana/provisioning/dashboards/canvascraft.yml").read_text())["providers"][0]
     assert urlparse(datasource["url"]).hostname == "prometheus"
     mounts = SERVICES["grafana"]["volumes"]
@@ -145,15 +178,28 @@ def test_dashboard_and_alerts_query_only_metrics_the_code_emits() -> None:
     exprs += [rule["expr"] for group in alerts["groups"] for rule in group["rules"]]
     used = {name for expr in exprs for name in METRIC.findall(re.sub(r'"[^"]*"', '""', expr))}  # not label values
     assert used - exposed_names() == set(), "queries name metrics canvascraft.metrics never emits"
-    assert {"canvascraft_fid", "canvascraft_kid", "canvascraft_stage_duration_seconds", "canvascraft_trial_loss",
-            "canvascraft_trial_images_per_second", "canvascraft_drift_share", "canvascraft_promotions_total",
-            "canvascraft_images_ingested_total", "canvascraft_flow_failures_total"} <= used
+    assert {
+        "canvascraft_fid",
+        "canvascraft_kid",
+        "canvascraft_stage_duration_seconds",
+        "canvascraft_trial_loss",
+        "canvascraft_trial_images_per_second",
+        "canvascraft_drift_share",
+        "canvascraft_promotions_total",
+        "canvascraft_images_ingested_total",
+        "canvascraft_flow_failures_total",
+    } <= used
     assert all(panel["targets"] for panel in DASHBOARD["panels"])
 
 
 def test_no_secret_values_in_infra() -> None:
     text = (INFRA / "docker-compose.yml").read_text()
-    for key in ("POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "AWS_SECRET_ACCESS_KEY", "RAY_AUTH_TOKEN",
-                "GF_SECURITY_ADMIN_PASSWORD"):
+    for key in (
+        "POSTGRES_PASSWORD",
+        "MINIO_ROOT_PASSWORD",
+        "AWS_SECRET_ACCESS_KEY",
+        "RAY_AUTH_TOKEN",
+        "GF_SECURITY_ADMIN_PASSWORD",
+    ):
         for match in re.finditer(rf"{key}: (.+)", text):
             assert match.group(1).strip().startswith("${"), f"{key} must come from infra/.env, got {match.group(1)}"

@@ -29,7 +29,9 @@ def test_required_folders_exist(name: str) -> None:
     assert (ROOT / name).is_dir()
 
 
-@pytest.mark.parametrize("name", ["prefect.yaml", "pyproject.toml", "README.md", "Makefile", ".ci/run", "docs/architecture.md"])
+@pytest.mark.parametrize(
+    "name", ["prefect.yaml", "pyproject.toml", "README.md", "Makefile", ".ci/run", "docs/architecture.md"]
+)
 def test_required_files_exist(name: str) -> None:
     assert (ROOT / name).is_file()
 

@@ -29,7 +29,16 @@ from canvascraft.storage import S3Uri, ensure_bucket, list_objects
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
 FASHION_MNIST_CLASSES = [
-    "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot",
+    "t-shirt",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle-boot",
 ]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
@@ -60,7 +69,7 @@ def _read_idx(path: Path) -> np.ndarray:
     with gzip.open(path, "rb") as handle:
         raw = handle.read()
     ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
@@ -92,7 +101,9 @@ def _fashion_mnist_70k(limit: int | None, root: Path = FASHION_MNIST_DIR) -> Ite
 
 
 DATASETS: dict[str, Callable[[int | None], Iterator[Sample]]] = {
-    "digits": _digits, "fashion-mnist": _fashion_mnist, "fashion-mnist-70k": _fashion_mnist_70k,
+    "digits": _digits,
+    "fashion-mnist": _fashion_mnist,
+    "fashion-mnist-70k": _fashion_mnist_70k,
 }
 
 
@@ -115,8 +126,9 @@ def _folder_samples(folder: Path) -> Iterator[Sample]:
         yield relative, label, path.read_bytes()
 
 
-def _merged_labels(existing: bytes | None, parsed: ParsedLabels, rows: list[tuple[str, str]],
-                   source: str) -> tuple[bytes | None, int]:
+def _merged_labels(
+    existing: bytes | None, parsed: ParsedLabels, rows: list[tuple[str, str]], source: str
+) -> tuple[bytes | None, int]:
     """(labels.csv with ``rows`` appended to the ``existing`` file, kept byte for byte; rows added); None if none.
 
     A key already labelled the same way is skipped; a key labelled differently is an IngestError naming the key and
@@ -131,11 +143,15 @@ def _merged_labels(existing: bytes | None, parsed: ParsedLabels, rows: list[tupl
             new.append((key, label))
         elif known[key] != label:
             where = f"row {parsed.rows[key]}" if key in parsed.rows else "this upload"
-            conflicts.append(f"{shorten(key)!r} is {shorten(known[key])!r} ({where}), the upload says {shorten(label)!r}")
+            conflicts.append(
+                f"{shorten(key)!r} is {shorten(known[key])!r} ({where}), the upload says {shorten(label)!r}"
+            )
     if conflicts:
         shown = "; ".join(conflicts[:5]) + (f"; and {len(conflicts) - 5} more" if len(conflicts) > 5 else "")
-        raise IngestError(f"{source}: {len(conflicts)} key(s) already have another label: {shown}. Nothing was "
-                          "uploaded; allowed: the same label for a key. Fix labels.csv or the folder, then seed again")
+        raise IngestError(
+            f"{source}: {len(conflicts)} key(s) already have another label: {shown}. Nothing was "
+            "uploaded; allowed: the same label for a key. Fix labels.csv or the folder, then seed again"
+        )
     if not new:
         return None, 0
     buffer = io.StringIO()
@@ -151,21 +167,29 @@ def _merged_labels(existing: bytes | None, parsed: ParsedLabels, rows: list[tupl
         writer.writerow(row)
     merged = (existing or b"") + buffer.getvalue().encode("utf-8")
     if len(merged) > MAX_LABELS_BYTES:
-        raise IngestError(f"{source} would be {len(merged)} bytes after adding {len(new)} rows; at most "
-                          f"{MAX_LABELS_BYTES} bytes (16 MiB) allowed: seed the images into another prefix")
+        raise IngestError(
+            f"{source} would be {len(merged)} bytes after adding {len(new)} rows; at most "
+            f"{MAX_LABELS_BYTES} bytes (16 MiB) allowed: seed the images into another prefix"
+        )
     # Read back as ingest will: an existing file ending inside an unclosed quote would swallow the appended rows
     check = parse_labels(merged, source)
     lost = [key for key, label in new if check.labels.get(key) != label]
     if lost:
         broken = "; ".join(f"row {r.row}: {r.reason}" for r in parsed.rejected[-3:]) or "its last row"
-        raise IngestError(f"{source}: rows appended after the existing rows would not read back ({len(lost)} of "
-                          f"{len(new)}, e.g. {shorten(lost[0])!r}); the existing file is damaged ({broken}). "
-                          "Nothing was uploaded; fix labels.csv, then seed again")
+        raise IngestError(
+            f"{source}: rows appended after the existing rows would not read back ({len(lost)} of "
+            f"{len(new)}, e.g. {shorten(lost[0])!r}); the existing file is damaged ({broken}). "
+            "Nothing was uploaded; fix labels.csv, then seed again"
+        )
     return merged, len(new)
 
 
 def upload_samples(
-    samples: Iterable[Sample], client: Any, dest: str, *, max_workers: int = 16,
+    samples: Iterable[Sample],
+    client: Any,
+    dest: str,
+    *,
+    max_workers: int = 16,
     on_progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Upload samples under ``dest`` in parallel and merge their labels into ``labels.csv``; return counts and bytes.
@@ -183,8 +207,10 @@ def upload_samples(
     for relative, label in rows:
         problem = row_problem(relative, label)
         if problem is not None:
-            raise IngestError(f"{source}: cannot label {shorten(relative)!r} with {shorten(label)!r}: {problem}. "
-                              "Nothing was uploaded; rename the folder or file")
+            raise IngestError(
+                f"{source}: cannot label {shorten(relative)!r} with {shorten(label)!r}: {problem}. "
+                "Nothing was uploaded; rename the folder or file"
+            )
     existing = fetch_labels_bytes(client, uri)
     parsed = ParsedLabels() if existing is None else parse_labels(existing, source)
     merged, added = _merged_labels(existing, parsed, rows, source)
@@ -210,9 +236,16 @@ def upload_samples(
         total_bytes = sum(pool.map(put, samples))
     if merged is not None:  # after the images: an ingest never meets a labelled key whose image is not there yet
         client.put_object(Bucket=uri.bucket, Key=uri.folder + LABELS_MANIFEST, Body=merged)
-    return {"dest": str(uri), "objects": len(samples), "uploaded": len(samples) - skipped, "skipped": skipped,
-            "bytes_uploaded": total_bytes, "labels": len({label for _, label in rows}),
-            "label_rows_added": added, "label_rows_kept": len(parsed.labels)}
+    return {
+        "dest": str(uri),
+        "objects": len(samples),
+        "uploaded": len(samples) - skipped,
+        "skipped": skipped,
+        "bytes_uploaded": total_bytes,
+        "labels": len({label for _, label in rows}),
+        "label_rows_added": added,
+        "label_rows_kept": len(parsed.labels),
+    }
 
 
 def seed_dataset(name: str, client: Any, dest: str, *, limit: int | None = None, **kwargs: Any) -> dict[str, Any]:

@@ -47,8 +47,10 @@ def incoming_uri(spec: PipelineSpec, override: str | None = None) -> str:
     """``--incoming`` when given, else ``spec.drift.incoming``; an error names both when neither is set."""
     uri = override or spec.drift.incoming
     if not uri:
-        raise DriftError(f"spec {spec.name!r}: drift.incoming is not set and no incoming prefix was given; "
-                         "set drift.incoming: s3://BUCKET/PREFIX in the spec or pass --incoming s3://...")
+        raise DriftError(
+            f"spec {spec.name!r}: drift.incoming is not set and no incoming prefix was given; "
+            "set drift.incoming: s3://BUCKET/PREFIX in the spec or pass --incoming s3://..."
+        )
     if not uri.startswith("s3://"):
         raise DriftError(f"incoming prefix {uri!r} is not an s3://bucket/prefix URI")
     return uri
@@ -74,26 +76,48 @@ def check_drift(spec: PipelineSpec, settings: Settings, incoming: str | None = N
     reference_frame = pd.read_parquet(reference.table)
     known = set(reference_frame[JOIN_KEY].astype(str))
     new_ids = [i for i in paths if i not in known]
-    lineage: dict[str, Any] = {"pipeline": spec.name, "reference_dataset_version": reference.dataset_version,
-               "reference_model": reference.model, "reference_model_version": reference.version,
-               "reference_table": reference.table, "incoming": uri, "incoming_dataset_version": report.dataset_version,
-               "incoming_images": len(paths), "new_images": len(new_ids), "raise_on": spec.drift.raise_on,
-               "drift_share_threshold": spec.drift.drift_share, "method": spec.drift.method,
-               "threshold": spec.drift.threshold, "reference_rows": len(reference_frame)}
+    lineage: dict[str, Any] = {
+        "pipeline": spec.name,
+        "reference_dataset_version": reference.dataset_version,
+        "reference_model": reference.model,
+        "reference_model_version": reference.version,
+        "reference_table": reference.table,
+        "incoming": uri,
+        "incoming_dataset_version": report.dataset_version,
+        "incoming_images": len(paths),
+        "new_images": len(new_ids),
+        "raise_on": spec.drift.raise_on,
+        "drift_share_threshold": spec.drift.drift_share,
+        "method": spec.drift.method,
+        "threshold": spec.drift.threshold,
+        "reference_rows": len(reference_frame),
+    }
     if not new_ids:
-        return DriftCheck(result=DriftResult(status="no new images", **lineage), incoming_report=report,
-                          reference=reference)
+        return DriftCheck(
+            result=DriftResult(status="no new images", **lineage), incoming_report=report, reference=reference
+        )
     answered = tracking.retrains_of(settings, spec.name, report.dataset_version)
     if answered:
-        return DriftCheck(result=DriftResult(status="already retrained", retrained_by=answered[0], **lineage),
-                          incoming_report=report, reference=reference)
+        return DriftCheck(
+            result=DriftResult(status="already retrained", retrained_by=answered[0], **lineage),
+            incoming_report=report,
+            reference=reference,
+        )
     current = palette_frame(palette_set_of(spec), {i: paths[i] for i in new_ids})
     html = report_path(settings, spec, reference.dataset_version, report.dataset_version)
     result = compare_features(reference_frame, current, spec.drift, html)
     embedded = None
     if (emb := spec.drift.embeddings_spec) is not None:
-        embedded = embeddings_check(spec, settings, emb, reference, reference_frame[JOIN_KEY].astype(str).tolist(),
-                                    new_ids, paths, html.with_name(html.stem + "-embeddings.html"))
+        embedded = embeddings_check(
+            spec,
+            settings,
+            emb,
+            reference,
+            reference_frame[JOIN_KEY].astype(str).tolist(),
+            new_ids,
+            paths,
+            html.with_name(html.stem + "-embeddings.html"),
+        )
     publish_reports(settings, [html] + ([Path(embedded.report_html)] if embedded and embedded.report_html else []))
     result = result.model_copy(update={**lineage, "embeddings": embedded, "current_rows": len(current)})
     result = result.model_copy(update={"status": "drift" if result.event_due else "no drift"})
@@ -108,9 +132,16 @@ def publish_reports(settings: Settings, reports: list[Path]) -> None:
             artifacts.put_bytes(f"reports/drift/{path.parent.name}/{path.name}", path.read_bytes())
 
 
-def embeddings_check(spec: PipelineSpec, settings: Settings, emb: EmbeddingsDriftSpec, reference: ReferenceLocation,
-                     reference_ids: list[str], new_ids: list[str], incoming_paths: dict[str, Path],
-                     html: Path) -> EmbeddingsDriftResult:
+def embeddings_check(
+    spec: PipelineSpec,
+    settings: Settings,
+    emb: EmbeddingsDriftSpec,
+    reference: ReferenceLocation,
+    reference_ids: list[str],
+    new_ids: list[str],
+    incoming_paths: dict[str, Path],
+    html: Path,
+) -> EmbeddingsDriftResult:
     """Inception features of (a seeded sample of) the reference and the new images, compared by Evidently.
 
     The reference images come from the champion's snapshot manifest in the artifact root; any this worker's
@@ -121,8 +152,9 @@ def embeddings_check(spec: PipelineSpec, settings: Settings, emb: EmbeddingsDrif
     wanted = set(ref_ids)
     manifest = load_manifest(reference.dataset_version, artifact_root(settings))
     entries = list({e.sha256: e for e in manifest.entries if e.sha256 in wanted}.values())
-    ref_paths = fetch_objects(entries, ObjectCache(settings.home / "cache"), make_s3_client(settings),
-                              max_workers=settings.s3_max_concurrency)
+    ref_paths = fetch_objects(
+        entries, ObjectCache(settings.home / "cache"), make_s3_client(settings), max_workers=settings.s3_max_concurrency
+    )
     paths = {**ref_paths, **incoming_paths}
     size = spec.features.image_size
     ref_features = image_embeddings(ref_ids, paths, emb, size, settings, fallback_weights=spec.evaluator.weights)
@@ -130,8 +162,9 @@ def embeddings_check(spec: PipelineSpec, settings: Settings, emb: EmbeddingsDrif
     return compare_embeddings(ref_features, cur_features, emb, html)
 
 
-def log_drift_run(settings: Settings, spec: PipelineSpec, result: DriftResult,
-                  tags: dict[str, str] | None = None) -> DriftResult:
+def log_drift_run(
+    settings: Settings, spec: PipelineSpec, result: DriftResult, tags: dict[str, str] | None = None
+) -> DriftResult:
     """An MLflow run in the pipeline's experiment: drift share, per-feature scores, the HTML report as artifact."""
     import mlflow
 
@@ -140,22 +173,46 @@ def log_drift_run(settings: Settings, spec: PipelineSpec, result: DriftResult,
     tracking.ensure_experiment(settings, spec.name)
     run_tags = {"canvascraft.kind": "drift", "pipeline": spec.name, **(tags or {})}
     with mlflow.start_run(run_name=f"drift-{result.incoming_dataset_version or 'incoming'}", tags=run_tags) as run:
-        mlflow.log_params({"reference_dataset_version": result.reference_dataset_version,
-                           "incoming_dataset_version": result.incoming_dataset_version, "incoming": result.incoming,
-                           "method": result.method or "evidently-default", "threshold": result.threshold,
-                           "drift_share_threshold": result.drift_share_threshold,
-                           "reference_model": f"{result.reference_model}/{result.reference_model_version}"})
+        mlflow.log_params(
+            {
+                "reference_dataset_version": result.reference_dataset_version,
+                "incoming_dataset_version": result.incoming_dataset_version,
+                "incoming": result.incoming,
+                "method": result.method or "evidently-default",
+                "threshold": result.threshold,
+                "drift_share_threshold": result.drift_share_threshold,
+                "reference_model": f"{result.reference_model}/{result.reference_model_version}",
+            }
+        )
         mlflow.set_tags({"status": result.status, "event_due": str(result.event_due)})
         embedded = result.embeddings
-        mlflow.log_metrics({"drift_share": result.drift_share, "dataset_drift": float(result.dataset_drift),
-                            "drifted_columns": float(len(result.drifted_columns)),
-                            "incoming_images": float(result.incoming_images), "new_images": float(result.new_images),
-                            **({"embeddings_drift_score": embedded.score, "embeddings_drift": float(embedded.drifted),
-                                "embeddings_seconds": embedded.seconds} if embedded else {}),
-                            **{SCORE_PREFIX + k: v for k, v in result.scores().items()}})
+        mlflow.log_metrics(
+            {
+                "drift_share": result.drift_share,
+                "dataset_drift": float(result.dataset_drift),
+                "drifted_columns": float(len(result.drifted_columns)),
+                "incoming_images": float(result.incoming_images),
+                "new_images": float(result.new_images),
+                **(
+                    {
+                        "embeddings_drift_score": embedded.score,
+                        "embeddings_drift": float(embedded.drifted),
+                        "embeddings_seconds": embedded.seconds,
+                    }
+                    if embedded
+                    else {}
+                ),
+                **{SCORE_PREFIX + k: v for k, v in result.scores().items()},
+            }
+        )
         if embedded:
-            mlflow.log_params({"embeddings_method": embedded.method, "embeddings_dims": embedded.dims,
-                               "embeddings_threshold": embedded.threshold})
+            mlflow.log_params(
+                {
+                    "embeddings_method": embedded.method,
+                    "embeddings_dims": embedded.dims,
+                    "embeddings_threshold": embedded.threshold,
+                }
+            )
         report_uri = None
         if result.report_html and Path(result.report_html).is_file():
             mlflow.log_artifact(result.report_html, "drift")

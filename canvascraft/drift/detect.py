@@ -44,7 +44,9 @@ class DriftResult(BaseModel):
     status: DriftStatus = Field(default="no drift", description="What the check concluded (only 'drift' emits).")
     dataset_drift: bool = Field(default=False, description="Palette verdict: share of drifted columns >= threshold.")
     drift_share: float = Field(default=0.0, description="Share of feature columns that drifted.")
-    drift_share_threshold: float = Field(default=0.5, description="spec.drift.drift_share: dataset drift at or above it.")
+    drift_share_threshold: float = Field(
+        default=0.5, description="spec.drift.drift_share: dataset drift at or above it."
+    )
     method: str | None = Field(default=None, description="spec.drift.method (None: Evidently's default per column).")
     threshold: float | None = None
     drifted_columns: list[str] = Field(default_factory=list)
@@ -55,8 +57,11 @@ class DriftResult(BaseModel):
     new_images: int = Field(default=0, description="Of those, images not in the champion's training snapshot.")
     embeddings: EmbeddingsDriftResult | None = None
     raise_on: Literal["palettes", "embeddings", "any"] = "palettes"
-    retrained_by: dict[str, Any] | None = Field(default=None, description="The train run that already answered "
-                                                "this incoming dataset version, when status is 'already retrained'.")
+    retrained_by: dict[str, Any] | None = Field(
+        default=None,
+        description="The train run that already answered "
+        "this incoming dataset version, when status is 'already retrained'.",
+    )
     report_html: str | None = None
     reference_dataset_version: str | None = None
     reference_model: str | None = None
@@ -73,8 +78,9 @@ class DriftResult(BaseModel):
         if self.status in ("no new images", "already retrained"):
             return False
         embedded = bool(self.embeddings and self.embeddings.drifted)
-        return {"palettes": self.dataset_drift, "embeddings": embedded,
-                "any": self.dataset_drift or embedded}[self.raise_on]
+        return {"palettes": self.dataset_drift, "embeddings": embedded, "any": self.dataset_drift or embedded}[
+            self.raise_on
+        ]
 
     def scores(self) -> dict[str, float]:
         """Per-feature drift scores (columns Evidently could not score are left out)."""
@@ -109,8 +115,9 @@ def _run_report(reference: pd.DataFrame, current: pd.DataFrame, columns: list[st
     from evidently.presets import DataDriftPreset
 
     definition = DataDefinition(numerical_columns=columns)
-    preset = DataDriftPreset(columns=columns, method=spec.method, threshold=spec.threshold,
-                             drift_share=spec.drift_share)
+    preset = DataDriftPreset(
+        columns=columns, method=spec.method, threshold=spec.threshold, drift_share=spec.drift_share
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # constant columns: numpy divides by zero inside stattests
         return Report([preset], include_tests=True).run(
@@ -142,8 +149,10 @@ def compare_features(
         params = test.get("metric_config", {}).get("params", {})
         if params.get("type", "").endswith(":ValueDrift") and params.get("column") in columns:
             found = _METHOD.search(test.get("description", "") + " ")
-            verdicts[params["column"]] = (test["status"] == "FAIL",
-                                          found["method"] if found else str(params.get("method")))
+            verdicts[params["column"]] = (
+                test["status"] == "FAIL",
+                found["method"] if found else str(params.get("method")),
+            )
     missing = [c for c in columns if c not in verdicts]
     if missing:
         raise DriftError(f"Evidently returned no drift test for columns {missing}")
@@ -152,30 +161,49 @@ def compare_features(
         html_path.parent.mkdir(parents=True, exist_ok=True)
         snapshot.save_html(str(html_path))  # a pathlib.Path makes save_html write nothing
     return DriftResult(
-        dataset_drift=drift, drift_share=share, drift_share_threshold=spec.drift_share, method=spec.method,
-        threshold=spec.threshold, drifted_columns=[c for c in columns if verdicts[c][0]],
-        columns={c: ColumnDrift(score=scores.get(c), method=verdicts[c][1], threshold=thresholds.get(c),
-                                drifted=verdicts[c][0]) for c in columns},
-        reference_rows=len(reference), current_rows=len(current),
+        dataset_drift=drift,
+        drift_share=share,
+        drift_share_threshold=spec.drift_share,
+        method=spec.method,
+        threshold=spec.threshold,
+        drifted_columns=[c for c in columns if verdicts[c][0]],
+        columns={
+            c: ColumnDrift(
+                score=scores.get(c), method=verdicts[c][1], threshold=thresholds.get(c), drifted=verdicts[c][0]
+            )
+            for c in columns
+        },
+        reference_rows=len(reference),
+        current_rows=len(current),
         report_html=str(html_path) if html_path is not None else None,
     )
 
 
 def drift_line(result: DriftResult, event_id: str | None = None) -> str:
     """The one-line outcome of a drift check for the flow log."""
-    head = (f"drift check of {result.incoming} ({result.new_images} new of {result.incoming_images} images) vs dataset "
-            f"{result.reference_dataset_version}: {result.status.upper() if result.status == 'drift' else result.status}")
+    head = (
+        f"drift check of {result.incoming} ({result.new_images} new of {result.incoming_images} images) vs dataset "
+        f"{result.reference_dataset_version}: {result.status.upper() if result.status == 'drift' else result.status}"
+    )
     if result.status == "already retrained" and result.retrained_by:
         return head + f" by MLflow run {result.retrained_by.get('run_id')}; no event"
     if result.status == "no new images":
         return head + "; no event"
-    detail = (f"; palettes share {result.drift_share:.3f} (threshold {result.drift_share_threshold}) -> "
-              f"{'drift' if result.dataset_drift else 'no drift'}, drifted {result.drifted_columns}")
+    detail = (
+        f"; palettes share {result.drift_share:.3f} (threshold {result.drift_share_threshold}) -> "
+        f"{'drift' if result.dataset_drift else 'no drift'}, drifted {result.drifted_columns}"
+    )
     if result.embeddings:
-        detail += (f"; embeddings {result.embeddings.method} score {result.embeddings.score:.4f} -> "
-                   f"{'drift' if result.embeddings.drifted else 'no drift'}")
-    return head + detail + f"; raise_on {result.raise_on}; report {result.report_uri or result.report_html}" + (
-        f"; event {event_id}" if event_id else "; no event")
+        detail += (
+            f"; embeddings {result.embeddings.method} score {result.embeddings.score:.4f} -> "
+            f"{'drift' if result.embeddings.drifted else 'no drift'}"
+        )
+    return (
+        head
+        + detail
+        + f"; raise_on {result.raise_on}; report {result.report_uri or result.report_html}"
+        + (f"; event {event_id}" if event_id else "; no event")
+    )
 
 
 def drift_markdown(result: DriftResult, max_rows: int = 60) -> str:
@@ -188,16 +216,20 @@ def drift_markdown(result: DriftResult, max_rows: int = 60) -> str:
         "training snapshot (only those are compared)",
     ]
     if result.retrained_by:
-        lines.append(f"- already retrained on this incoming version: MLflow run `{result.retrained_by.get('run_id')}` "
-                     f"({result.retrained_by.get('status')}; registered v{result.retrained_by.get('registered_version')}, "
-                     f"promoted {result.retrained_by.get('promoted')}): no event")
+        lines.append(
+            f"- already retrained on this incoming version: MLflow run `{result.retrained_by.get('run_id')}` "
+            f"({result.retrained_by.get('status')}; registered v{result.retrained_by.get('registered_version')}, "
+            f"promoted {result.retrained_by.get('promoted')}): no event"
+        )
     if result.status in ("no new images", "already retrained"):
         return "\n".join(lines)
     if result.embeddings:
         e = result.embeddings
-        lines.append(f"- embeddings ({e.dims}-d Inception, {e.method}): score {e.score:.4f}"
-                     f" (threshold {e.threshold if e.threshold is not None else 'bootstrap q0.95'}) -> "
-                     f"{'DRIFT' if e.drifted else 'no drift'}; report `{e.report_html}`")
+        lines.append(
+            f"- embeddings ({e.dims}-d Inception, {e.method}): score {e.score:.4f}"
+            f" (threshold {e.threshold if e.threshold is not None else 'bootstrap q0.95'}) -> "
+            f"{'DRIFT' if e.drifted else 'no drift'}; report `{e.report_html}`"
+        )
     lines.append(f"- event raised on: {result.raise_on} -> {'yes' if result.event_due else 'no'}")
     lines += [
         f"- drift share **{result.drift_share:.3f}** (dataset drift at >= {result.drift_share_threshold}); "

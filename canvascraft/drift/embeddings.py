@@ -77,8 +77,15 @@ def sample_ids(ids: list[str], limit: int, seed: int) -> list[str]:
     return [ordered[i] for i in sorted(chosen)]
 
 
-def image_embeddings(ids: list[str], paths: dict[str, Path], spec: EmbeddingsDriftSpec, image_size: int,
-                     settings: Settings, *, fallback_weights: str | None = None) -> np.ndarray:
+def image_embeddings(
+    ids: list[str],
+    paths: dict[str, Path],
+    spec: EmbeddingsDriftSpec,
+    image_size: int,
+    settings: Settings,
+    *,
+    fallback_weights: str | None = None,
+) -> np.ndarray:
     """Inception features (N x dims, float32) of the images ``ids`` (raw files at ``paths``), read-through cached."""
     from canvascraft.evaluation.inception import load_feature_extractor
     from canvascraft.evaluation.inception_weights import locate_inception_weights
@@ -86,8 +93,10 @@ def image_embeddings(ids: list[str], paths: dict[str, Path], spec: EmbeddingsDri
 
     cache_dir = settings.home / "cache" / "fid"
     weights = locate_inception_weights(spec.weights or fallback_weights, cache_dir=cache_dir)
-    cache = EmbeddingCache(settings.home / "cache" / "embeddings",
-                           {"weights": weights.sha256, "dims": spec.dims, "resize": spec.resize, "size": image_size})
+    cache = EmbeddingCache(
+        settings.home / "cache" / "embeddings",
+        {"weights": weights.sha256, "dims": spec.dims, "resize": spec.resize, "size": image_size},
+    )
     vectors: dict[str, np.ndarray] = {}
     for image_id in ids:
         if (hit := cache.get(image_id)) is not None:
@@ -96,12 +105,14 @@ def image_embeddings(ids: list[str], paths: dict[str, Path], spec: EmbeddingsDri
     if missing:
         absent = [i for i in missing if not paths.get(i) or not Path(paths[i]).is_file()]
         if absent:
-            raise DriftError(f"embeddings drift: {len(absent)} of {len(ids)} images are neither in the embeddings "
-                             f"cache nor in the object cache under {settings.home} (e.g. {absent[0][:16]}); the train "
-                             "flow's ingest of the champion's data fills it")
+            raise DriftError(
+                f"embeddings drift: {len(absent)} of {len(ids)} images are neither in the embeddings "
+                f"cache nor in the object cache under {settings.home} (e.g. {absent[0][:16]}); the train "
+                "flow's ingest of the champion's data fills it"
+            )
         extractor = load_feature_extractor(weights, cache_dir=cache_dir, dims=spec.dims, resize=spec.resize)
         for start in range(0, len(missing), 256):
-            chunk = missing[start:start + 256]
+            chunk = missing[start : start + 256]
             images = (load_palette_images([Path(paths[i]) for i in chunk], image_size) * 255).round().to(torch.uint8)
             for image_id, vector in zip(chunk, extractor.extract(images, batch_size=64), strict=True):
                 cache.put(image_id, vector)
@@ -120,8 +131,9 @@ def _method(spec: EmbeddingsDriftSpec) -> Any:
     return MMDDriftMethod(bootstrap=True, quantile_probability=0.95)
 
 
-def compare_embeddings(reference: np.ndarray, current: np.ndarray, spec: EmbeddingsDriftSpec,
-                       html_path: Path | None = None) -> EmbeddingsDriftResult:
+def compare_embeddings(
+    reference: np.ndarray, current: np.ndarray, spec: EmbeddingsDriftSpec, html_path: Path | None = None
+) -> EmbeddingsDriftResult:
     """Evidently's embeddings drift of ``current`` vs ``reference``; the HTML report (with its t-SNE plot) if asked."""
     import time
 
@@ -144,12 +156,18 @@ def compare_embeddings(reference: np.ndarray, current: np.ndarray, spec: Embeddi
             warnings.simplefilter("ignore", FutureWarning)
             snapshot = Report([EmbeddingsDrift(embeddings_name=EMBEDDING_NAME, drift_method=method)]).run(
                 Dataset.from_pandas(cur_frame, data_definition=definition),
-                Dataset.from_pandas(ref_frame, data_definition=definition))
+                Dataset.from_pandas(ref_frame, data_definition=definition),
+            )
         html_path.parent.mkdir(parents=True, exist_ok=True)
         snapshot.save_html(str(html_path))  # a pathlib.Path makes save_html write nothing
     return EmbeddingsDriftResult(
-        method=str(name), score=float(score), drifted=bool(drifted),
+        method=str(name),
+        score=float(score),
+        drifted=bool(drifted),
         threshold=None if spec.method == "mmd" and spec.threshold is None else float(method.threshold),
-        dims=int(reference.shape[1]), reference_images=len(reference), current_images=len(current),
-        seconds=round(time.perf_counter() - began, 3), report_html=str(html_path) if html_path else None,
+        dims=int(reference.shape[1]),
+        reference_images=len(reference),
+        current_images=len(current),
+        seconds=round(time.perf_counter() - began, 3),
+        report_html=str(html_path) if html_path else None,
     )

@@ -35,8 +35,13 @@ def palette_frame(palette_set: PaletteSet, paths: dict[str, Path]) -> pd.DataFra
 def ingest_incoming(spec: PipelineSpec, settings: Settings, uri: str) -> tuple[IngestReport, dict[str, Path]]:
     """Ingest ``uri`` with the spec's image rules (at least one valid image): the report and ``{sha256: file}``."""
     report = ingest(
-        [uri], make_s3_client(settings), settings.home / "cache", ImageRules.from_spec(spec.data),
-        min_valid_count=1, min_valid_fraction=spec.data.min_valid_fraction, max_workers=settings.s3_max_concurrency,
+        [uri],
+        make_s3_client(settings),
+        settings.home / "cache",
+        ImageRules.from_spec(spec.data),
+        min_valid_count=1,
+        min_valid_fraction=spec.data.min_valid_fraction,
+        max_workers=settings.s3_max_concurrency,
         artifacts=artifact_root(settings),
     )
     manifest = SnapshotManifest.load(report.manifest_path)  # written by this very ingest, on this machine

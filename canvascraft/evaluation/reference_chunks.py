@@ -64,18 +64,29 @@ def extractor_key(weights_sha256: str, dims: int, resize: str) -> str:
     return stable_hash({"weights_sha256": weights_sha256, "dims": dims, "resize": resize}, length=24)
 
 
-def plan_reference_chunks(sample_ids: Sequence[str], entries: Mapping[str, ManifestEntry], stack_key: str,
-                          extractor: str) -> list[ReferenceChunk]:
+def plan_reference_chunks(
+    sample_ids: Sequence[str], entries: Mapping[str, ManifestEntry], stack_key: str, extractor: str
+) -> list[ReferenceChunk]:
     """Content-defined chunks of the sample (``sample_ids``: source sha256 per row, in sample order)."""
     missing = [i for i in dict.fromkeys(sample_ids) if i not in entries]
     if missing:
-        raise EvaluationInputError("reference sample", f"{len(missing)} image ids are not in the snapshot manifest "
-                                   f"(first {missing[0][:16]})", "ids of the shard set's dataset version")
+        raise EvaluationInputError(
+            "reference sample",
+            f"{len(missing)} image ids are not in the snapshot manifest (first {missing[0][:16]})",
+            "ids of the shard set's dataset version",
+        )
     chunks, start = [], 0
     for piece in plan_pieces([entries[i] for i in sample_ids], stack_key):
         stop = start + len(piece.entries)
-        chunks.append(ReferenceChunk(index=piece.index, key=piece.key, start=start, stop=stop,
-                                     features_key=f"{PREFIX}/{extractor}/{piece.key}.npy"))
+        chunks.append(
+            ReferenceChunk(
+                index=piece.index,
+                key=piece.key,
+                start=start,
+                stop=stop,
+                features_key=f"{PREFIX}/{extractor}/{piece.key}.npy",
+            )
+        )
         start = stop
     return chunks
 
@@ -92,37 +103,56 @@ def read_chunk_features(artifacts: ArtifactRoot, chunk: ReferenceChunk, dims: in
     return features if features.shape == (chunk.count, dims) else None
 
 
-def chunk_features(chunk: ReferenceChunk, images_uint8: ImageBatch, extractor: InceptionFeatureExtractor,
-                   artifacts: ArtifactRoot, *, batch_size: int = 32) -> ChunkFeatures:
+def chunk_features(
+    chunk: ReferenceChunk,
+    images_uint8: ImageBatch,
+    extractor: InceptionFeatureExtractor,
+    artifacts: ArtifactRoot,
+    *,
+    batch_size: int = 32,
+) -> ChunkFeatures:
     """Inception features of one chunk's images, stored in the artifact root (found there when stored before)."""
     started = time.perf_counter()
     if len(images_uint8) != chunk.count:
-        raise EvaluationInputError("images_uint8", f"got {len(images_uint8)} images for chunk {chunk.index} of "
-                                   f"{chunk.count}")
+        raise EvaluationInputError(
+            "images_uint8", f"got {len(images_uint8)} images for chunk {chunk.index} of {chunk.count}"
+        )
     if read_chunk_features(artifacts, chunk, extractor.dims) is not None:
         return ChunkFeatures(features_key=chunk.features_key, count=chunk.count, computed=False)
     features = extractor.extract(images_uint8, batch_size=batch_size).astype(np.float32, copy=False)
     buffer = io.BytesIO()
     np.save(buffer, features, allow_pickle=False)
     artifacts.put_bytes(chunk.features_key, buffer.getvalue())  # atomic: a reader sees all of it or nothing
-    return ChunkFeatures(features_key=chunk.features_key, count=chunk.count, computed=True,
-                         seconds=round(time.perf_counter() - started, 3))
+    return ChunkFeatures(
+        features_key=chunk.features_key,
+        count=chunk.count,
+        computed=True,
+        seconds=round(time.perf_counter() - started, 3),
+    )
 
 
-def combine_reference(key: ReferenceKey, chunks: Sequence[ReferenceChunk], artifacts: ArtifactRoot,
-                      cache: ReferenceStatsCache | None = None) -> ReferenceStats:
+def combine_reference(
+    key: ReferenceKey,
+    chunks: Sequence[ReferenceChunk],
+    artifacts: ArtifactRoot,
+    cache: ReferenceStatsCache | None = None,
+) -> ReferenceStats:
     """mu/sigma of the concatenated chunk features (exactly the one-shot statistics), stored under ``key``."""
     parts = []
     for chunk in chunks:
         features = read_chunk_features(artifacts, chunk, key.dims)
         if features is None:
-            raise EvaluationInputError("reference chunks", f"features of chunk {chunk.index} ({chunk.features_key}) "
-                                       "are not in the artifact root; run its chunk task first")
+            raise EvaluationInputError(
+                "reference chunks",
+                f"features of chunk {chunk.index} ({chunk.features_key}) "
+                "are not in the artifact root; run its chunk task first",
+            )
         parts.append(features)
     features = np.concatenate(parts) if parts else np.empty((0, key.dims), dtype=np.float32)
     if len(features) != key.n:
-        raise EvaluationInputError("reference chunks", f"hold {len(features)} feature rows for a reference of "
-                                   f"n={key.n}")
+        raise EvaluationInputError(
+            "reference chunks", f"hold {len(features)} feature rows for a reference of n={key.n}"
+        )
     mu, sigma = gaussian_stats(features)
     if cache is not None:
         cache.put(key, mu, sigma, features)

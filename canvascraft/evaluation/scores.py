@@ -166,14 +166,19 @@ def images_digest(images: Images) -> str:
     return digest.hexdigest()
 
 
-def reference_key(real_uint8: Images, weights_sha256: str, dims: int, resize: str,
-                  dataset_version: str | None) -> ReferenceKey:
+def reference_key(
+    real_uint8: Images, weights_sha256: str, dims: int, resize: str, dataset_version: str | None
+) -> ReferenceKey:
     """The cache key of reference statistics (one rule for the one-shot and the chunked computation)."""
     if not dataset_version:
         raise EvaluationInputError("dataset_version", "is required to key the reference statistics cache")
     return ReferenceKey(
-        dataset_version=dataset_version, weights_sha256=weights_sha256, dims=dims, resize=resize,  # type: ignore[arg-type]
-        n=count_images(real_uint8, "real_uint8"), images=images_digest(real_uint8),
+        dataset_version=dataset_version,
+        weights_sha256=weights_sha256,
+        dims=dims,
+        resize=resize,  # type: ignore[arg-type]
+        n=count_images(real_uint8, "real_uint8"),
+        images=images_digest(real_uint8),
     )
 
 
@@ -230,7 +235,8 @@ def score_images(
     ``dataset_version``, reference features are computed once per (dataset, weights, dims, resize, n).
     """
     located = (
-        weights if isinstance(weights, InceptionWeights)
+        weights
+        if isinstance(weights, InceptionWeights)
         else locate_inception_weights(weights, cache_dir=cache_dir, s3_client=s3_client)
     )
     extractor = load_feature_extractor(located, cache_dir=cache_dir, dims=dims, resize=resize, device=device)
@@ -238,8 +244,13 @@ def score_images(
     if on_total:
         on_total(count_images(real_uint8, "real_uint8") + n_fake)
     real = reference_statistics(
-        real_uint8, extractor, cache=reference_cache, dataset_version=dataset_version, keep_features=kid,
-        batch_size=batch_size, on_progress=on_progress,
+        real_uint8,
+        extractor,
+        cache=reference_cache,
+        dataset_version=dataset_version,
+        keep_features=kid,
+        batch_size=batch_size,
+        on_progress=on_progress,
     )
     fake_features = extractor.extract(fake_uint8, batch_size=batch_size, on_progress=on_progress)
     mu_fake, sigma_fake = gaussian_stats(fake_features)
@@ -262,4 +273,3 @@ def score_images(
         resize=extractor.resize,
         reference=dataset_version,
     )
-

@@ -44,8 +44,9 @@ def training_rows(shard_set: ShardSet, kept_ids: list[str] | None) -> list[int]:
     return [i for i, k in enumerate(shard_set.image_ids) if k in kept]
 
 
-def training_set(shard_set: ShardSet, kept_ids: list[str] | None,
-                 artifacts: ArtifactRoot | None = None) -> tuple[torch.Tensor, list[str | None]]:
+def training_set(
+    shard_set: ShardSet, kept_ids: list[str] | None, artifacts: ArtifactRoot | None = None
+) -> tuple[torch.Tensor, list[str | None]]:
     """The training images (after brushes and the feature filters, as the model sees them) and their labels."""
     images = load_shards(shard_set, artifacts)
     if kept_ids is None:
@@ -77,13 +78,19 @@ def reference_version(shard_set: ShardSet) -> str:
     return f"{shard_set.dataset_version}/{shard_set.stack_key}"
 
 
-def reference_extractor(spec: PipelineSpec, settings: Settings, *, s3_client: Any | None = None,
-                        device: str | torch.device | None = None) -> InceptionFeatureExtractor:
+def reference_extractor(
+    spec: PipelineSpec, settings: Settings, *, s3_client: Any | None = None, device: str | torch.device | None = None
+) -> InceptionFeatureExtractor:
     """The spec's FID Inception extractor (weights located offline or on S3; one shared instance per process)."""
     cache_dir = settings.home / "cache" / "fid"
     weights = locate_inception_weights(spec.evaluator.weights, cache_dir=cache_dir, s3_client=s3_client)
-    return load_feature_extractor(weights, cache_dir=cache_dir, dims=spec.evaluator.dims,
-                                  resize=spec.evaluator.resize, device=device or spec.device)
+    return load_feature_extractor(
+        weights,
+        cache_dir=cache_dir,
+        dims=spec.evaluator.dims,
+        resize=spec.evaluator.resize,
+        device=device or spec.device,
+    )
 
 
 @dataclass
@@ -96,8 +103,14 @@ class ReferencePlan:
     images: list[torch.Tensor] = field(default_factory=list)
 
 
-def plan_reference(shard_set: ShardSet, kept_ids: list[str] | None, spec: PipelineSpec, settings: Settings, *,
-                   s3_client: Any | None = None) -> ReferencePlan:
+def plan_reference(
+    shard_set: ShardSet,
+    kept_ids: list[str] | None,
+    spec: PipelineSpec,
+    settings: Settings,
+    *,
+    s3_client: Any | None = None,
+) -> ReferencePlan:
     """The evaluation's N real images cut into content-defined chunks (none when their statistics are cached)."""
     artifacts = artifact_root(settings)
     rows = training_rows(shard_set, kept_ids)
@@ -110,24 +123,39 @@ def plan_reference(shard_set: ShardSet, kept_ids: list[str] | None, spec: Pipeli
     if ReferenceStatsCache.for_artifacts(artifacts).get(key, need_features=True) is not None:
         return ReferencePlan(key=key, found=True)
     entries = {e.sha256: e for e in load_manifest(shard_set.dataset_version, artifacts).entries}
-    chunks = plan_reference_chunks([shard_set.image_ids[rows[i]] for i in order], entries, shard_set.stack_key,
-                                   extractor_key(weights.sha256, spec.evaluator.dims, spec.evaluator.resize))
-    return ReferencePlan(key=key, found=False, chunks=chunks, images=[real[c.start:c.stop] for c in chunks])
+    chunks = plan_reference_chunks(
+        [shard_set.image_ids[rows[i]] for i in order],
+        entries,
+        shard_set.stack_key,
+        extractor_key(weights.sha256, spec.evaluator.dims, spec.evaluator.resize),
+    )
+    return ReferencePlan(key=key, found=False, chunks=chunks, images=[real[c.start : c.stop] for c in chunks])
 
 
-def fit_classifier(images: torch.Tensor, labels: list[str | None], shard_set: ShardSet,
-                   kept_ids: list[str] | None, spec: PipelineSpec) -> ImageClassifier:
+def fit_classifier(
+    images: torch.Tensor, labels: list[str | None], shard_set: ShardSet, kept_ids: list[str] | None, spec: PipelineSpec
+) -> ImageClassifier:
     """The classifier of ``evaluator.classifier_score``, fitted on the labelled training set (seeded, reproducible);
     ``images``/``labels`` are ``training_set(shard_set, kept_ids)``, loaded once by the caller."""
-    reference = stable_hash({"training_set": f"{shard_set.dataset_version}/{shard_set.stack_key}",
-                             "kept": sorted(kept_ids) if kept_ids is not None else None})
-    return ImageClassifier.fit(to_uint8(images), labels, size=spec.evaluator.classifier_size, seed=spec.seed,
-                               reference=reference)
+    reference = stable_hash(
+        {
+            "training_set": f"{shard_set.dataset_version}/{shard_set.stack_key}",
+            "kept": sorted(kept_ids) if kept_ids is not None else None,
+        }
+    )
+    return ImageClassifier.fit(
+        to_uint8(images), labels, size=spec.evaluator.classifier_size, seed=spec.seed, reference=reference
+    )
 
 
 def evaluate_checkpoint(
-    checkpoint: str, shard_set: ShardSet, kept_ids: list[str] | None, spec: PipelineSpec, settings: Settings,
-    *, s3_client: Any | None = None,
+    checkpoint: str,
+    shard_set: ShardSet,
+    kept_ids: list[str] | None,
+    spec: PipelineSpec,
+    settings: Settings,
+    *,
+    s3_client: Any | None = None,
 ) -> dict[str, Any]:
     """Sample from the checkpoint, score FID/KID with comparability keys, save a sample grid; return both."""
     evaluator = spec.evaluator
@@ -139,10 +167,18 @@ def evaluate_checkpoint(
     fake = trainer.sample(n, seed=spec.seed, inference_steps=evaluator.sampling_steps)
     cache_dir = settings.home / "cache" / "fid"
     score: FidScore = score_images(
-        real, fake, cache_dir=cache_dir, weights=evaluator.weights, dims=evaluator.dims, resize=evaluator.resize,
-        device=trainer.device, seed=spec.seed, reference_cache=ReferenceStatsCache.for_artifacts(artifacts),
+        real,
+        fake,
+        cache_dir=cache_dir,
+        weights=evaluator.weights,
+        dims=evaluator.dims,
+        resize=evaluator.resize,
+        device=trainer.device,
+        seed=spec.seed,
+        reference_cache=ReferenceStatsCache.for_artifacts(artifacts),
         # the reference set is the brushed training set: key it by dataset version AND brush-stack key
-        dataset_version=reference_version(shard_set), s3_client=s3_client,
+        dataset_version=reference_version(shard_set),
+        s3_client=s3_client,
     )
     if evaluator.classifier_score:
         classifier = fit_classifier(images, labels, shard_set, kept_ids, spec)
@@ -152,8 +188,14 @@ def evaluate_checkpoint(
 
 
 def rescore_registered(
-    model_uri: str, candidate: FidScore, real: torch.Tensor, spec: PipelineSpec, settings: Settings,
-    *, s3_client: Any | None = None, classifier: ImageClassifier | None = None,
+    model_uri: str,
+    candidate: FidScore,
+    real: torch.Tensor,
+    spec: PipelineSpec,
+    settings: Settings,
+    *,
+    s3_client: Any | None = None,
+    classifier: ImageClassifier | None = None,
 ) -> FidScore:
     """A registered generator scored on ``candidate``'s terms: same reference, weights, dims, resize, N and seed.
 
@@ -168,15 +210,25 @@ def rescore_registered(
     fake = torch.as_tensor(fake_nhwc).permute(0, 3, 1, 2).contiguous()
     cache_dir = settings.home / "cache" / "fid"
     score = score_images(
-        real, fake, cache_dir=cache_dir, weights=spec.evaluator.weights, dims=candidate.dims, resize=candidate.resize,
-        seed=spec.seed, kid=candidate.kid_mean is not None,
+        real,
+        fake,
+        cache_dir=cache_dir,
+        weights=spec.evaluator.weights,
+        dims=candidate.dims,
+        resize=candidate.resize,
+        seed=spec.seed,
+        kid=candidate.kid_mean is not None,
         reference_cache=ReferenceStatsCache.for_artifacts(artifact_root(settings)),
-        dataset_version=candidate.reference, s3_client=s3_client,
+        dataset_version=candidate.reference,
+        s3_client=s3_client,
     )
     if candidate.classifier is not None:
         if classifier is None:
-            raise EvaluationInputError("classifier", "the candidate has a classifier score but none was given",
-                                       "the candidate's classifier (fit_classifier)")
+            raise EvaluationInputError(
+                "classifier",
+                "the candidate has a classifier score but none was given",
+                "the candidate's classifier (fit_classifier)",
+            )
         rescored = classifier.score(fake, confident=candidate.classifier.confident)
         score = score.model_copy(update={"classifier": rescored})
     if not score.comparable_with(candidate):  # e.g. the configured weights changed between evaluate and publish

@@ -74,8 +74,12 @@ def summary_statistics(frame: pd.DataFrame) -> dict[str, dict[str, float | int |
         present = values.dropna()
         row: dict[str, float | int | None] = {"count": int(present.size), "missing": int(values.isna().sum())}
         for key, value in (
-            ("mean", present.mean()), ("std", present.std(ddof=0)), ("min", present.min()),
-            ("p05", present.quantile(0.05)), ("p50", present.quantile(0.5)), ("p95", present.quantile(0.95)),
+            ("mean", present.mean()),
+            ("std", present.std(ddof=0)),
+            ("min", present.min()),
+            ("p05", present.quantile(0.05)),
+            ("p50", present.quantile(0.5)),
+            ("p95", present.quantile(0.95)),
             ("max", present.max()),
         ):
             row[key] = None if present.empty or not np.isfinite(value) else float(value)

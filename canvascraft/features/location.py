@@ -27,8 +27,10 @@ def check_data_dir(value: str) -> str:
     if value.startswith("s3a://"):
         return value.rstrip("/")
     if "://" in value:
-        raise SettingsError(f"{DATA_DIR_ENV} {value!r}: allowed values are an absolute folder or s3a://BUCKET/PREFIX "
-                            "(s3a: DuckDB reads it through s3fs; an s3:// path makes it download its httpfs extension)")
+        raise SettingsError(
+            f"{DATA_DIR_ENV} {value!r}: allowed values are an absolute folder or s3a://BUCKET/PREFIX "
+            "(s3a: DuckDB reads it through s3fs; an s3:// path makes it download its httpfs extension)"
+        )
     path = Path(value).expanduser()
     if not path.is_absolute():
         raise SettingsError(
@@ -51,7 +53,7 @@ def feast_data_dir(settings: Settings | None = None) -> str:
     settings = settings or get_settings()
     root = settings.resolved_artifact_root
     if root.startswith("s3://"):
-        return "s3a://" + root[len("s3://"):].rstrip("/") + "/" + LOCAL_FOLDER
+        return "s3a://" + root[len("s3://") :].rstrip("/") + "/" + LOCAL_FOLDER
     return str(local_feast_folder(settings))
 
 
@@ -60,7 +62,7 @@ def data_dir_from_env() -> str:
     if not os.environ.get(DATA_DIR_ENV, "").strip():
         raise SettingsError(
             f"{DATA_DIR_ENV} is not set; feature_repo/feature_store.yaml and the palette sources need it, "
-            f"e.g. export {DATA_DIR_ENV}=\"$CANVASCRAFT_HOME/feast\" (absolute path) or s3a://BUCKET/PREFIX/feast"
+            f'e.g. export {DATA_DIR_ENV}="$CANVASCRAFT_HOME/feast" (absolute path) or s3a://BUCKET/PREFIX/feast'
         )
     return feast_data_dir()
 

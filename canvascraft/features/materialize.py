@@ -71,8 +71,9 @@ def materialize(
             skipped.append(view.name)
             continue
         start = as_utc(view.most_recent_end_time or datetime.now(UTC) - FIRST_WINDOW).to_pydatetime()
-        plans.append(ViewMaterialization(view=view.name, start=start, end=end,
-                                         rows=_rows_between(fs, parts, start, end)))
+        plans.append(
+            ViewMaterialization(view=view.name, start=start, end=end, rows=_rows_between(fs, parts, start, end))
+        )
         views.append(view.name)
     if wanted is not None and (unknown := wanted - set(views) - set(skipped)):
         raise SettingsError(f"materialize: feature views {sorted(unknown)} are not registered; call apply_definitions")
@@ -87,6 +88,9 @@ def materialize(
     seconds = time.perf_counter() - started
     rows = sum(p.rows for p in plans)
     return MaterializeReport(
-        views=plans, skipped=sorted(skipped), rows=rows, seconds=round(seconds, 3),
+        views=plans,
+        skipped=sorted(skipped),
+        rows=rows,
+        seconds=round(seconds, 3),
         rows_per_second=round(rows / seconds, 1) if seconds > 0 else 0.0,
     )

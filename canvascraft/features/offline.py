@@ -135,9 +135,14 @@ def _write_view(
     existing = existing_image_ids(folder)
     todo = [image_id for image_id in first_index if image_id not in existing]
     report = ViewWrite(
-        view=palette.view_name(), palette=palette.name, rows_requested=len(first_index),
-        rows_existing=len(first_index) - len(todo), rows_computed=0, rows_written=0,
-        seconds_compute=0.0, seconds_write=0.0,
+        view=palette.view_name(),
+        palette=palette.name,
+        rows_requested=len(first_index),
+        rows_existing=len(first_index) - len(todo),
+        rows_computed=0,
+        rows_written=0,
+        seconds_compute=0.0,
+        seconds_write=0.0,
     )
     if not todo:
         return report
@@ -160,9 +165,14 @@ def write_view_rows(store: FeatureStore, palette: Palette, frame: pd.DataFrame) 
     unique = frame.drop_duplicates(JOIN_KEY)
     new = unique.loc[~unique[JOIN_KEY].isin(existing), [JOIN_KEY, *palette.feature_names()]]
     report = ViewWrite(
-        view=palette.view_name(), palette=palette.name, rows_requested=len(unique),
-        rows_existing=len(unique) - len(new), rows_computed=len(new), rows_written=0,
-        seconds_compute=0.0, seconds_write=0.0,
+        view=palette.view_name(),
+        palette=palette.name,
+        rows_requested=len(unique),
+        rows_existing=len(unique) - len(new),
+        rows_computed=len(new),
+        rows_written=0,
+        seconds_compute=0.0,
+        seconds_write=0.0,
     )
     if new.empty:
         return report

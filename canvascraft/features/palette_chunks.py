@@ -71,9 +71,12 @@ class ChunkRows:
 
 def palette_set_for(spec: Any) -> PaletteSet:
     """The spec's palettes, each at ``features.image_size`` unless its params set its own ``image_size``."""
-    return PaletteSet.from_spec([
-        {"name": c.name, "params": {"image_size": spec.features.image_size, **c.params}} for c in spec.features.palettes
-    ])
+    return PaletteSet.from_spec(
+        [
+            {"name": c.name, "params": {"image_size": spec.features.image_size, **c.params}}
+            for c in spec.features.palettes
+        ]
+    )
 
 
 def chunk_namespace(palette_set: PaletteSet) -> str:
@@ -89,16 +92,23 @@ def unique_entries(entries: Sequence[ManifestEntry]) -> list[ManifestEntry]:
     return list(first.values())
 
 
-def plan_palette_chunks(entries: Sequence[ManifestEntry], palette_set: PaletteSet,
-                        existing: Sequence[set[str]]) -> list[PaletteChunk]:
+def plan_palette_chunks(
+    entries: Sequence[ManifestEntry], palette_set: PaletteSet, existing: Sequence[set[str]]
+) -> list[PaletteChunk]:
     """Content-defined chunks of the unique images; ``existing`` holds each view's offline ids (read once)."""
     images = unique_entries(entries)
     if not images or not len(palette_set):
         return []
     pieces = plan_pieces(images, chunk_namespace(palette_set))
-    return [PaletteChunk(index=p.index, key=p.key, entries=p.entries,
-                         missing=[e.sha256 for e in p.entries if any(e.sha256 not in ids for ids in existing)])
-            for p in pieces]
+    return [
+        PaletteChunk(
+            index=p.index,
+            key=p.key,
+            entries=p.entries,
+            missing=[e.sha256 for e in p.entries if any(e.sha256 not in ids for ids in existing)],
+        )
+        for p in pieces
+    ]
 
 
 def check_ids(images: torch.Tensor, image_ids: Sequence[str]) -> None:
@@ -122,8 +132,9 @@ def compute_palette_frame(
     return frame
 
 
-def load_palette_images(paths: list[Path], size: int,
-                        decode: Callable[[Path], torch.Tensor] = decode_rgb) -> torch.Tensor:
+def load_palette_images(
+    paths: list[Path], size: int, decode: Callable[[Path], torch.Tensor] = decode_rgb
+) -> torch.Tensor:
     """Raw images as one float RGB batch in [0, 1], resized (antialiased bilinear) to ``size`` x ``size``.
 
     Decoded by ``canvascraft.decoding.decode_rgb`` (torchvision.io where it gives Pillow's pixels: C++, without the
@@ -143,8 +154,9 @@ def load_palette_images(paths: list[Path], size: int,
 
     for index, path in enumerate(paths):
         image = decode(path)
-        if pending and (image.shape != pending[0][1].shape
-                        or len(pending) * image.shape[-1] * image.shape[-2] >= RESIZE_PIXELS):
+        if pending and (
+            image.shape != pending[0][1].shape or len(pending) * image.shape[-1] * image.shape[-2] >= RESIZE_PIXELS
+        ):
             flush()
         pending.append((index, image))
     if pending:
@@ -160,20 +172,26 @@ def compute_chunk_rows(chunk: PaletteChunk, palette_set: PaletteSet, paths: Mapp
     frame: pd.DataFrame | None = None
     for size in sorted({p.image_size for p in palette_set}):
         group = PaletteSet([p for p in palette_set if p.image_size == size])
-        part = compute_palette_frame(load_palette_images([paths[i] for i in chunk.missing], size), chunk.missing,
-                                     group)
+        part = compute_palette_frame(load_palette_images([paths[i] for i in chunk.missing], size), chunk.missing, group)
         frame = part if frame is None else frame.merge(part, on=JOIN_KEY, how="inner", validate="one_to_one")
-    return ChunkRows(index=chunk.index, key=chunk.key, images=len(chunk.entries), frame=frame,
-                     seconds=round(time.perf_counter() - started, 3))
+    return ChunkRows(
+        index=chunk.index,
+        key=chunk.key,
+        images=len(chunk.entries),
+        frame=frame,
+        seconds=round(time.perf_counter() - started, 3),
+    )
 
 
-def compute_chunks(chunks: Sequence[PaletteChunk], palette_set: PaletteSet, paths: Mapping[str, Path], *,
-                   max_workers: int = 1) -> list[ChunkRows]:
+def compute_chunks(
+    chunks: Sequence[PaletteChunk], palette_set: PaletteSet, paths: Mapping[str, Path], *, max_workers: int = 1
+) -> list[ChunkRows]:
     """``compute_chunk_rows`` of every chunk on ``max_workers`` threads (most work first), in chunk order."""
     if max_workers <= 1:
         return [compute_chunk_rows(c, palette_set, paths) for c in chunks]
     order = sorted(range(len(chunks)), key=lambda i: -len(chunks[i].missing))  # LPT scheduling (Graham, 1969)
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="palettes") as pool:
-        done = dict(zip(order, pool.map(lambda i: compute_chunk_rows(chunks[i], palette_set, paths), order),
-                        strict=True))
+        done = dict(
+            zip(order, pool.map(lambda i: compute_chunk_rows(chunks[i], palette_set, paths), order), strict=True)
+        )
     return [done[i] for i in range(len(chunks))]

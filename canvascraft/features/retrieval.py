@@ -97,6 +97,9 @@ def _retrieval_report(name: str, frame: pd.DataFrame, columns: list[str], starte
     """Counts and timing of one retrieval."""
     missing = int(frame[columns].isna().all(axis=1).sum()) if columns else 0
     return RetrievalReport(
-        feature_service=name, rows=len(frame), rows_missing=missing, features=len(columns),
+        feature_service=name,
+        rows=len(frame),
+        rows_missing=missing,
+        features=len(columns),
         seconds=round(time.perf_counter() - started, 3),
     )

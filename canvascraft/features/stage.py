@@ -76,8 +76,13 @@ def plan_palettes(manifest: SnapshotManifest, spec: PipelineSpec, settings: Sett
     existing = [existing_image_ids(view_folder(store, p)) for p in palette_set]
     chunks = plan_palette_chunks(manifest.entries, palette_set, existing)
     timings["plan"] = time.perf_counter() - started
-    return PalettePlan(feature_service=spec.name, feature_views=applied["views"], images=images, chunks=chunks,
-                       seconds={k: round(v, 3) for k, v in timings.items()})
+    return PalettePlan(
+        feature_service=spec.name,
+        feature_views=applied["views"],
+        images=images,
+        chunks=chunks,
+        seconds={k: round(v, 3) for k, v in timings.items()},
+    )
 
 
 def append_chunk_rows(store: Any, spec: PipelineSpec, rows: Sequence[ChunkRows]) -> WriteReport:
@@ -88,26 +93,47 @@ def append_chunk_rows(store: Any, spec: PipelineSpec, rows: Sequence[ChunkRows])
     if frames:
         frame = pd.concat(frames, ignore_index=True)
         views = [write_view_rows(store, palette, frame) for palette in palette_set_for(spec)]
-    return WriteReport(views=views, images_requested=sum(r.images for r in rows),
-                       rows_computed=sum(v.rows_computed for v in views),
-                       rows_written=sum(v.rows_written for v in views), seconds=round(time.perf_counter() - started, 3))
+    return WriteReport(
+        views=views,
+        images_requested=sum(r.images for r in rows),
+        rows_computed=sum(v.rows_computed for v in views),
+        rows_written=sum(v.rows_written for v in views),
+        seconds=round(time.perf_counter() - started, 3),
+    )
 
 
-def finish_palettes(plan: PalettePlan, rows: Sequence[ChunkRows], spec: PipelineSpec, settings: Settings,
-                    store: Any = None) -> dict[str, Any]:
+def finish_palettes(
+    plan: PalettePlan, rows: Sequence[ChunkRows], spec: PipelineSpec, settings: Settings, store: Any = None
+) -> dict[str, Any]:
     """Append the chunks' rows and materialize once; the stage's summary (counts, timings)."""
     if plan.feature_service is None:
-        return {"feature_service": None, "feature_views": [], "images": plan.images, "images_new": 0,
-                "rows_computed": 0, "rows_written": 0, "rows_materialized": 0, "materialize_rows_per_second": 0.0,
-                "chunks": 0, "chunks_computed": 0, "seconds": {}}
+        return {
+            "feature_service": None,
+            "feature_views": [],
+            "images": plan.images,
+            "images_new": 0,
+            "rows_computed": 0,
+            "rows_written": 0,
+            "rows_materialized": 0,
+            "materialize_rows_per_second": 0.0,
+            "chunks": 0,
+            "chunks_computed": 0,
+            "seconds": {},
+        }
     if [r.key for r in rows] != [c.key for c in plan.chunks]:
-        raise CanvasCraftError(f"palettes of {spec.name!r}: {len(rows)} chunk results do not match the "
-                               f"{len(plan.chunks)} planned chunks, in order")
+        raise CanvasCraftError(
+            f"palettes of {spec.name!r}: {len(rows)} chunk results do not match the "
+            f"{len(plan.chunks)} planned chunks, in order"
+        )
     store = store or open_store(settings)
     written = append_chunk_rows(store, spec, rows)
     materialized = materialize(store, palette_set_for(spec))
-    timings = {**plan.seconds, "compute": round(sum(r.seconds for r in rows), 3), "write": written.seconds,
-               "materialize": materialized.seconds}
+    timings = {
+        **plan.seconds,
+        "compute": round(sum(r.seconds for r in rows), 3),
+        "write": written.seconds,
+        "materialize": materialized.seconds,
+    }
     return {
         "feature_service": plan.feature_service,
         "feature_views": plan.feature_views,
@@ -123,8 +149,9 @@ def finish_palettes(plan: PalettePlan, rows: Sequence[ChunkRows], spec: Pipeline
     }
 
 
-def materialize_snapshot(manifest: SnapshotManifest, spec: PipelineSpec, settings: Settings, *,
-                         max_workers: int = 1) -> dict[str, Any]:
+def materialize_snapshot(
+    manifest: SnapshotManifest, spec: PipelineSpec, settings: Settings, *, max_workers: int = 1
+) -> dict[str, Any]:
     """Apply definitions, compute+write palettes for images not yet offline, materialize: all in this process
     (chunks on ``max_workers`` threads)."""
     palette_set = palette_set_for(spec)
@@ -146,8 +173,17 @@ def build_training_set(manifest: SnapshotManifest, spec: PipelineSpec, settings:
     palette_set = palette_set_for(spec)
     ids = snapshot_image_ids(manifest)
     if not len(palette_set):  # no palettes: no reference table, every image is kept
-        return {"reference_table": None, "reference_statistics": None, "rows": len(ids), "rows_missing": 0,
-                "kept_image_ids": ids, "kept": len(ids), "dropped": 0, "filters": [], "seconds": 0.0}
+        return {
+            "reference_table": None,
+            "reference_statistics": None,
+            "rows": len(ids),
+            "rows_missing": 0,
+            "kept_image_ids": ids,
+            "kept": len(ids),
+            "dropped": 0,
+            "filters": [],
+            "seconds": 0.0,
+        }
     store = open_store(settings)
     frame, retrieval = historical_features(store, ids, spec.name)
     artifacts = artifact_root(settings)

@@ -110,7 +110,8 @@ def open_store(settings: Settings | None = None, repo_path: Path | None = None) 
     registry_path = str(registry.get("path", ""))
     # the yaml's own file registry (under ${CANVASCRAFT_FEAST_DATA}, or any plain path) follows the data
     registry_is_local = registry.get("registry_type", "file") == "file" and (
-        "://" not in registry_path or registry_path.startswith(data_dir))
+        "://" not in registry_path or registry_path.startswith(data_dir)
+    )
     # only the yaml's *local* pieces are replaced: a profile naming its own services (SQL registry, a Redis) wins
     if redis_url is not None and online_is_local:
         values["online_store"] = {"type": "redis", "connection_string": feast_redis_connection(redis_url)}
@@ -123,8 +124,11 @@ def open_store(settings: Settings | None = None, repo_path: Path | None = None) 
         options = storage_options(settings, force_s3=True)
         remember_s3_options(options)
     if is_remote(data_dir) and registry_is_local:
-        values["registry"] = {**registry, "registry_type": "file",
-                              "path": "s3://" + data_dir[len("s3a://"):] + "/registry.pb"}
+        values["registry"] = {
+            **registry,
+            "registry_type": "file",
+            "path": "s3://" + data_dir[len("s3a://") :] + "/registry.pb",
+        }
         # Feast's S3 registry builds its boto3 client from the environment when the store is created
         registry_env = {"AWS_DEFAULT_REGION": settings.s3_region}
         if options.get("endpoint_url"):
@@ -187,8 +191,10 @@ def feast_redis_connection(url: str) -> str:
 
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-        raise SettingsError(f"CANVASCRAFT_REDIS_URL {url.split('@')[-1]!r} is not a redis://host:port/db URL; "
-                            "allowed schemes: redis, rediss")
+        raise SettingsError(
+            f"CANVASCRAFT_REDIS_URL {url.split('@')[-1]!r} is not a redis://host:port/db URL; "
+            "allowed schemes: redis, rediss"
+        )
     options = [f"{parts.hostname}:{parts.port or 6379}", f"db={(parts.path.strip('/') or '0')}"]
     if parts.password:
         options.append(f"password={parts.password}")

@@ -10,6 +10,13 @@ from canvascraft.ingest.manifest import (
 from canvascraft.ingest.validation import ImageRules, check_key, validate_image
 
 __all__ = [
-    "LABELS_MANIFEST", "ImageRules", "IngestReport", "ManifestEntry", "QuarantineEntry", "SnapshotManifest",
-    "check_key", "ingest", "validate_image",
+    "LABELS_MANIFEST",
+    "ImageRules",
+    "IngestReport",
+    "ManifestEntry",
+    "QuarantineEntry",
+    "SnapshotManifest",
+    "check_key",
+    "ingest",
+    "validate_image",
 ]

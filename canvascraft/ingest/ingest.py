@@ -66,29 +66,58 @@ def _label_for(relative_key: str, labels: dict[str, str]) -> str | None:
 
 
 def _process_object(
-    obj: dict[str, Any], uri: S3Uri, reader: ObjectReader, cache: ObjectCache, rules: ImageRules, rules_hash: str,
-    previous: dict[str, Any] | None, labels: dict[str, str], verify: bool = False,
+    obj: dict[str, Any],
+    uri: S3Uri,
+    reader: ObjectReader,
+    cache: ObjectCache,
+    rules: ImageRules,
+    rules_hash: str,
+    previous: dict[str, Any] | None,
+    labels: dict[str, str],
+    verify: bool = False,
 ) -> _Outcome:
     """Reuse the cached verdict or download, hash, validate and file one object."""
     key, listed_etag, listed_size = obj["Key"], obj["ETag"].strip('"'), int(obj["Size"])
     full_uri = f"s3://{uri.bucket}/{key}"
-    relative = key[len(uri.folder):]
+    relative = key[len(uri.folder) :]
     label = _label_for(relative, labels)
 
     # etag/size default to the listing's; a download passes those of the bytes it received
-    def quarantined(reason: str, sha: str | None, downloaded: int, *, etag: str = listed_etag,
-                    size: int = listed_size) -> _Outcome:
+    def quarantined(
+        reason: str, sha: str | None, downloaded: int, *, etag: str = listed_etag, size: int = listed_size
+    ) -> _Outcome:
         record = {"etag": etag, "size": size, "sha256": sha, "rules": rules_hash, "reason": reason}
-        return _Outcome(key, record, None, QuarantineEntry(uri=full_uri, key=key, reason=reason, size=size, sha256=sha), downloaded)
+        return _Outcome(
+            key, record, None, QuarantineEntry(uri=full_uri, key=key, reason=reason, size=size, sha256=sha), downloaded
+        )
 
-    def admitted(sha: str, info: ImageInfo, downloaded: int, *, etag: str = listed_etag,
-                 size: int = listed_size) -> _Outcome:
-        record = {"etag": etag, "size": size, "sha256": sha, "rules": rules_hash, "reason": None,
-                  "width": info.width, "height": info.height, "mode": info.mode, "format": info.format}
+    def admitted(
+        sha: str, info: ImageInfo, downloaded: int, *, etag: str = listed_etag, size: int = listed_size
+    ) -> _Outcome:
+        record = {
+            "etag": etag,
+            "size": size,
+            "sha256": sha,
+            "rules": rules_hash,
+            "reason": None,
+            "width": info.width,
+            "height": info.height,
+            "mode": info.mode,
+            "format": info.format,
+        }
         # model_construct: every field is built here from typed values (no user input to validate), and pydantic's
         # validation per object was a measurable share of the GIL time of a cold ingest (py-spy --gil)
-        entry = ManifestEntry.model_construct(uri=full_uri, key=key, etag=etag, sha256=sha, size=size, label=label,
-                                              width=info.width, height=info.height, mode=info.mode)
+        entry = ManifestEntry.model_construct(
+            uri=full_uri,
+            key=key,
+            etag=etag,
+            sha256=sha,
+            size=size,
+            label=label,
+            width=info.width,
+            height=info.height,
+            mode=info.mode,
+        )
         return _Outcome(key, record, entry, None, downloaded)
 
     unsafe = check_key(key)
@@ -115,17 +144,24 @@ def _process_object(
     fetched = _get_current_version(reader, uri.bucket, key, listed_etag)
     if fetched is None:
         # etag "" matches no listing: the next ingest tries this object again instead of reusing the verdict
-        return quarantined(f"changed during download: a newer version appeared on each of {CHANGE_ATTEMPTS} "
-                           "attempts; run ingest again once writers to this key are done", None, 0, etag="")
+        return quarantined(
+            f"changed during download: a newer version appeared on each of {CHANGE_ATTEMPTS} "
+            "attempts; run ingest again once writers to this key are done",
+            None,
+            0,
+            etag="",
+        )
     data, etag = fetched
     # the record pairs these bytes with the ETag of the response that carried them, never the listing's ETag
     version = {"etag": etag, "size": len(data)}
-    return _judge(data, sha256_bytes(data), rules, cache, partial(admitted, **version),
-                  partial(quarantined, **version), len(data))
+    return _judge(
+        data, sha256_bytes(data), rules, cache, partial(admitted, **version), partial(quarantined, **version), len(data)
+    )
 
 
-def _cached_copy_is_intact(cache: ObjectCache, full_uri: str, sha: str, size: int, quarantined: bool,
-                           verify: bool) -> bool:
+def _cached_copy_is_intact(
+    cache: ObjectCache, full_uri: str, sha: str, size: int, quarantined: bool, verify: bool
+) -> bool:
     """Whether a cached copy may stand in for a download; a damaged one is logged (then fetched and replaced)."""
     defect = cache.defect(sha, size, quarantined=quarantined, verify=verify)
     if defect is not None and defect != "absent":
@@ -141,8 +177,13 @@ def _read_if_intact(path: Path, full_uri: str, sha: str, size: int) -> bytes | N
         return None
     if len(data) == size and sha256_bytes(data) == sha:
         return data
-    log.warning("cached copy %s of %s is not intact (%d bytes, expected %d; or sha256 differs): fetching it again",
-                path, full_uri, len(data), size)
+    log.warning(
+        "cached copy %s of %s is not intact (%d bytes, expected %d; or sha256 differs): fetching it again",
+        path,
+        full_uri,
+        len(data),
+        size,
+    )
     return None
 
 
@@ -161,13 +202,23 @@ def _get_current_version(reader: ObjectReader, bucket: str, key: str, etag: str)
         try:
             etag = reader.head_etag(bucket, key)
         except StorageError as exc:
-            raise StorageError(f"s3://{bucket}/{key} changed after it was listed (GET If-Match answered 412) and "
-                               f"its new version cannot be read: {exc}") from exc
+            raise StorageError(
+                f"s3://{bucket}/{key} changed after it was listed (GET If-Match answered 412) and "
+                f"its new version cannot be read: {exc}"
+            ) from exc
     return None
 
 
-def _judge(data: bytes, sha: str, rules: ImageRules, cache: ObjectCache, admitted: Any, quarantined: Any,
-           downloaded: int, stored_at: Path | None = None) -> _Outcome:
+def _judge(
+    data: bytes,
+    sha: str,
+    rules: ImageRules,
+    cache: ObjectCache,
+    admitted: Any,
+    quarantined: Any,
+    downloaded: int,
+    stored_at: Path | None = None,
+) -> _Outcome:
     """Validate bytes and file them in the cache or in quarantine (``stored_at``: where they already lie, if local)."""
     verdict = validate_image(data, rules)
     rejected = isinstance(verdict, str)
@@ -220,9 +271,10 @@ def ingest(
         index = cache.load_index(source)
         new_index: dict[str, dict[str, Any]] = {}
 
-        def work(obj: dict[str, Any], uri: S3Uri = uri, labels: dict[str, str] = labels, index: dict = index) -> _Outcome:
-            outcome = _process_object(obj, uri, reader, cache, rules, rules_hash, index.get(obj["Key"]), labels,
-                                      verify)
+        def work(
+            obj: dict[str, Any], uri: S3Uri = uri, labels: dict[str, str] = labels, index: dict = index
+        ) -> _Outcome:
+            outcome = _process_object(obj, uri, reader, cache, rules, rules_hash, index.get(obj["Key"]), labels, verify)
             if on_progress:
                 on_progress(1)
             return outcome
@@ -230,8 +282,11 @@ def ingest(
         with ThreadPoolExecutor(max_workers=max_workers) as pool:
             # Each object is submitted as its listing page arrives: downloads of page 1 overlap the listing of
             # page 2.. (a bare "list everything, then download" waits for the whole listing first).
-            futures = [pool.submit(work, obj) for obj in list_objects(client, uri)
-                       if obj["Key"] != uri.folder + LABELS_MANIFEST]
+            futures = [
+                pool.submit(work, obj)
+                for obj in list_objects(client, uri)
+                if obj["Key"] != uri.folder + LABELS_MANIFEST
+            ]
             if on_total:
                 on_total(len(futures))
             for future in futures:

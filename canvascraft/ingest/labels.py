@@ -69,18 +69,24 @@ def row_problem(key: str, label: str) -> str | None:
 def _decode(data: bytes, source: str) -> str:
     """UTF-8 text of ``data`` (a UTF-8 BOM is dropped); IngestError naming the first bad byte otherwise."""
     if len(data) > MAX_LABELS_BYTES:
-        raise IngestError(f"{source} is {len(data)} bytes; at most {MAX_LABELS_BYTES} bytes (16 MiB) allowed: split "
-                          "the images over several prefixes, each with its own labels.csv (data.extra_sources)")
+        raise IngestError(
+            f"{source} is {len(data)} bytes; at most {MAX_LABELS_BYTES} bytes (16 MiB) allowed: split "
+            "the images over several prefixes, each with its own labels.csv (data.extra_sources)"
+        )
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise IngestError(f"{source} is UTF-16 (it starts with a UTF-16 byte-order mark); allowed encoding: UTF-8 "
-                          "(with or without a BOM): save it again as 'CSV UTF-8'")
+        raise IngestError(
+            f"{source} is UTF-16 (it starts with a UTF-16 byte-order mark); allowed encoding: UTF-8 "
+            "(with or without a BOM): save it again as 'CSV UTF-8'"
+        )
     try:
         return data.decode("utf-8-sig")  # Excel's "CSV UTF-8" starts with a BOM: it must just work
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise IngestError(f"{source} is not UTF-8: byte 0x{data[exc.start]:02x} at line {line} (byte offset "
-                          f"{exc.start}); allowed encoding: UTF-8, with or without a BOM: save it again as UTF-8 "
-                          "(e.g. iconv -f cp1252 -t utf-8)") from None
+        raise IngestError(
+            f"{source} is not UTF-8: byte 0x{data[exc.start]:02x} at line {line} (byte offset "
+            f"{exc.start}); allowed encoding: UTF-8, with or without a BOM: save it again as UTF-8 "
+            "(e.g. iconv -f cp1252 -t utf-8)"
+        ) from None
 
 
 def _header(reader: Any, source: str) -> tuple[tuple[str, ...], int, int]:
@@ -93,8 +99,10 @@ def _header(reader: Any, source: str) -> tuple[tuple[str, ...], int, int]:
     except csv.Error as exc:
         raise IngestError(f"{source}: header line is not readable CSV ({exc}); {example}") from None
     if header is None:
-        raise IngestError(f"{source} is empty; {example}, then one row per image (or delete the file: images are "
-                          "then labelled by their first sub-folder)")
+        raise IngestError(
+            f"{source} is empty; {example}, then one row per image (or delete the file: images are "
+            "then labelled by their first sub-folder)"
+        )
     columns = tuple(name.strip().lower() for name in header)
     for name in REQUIRED_COLUMNS:
         if columns.count(name) > 1:
@@ -124,21 +132,29 @@ def parse_labels(data: bytes, source: str) -> ParsedLabels:
             break
         except csv.Error as exc:
             # csv's own per-field cap (csv.field_size_limit, process-wide: left alone) is far above ours
-            reason = (f"a field is longer than {MAX_LABEL_CHARS} characters (label) or {MAX_KEY_BYTES} bytes (key)"
-                      if "field larger than field limit" in str(exc) else f"unreadable CSV: {exc}")
+            reason = (
+                f"a field is longer than {MAX_LABEL_CHARS} characters (label) or {MAX_KEY_BYTES} bytes (key)"
+                if "field larger than field limit" in str(exc)
+                else f"unreadable CSV: {exc}"
+            )
             rejected.append(RejectedRow(start, None, reason))
             continue
         if not row:  # a blank line holds no data
             continue
-        spans = f" (the row spans lines {start}-{reader.line_num}: an unclosed '\"' quote?)" \
-            if reader.line_num > start else ""
+        spans = (
+            f" (the row spans lines {start}-{reader.line_num}: an unclosed '\"' quote?)"
+            if reader.line_num > start
+            else ""
+        )
         # More fields than columns: an unquoted comma shifted the values. Fewer: fine while key and label are there
         # (a trailing optional column left out).
         if len(row) > len(columns) or len(row) <= max(key_at, label_at):
             key = shorten(row[key_at]) if len(row) > key_at else None
             fix = "quote a value that contains a comma" if len(row) > len(columns) else "give both key and label"
-            reason = (f"{len(row)} field{'s' if len(row) != 1 else ''}, the header has {len(columns)} "
-                      f"({','.join(columns)}); {fix}")
+            reason = (
+                f"{len(row)} field{'s' if len(row) != 1 else ''}, the header has {len(columns)} "
+                f"({','.join(columns)}); {fix}"
+            )
             rejected.append(RejectedRow(start, key, reason + spans))
             continue
         key, label = row[key_at], row[label_at]
@@ -176,9 +192,11 @@ def fetch_labels_bytes(client: Any, uri: S3Uri) -> bytes | None:
         # without being downloaded, and the bounded read holds even if a server reported a wrong length.
         size = int(response.get("ContentLength") or 0)
         if size > MAX_LABELS_BYTES:
-            raise IngestError(f"{labels_uri(uri)} is {size} bytes; at most {MAX_LABELS_BYTES} bytes (16 MiB) "
-                              "allowed: split the images over several prefixes, each with its own labels.csv "
-                              "(data.extra_sources)")
+            raise IngestError(
+                f"{labels_uri(uri)} is {size} bytes; at most {MAX_LABELS_BYTES} bytes (16 MiB) "
+                "allowed: split the images over several prefixes, each with its own labels.csv "
+                "(data.extra_sources)"
+            )
         return body.read(MAX_LABELS_BYTES + 1)
     finally:
         body.close()  # an unread body is dropped with its connection instead of being drained
@@ -196,8 +214,12 @@ def quarantine_entries(uri: S3Uri, parsed: ParsedLabels) -> list[QuarantineEntry
     return [
         # "labels.csv row rejected" before the first ':' is the reason's category (check_minimums groups by it);
         # size 0: a row is not an object, and no bytes are filed in the quarantine folder for it
-        QuarantineEntry(uri=labels_uri(uri), key=key, size=0,
-                        reason=f"labels.csv row rejected: row {row.row}, key "
-                               f"{'unreadable' if row.key is None else repr(row.key)}: {row.reason}")
+        QuarantineEntry(
+            uri=labels_uri(uri),
+            key=key,
+            size=0,
+            reason=f"labels.csv row rejected: row {row.row}, key "
+            f"{'unreadable' if row.key is None else repr(row.key)}: {row.reason}",
+        )
         for row in parsed.rejected
     ]

@@ -40,13 +40,16 @@ def load_manifest(dataset_version: str, root: ArtifactRoot) -> SnapshotManifest:
     """The manifest of a dataset version, from the local copy or the artifact root."""
     data = root.get_bytes(manifest_key(dataset_version))
     if data is None:
-        raise IngestError(f"snapshot manifest of dataset version {dataset_version} is not in the artifact root "
-                          f"{root.url} ({manifest_key(dataset_version)}); run the train flow's ingest for it")
+        raise IngestError(
+            f"snapshot manifest of dataset version {dataset_version} is not in the artifact root "
+            f"{root.url} ({manifest_key(dataset_version)}); run the train flow's ingest for it"
+        )
     return SnapshotManifest.model_validate_json(data)
 
 
-def fetch_objects(entries: Iterable[ManifestEntry], cache: ObjectCache, client: Any,
-                  max_workers: int = 8, *, verify: bool = False) -> dict[str, Path]:
+def fetch_objects(
+    entries: Iterable[ManifestEntry], cache: ObjectCache, client: Any, max_workers: int = 8, *, verify: bool = False
+) -> dict[str, Path]:
     """Local paths of the entries' images; objects missing from the cache are fetched and their sha256 checked.
 
     A cached copy is used only when it has the manifest's size (and, with ``verify``, its sha256); any other copy
@@ -63,11 +66,14 @@ def fetch_objects(entries: Iterable[ManifestEntry], cache: ObjectCache, client: 
         try:
             data = client.get_object(Bucket=location.bucket, Key=location.prefix)["Body"].read()
         except Exception as exc:  # botocore already retried with backoff; name the object (retry policy sees the cause)
-            raise StorageError(f"fetch of {entry.uri} (sha256 {entry.sha256[:16]}) for this worker's object cache "
-                               f"failed: {exc}") from exc
+            raise StorageError(
+                f"fetch of {entry.uri} (sha256 {entry.sha256[:16]}) for this worker's object cache failed: {exc}"
+            ) from exc
         if sha256_bytes(data) != entry.sha256:
-            raise IngestError(f"{entry.uri} changed since its snapshot (sha256 differs from the manifest's "
-                              f"{entry.sha256[:16]}); the snapshot's dataset version no longer describes the source")
+            raise IngestError(
+                f"{entry.uri} changed since its snapshot (sha256 differs from the manifest's "
+                f"{entry.sha256[:16]}); the snapshot's dataset version no longer describes the source"
+            )
         return cache.put(entry.sha256, data)
 
     with ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:

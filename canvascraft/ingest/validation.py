@@ -112,8 +112,10 @@ def _bomb_reason(width: int, height: int, max_pixels: int) -> str | None:
     # global warning filters. Deciding by size gives every thread the same verdict.
     pillow_limit = Image.MAX_IMAGE_PIXELS
     if pillow_limit is not None and pixels > pillow_limit:
-        return (f"decompression bomb guard: {width}x{height} = {pixels} pixels > Pillow's Image.MAX_IMAGE_PIXELS "
-                f"{pillow_limit} (a data.max_pixels above it does not raise it)")
+        return (
+            f"decompression bomb guard: {width}x{height} = {pixels} pixels > Pillow's Image.MAX_IMAGE_PIXELS "
+            f"{pillow_limit} (a data.max_pixels above it does not raise it)"
+        )
     return None
 
 

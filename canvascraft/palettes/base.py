@@ -153,9 +153,7 @@ def _run(palette: Palette, images: torch.Tensor) -> dict[str, torch.Tensor]:
         out = palette.compute(images)
     declared = palette.feature_names()
     if list(out) != list(declared):
-        raise ParameterError(
-            f"palette {palette.name!r} returned columns {list(out)} but declares {list(declared)}"
-        )
+        raise ParameterError(f"palette {palette.name!r} returned columns {list(out)} but declares {list(declared)}")
     result = {}
     for column, dtype in declared.items():
         values = out[column]

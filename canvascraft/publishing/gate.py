@@ -20,8 +20,15 @@ from canvascraft.hashing import stable_hash
 
 # champion version -> the champion's score on the candidate's terms (raises when the champion is unusable)
 Rescorer = Callable[[str], FidScore]
-Basis = Literal["first-version", "as-registered", "rescored", "rescore-cached", "champion-unusable", "incomparable",
-                "already-champion"]
+Basis = Literal[
+    "first-version",
+    "as-registered",
+    "rescored",
+    "rescore-cached",
+    "champion-unusable",
+    "incomparable",
+    "already-champion",
+]
 
 
 class GateVerdict(BaseModel):
@@ -42,7 +49,9 @@ class GateVerdict(BaseModel):
         old = self.champion.metric(self.metric) if self.champion else None
         if new is None:
             return f"{self.metric} missing ({self.basis}): {self.reason}"
-        pair = f"{self.metric} {new:.4f}" + (f" vs champion v{self.champion_version} {old:.4f}" if old is not None else "")
+        pair = f"{self.metric} {new:.4f}" + (
+            f" vs champion v{self.champion_version} {old:.4f}" if old is not None else ""
+        )
         return f"{pair} ({self.basis}): {self.reason}"
 
 
@@ -66,12 +75,18 @@ def decide(candidate: FidScore, champion: FidScore | None, metric: str, margin: 
     new, old = candidate.metric(metric), champion.metric(metric)
     if new is None or old is None:
         return False, f"{metric} missing on one side: not promoted"
-    if metric == "classifier_score" and candidate.classifier and champion.classifier \
-            and candidate.classifier.coverage < champion.classifier.coverage:
+    if (
+        metric == "classifier_score"
+        and candidate.classifier
+        and champion.classifier
+        and candidate.classifier.coverage < champion.classifier.coverage
+    ):
         # Confidence alone rewards collapse: uniform noise reads as one Fashion-MNIST class at p ~0.95, above real
         # images (~0.84); the number of classes drawn confidently exposes it (docs/quality.md).
-        return False, (f"{metric}: draws {candidate.classifier.coverage} classes confidently, the champion "
-                       f"{champion.classifier.coverage}: not promoted")
+        return False, (
+            f"{metric}: draws {candidate.classifier.coverage} classes confidently, the champion "
+            f"{champion.classifier.coverage}: not promoted"
+        )
     if metric in HIGHER_IS_BETTER and new > old + margin:
         return True, f"{metric} {new:.4f} beats champion's {old:.4f} by more than margin {margin}: promoted"
     if metric not in HIGHER_IS_BETTER and new < old - margin:
@@ -91,8 +106,12 @@ def judge(
     on_unusable: Literal["promote", "keep"] = "keep",
 ) -> GateVerdict:
     """Decide like for like: as registered when comparable, else on the champion re-scored (or its cached re-score)."""
-    base: dict[str, Any] = {"metric": metric, "candidate": candidate, "champion_version": champion_version,
-            "champion_registered": champion_registered}
+    base: dict[str, Any] = {
+        "metric": metric,
+        "candidate": candidate,
+        "champion_version": champion_version,
+        "champion_registered": champion_registered,
+    }
     if champion_version is None:
         return GateVerdict(promoted=True, reason="first version with a score: promoted", basis="first-version", **base)
     if champion_registered is not None and candidate.comparable_with(champion_registered):
@@ -108,8 +127,10 @@ def judge(
         rescored = rescore(champion_version)
     except Exception as exc:  # noqa: BLE001 - any failure to load/sample the champion is a verdict, never a crash
         promote = on_unusable == "promote"
-        reason = (f"champion unusable: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}; "
-                  f"publish.gate.on_unusable_champion={on_unusable}: {'promoted' if promote else 'not promoted'}")
+        reason = (
+            f"champion unusable: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}; "
+            f"publish.gate.on_unusable_champion={on_unusable}: {'promoted' if promote else 'not promoted'}"
+        )
         return GateVerdict(promoted=promote, reason=reason, basis="champion-unusable", **base)
     promote, reason = decide(candidate, rescored, metric, margin)
     return GateVerdict(promoted=promote, reason=reason, basis="rescored", champion=rescored, **base)

@@ -38,8 +38,9 @@ class RegistryError(CanvasCraftError):
 def code_version(root: Path | None = None) -> str:
     """The git commit of the code when available, else 'unknown'."""
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                              check=True, timeout=5).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=5
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -77,9 +78,13 @@ logging.getLogger("mlflow.pyfunc").addFilter(_OwnModelPickleNotice())
 def log_model_version(registered_model: str, checkpoint: str, run_id: str, tags: dict[str, str]) -> str:
     """Log the pyfunc (checkpoint folder as artifact) in ``run_id``, register a new version with tags; return it."""
     with mlflow.start_run(run_id=run_id):
-        info = mlflow.pyfunc.log_model(name="generator", python_model=GeneratorModel(),
-                                       artifacts={"checkpoint": checkpoint}, tags=tags,
-                                       pip_requirements=model_requirements())
+        info = mlflow.pyfunc.log_model(
+            name="generator",
+            python_model=GeneratorModel(),
+            artifacts={"checkpoint": checkpoint},
+            tags=tags,
+            pip_requirements=model_requirements(),
+        )
     version = mlflow.register_model(info.model_uri, registered_model, tags=tags)
     return str(version.version)
 
@@ -102,7 +107,9 @@ def find_published(registered_model: str, publish_key: str) -> str | None:
     """The version an earlier attempt of this publish registered (same ``publish_key`` tag), if any."""
     client = MlflowClient()
     try:
-        found = client.search_model_versions(f"name = '{registered_model}' and tags.{PUBLISH_KEY_TAG} = '{publish_key}'")
+        found = client.search_model_versions(
+            f"name = '{registered_model}' and tags.{PUBLISH_KEY_TAG} = '{publish_key}'"
+        )
     except MlflowException:
         return None
     return str(min(int(v.version) for v in found)) if found else None
@@ -129,9 +136,16 @@ def _cached_rescore(client: MlflowClient, name: str, champion: str, candidate: F
 
 
 def gate_and_alias(
-    name: str, version: str, score: FidScore, *, metric: str, margin: float, tag: str,
+    name: str,
+    version: str,
+    score: FidScore,
+    *,
+    metric: str,
+    margin: float,
+    tag: str,
     lock: Callable[[], contextlib.AbstractContextManager[Any]],
-    rescore: Rescorer | None = None, on_unusable: str = "keep",
+    rescore: Rescorer | None = None,
+    on_unusable: str = "keep",
 ) -> dict[str, Any]:
     """Set the publish tag alias; promote to champion through the like-for-like gate (under ``lock``).
 
@@ -164,8 +178,12 @@ def gate_and_alias(
 
     current = _alias_version(client, name, CHAMPION)
     registered, cached = inputs(current)
-    if rescore is not None and current not in (None, version) and cached is None and (
-            registered is None or not score.comparable_with(registered)):
+    if (
+        rescore is not None
+        and current not in (None, version)
+        and cached is None
+        and (registered is None or not score.comparable_with(registered))
+    ):
         try:
             remembered(current)  # outside the lock: sampling the champion may take minutes on a big model
         except Exception:  # noqa: BLE001 - judged under the lock
@@ -174,17 +192,30 @@ def gate_and_alias(
         client.set_registered_model_alias(name, tag, version)
         current = _alias_version(client, name, CHAMPION)
         if current == version:
-            verdict = GateVerdict(promoted=True, reason="already champion (promoted by an earlier attempt of this "
-                                  "publish)", metric=metric, basis="already-champion", candidate=score,  # type: ignore[arg-type]
-                                  champion_version=current)
+            verdict = GateVerdict(
+                promoted=True,
+                reason="already champion (promoted by an earlier attempt of this publish)",
+                metric=metric,
+                basis="already-champion",
+                candidate=score,  # type: ignore[arg-type]
+                champion_version=current,
+            )
         else:
             registered, cached = inputs(current)
-            verdict = judge(score, current, registered, metric=metric, margin=margin,  # type: ignore[arg-type]
-                            rescore=remembered if rescore is not None else None, cached=cached,
-                            on_unusable=on_unusable)  # type: ignore[arg-type]
+            verdict = judge(
+                score,
+                current,
+                registered,
+                metric=metric,
+                margin=margin,  # type: ignore[arg-type]
+                rescore=remembered if rescore is not None else None,
+                cached=cached,
+                on_unusable=on_unusable,
+            )  # type: ignore[arg-type]
             if verdict.basis == "rescored" and verdict.champion is not None and current is not None:
-                client.set_model_version_tag(name, current, RESCORE_TAG_PREFIX + rescore_key(score),
-                                             verdict.champion.model_dump_json())
+                client.set_model_version_tag(
+                    name, current, RESCORE_TAG_PREFIX + rescore_key(score), verdict.champion.model_dump_json()
+                )
             if verdict.promoted:
                 if current:
                     client.set_registered_model_alias(name, PREVIOUS, current)
@@ -197,10 +228,15 @@ def gate_and_alias(
 
 def _outcome(name: str, version: str, verdict: GateVerdict, previous: str | None) -> dict[str, Any]:
     """The publish outcome: version, promoted, reason, the verdict with both scores, aliases."""
-    return {"version": version, "promoted": verdict.promoted, "reason": verdict.reason,
-            "previous_champion": verdict.champion_version if verdict.champion_version != version else previous,
-            "verdict": verdict.model_dump(mode="json"), "summary": verdict.summary(),
-            "aliases": aliases_of(name, version)}
+    return {
+        "version": version,
+        "promoted": verdict.promoted,
+        "reason": verdict.reason,
+        "previous_champion": verdict.champion_version if verdict.champion_version != version else previous,
+        "verdict": verdict.model_dump(mode="json"),
+        "summary": verdict.summary(),
+        "aliases": aliases_of(name, version),
+    }
 
 
 def verdict_tags(verdict: GateVerdict) -> dict[str, str]:
@@ -276,10 +312,20 @@ def list_versions(name: str) -> list[dict[str, Any]]:
         full = client.get_model_version(name, v.version)
         score = json.loads(full.tags.get(SCORE_TAG, "null") or "null")
         verdict = json.loads(full.tags.get(VERDICT_TAG, "null") or "null")
-        rows.append({"version": str(v.version), "aliases": sorted(full.aliases), "score": score, "gate": verdict,
-                     "tags": {k: val for k, val in full.tags.items()
-                              if k not in (SCORE_TAG, VERDICT_TAG) and not k.startswith(RESCORE_TAG_PREFIX)},
-                     "run_id": full.run_id})
+        rows.append(
+            {
+                "version": str(v.version),
+                "aliases": sorted(full.aliases),
+                "score": score,
+                "gate": verdict,
+                "tags": {
+                    k: val
+                    for k, val in full.tags.items()
+                    if k not in (SCORE_TAG, VERDICT_TAG) and not k.startswith(RESCORE_TAG_PREFIX)
+                },
+                "run_id": full.run_id,
+            }
+        )
     return rows
 
 
@@ -320,10 +366,16 @@ def lock_for(home: Path, name: str) -> Callable[[], contextlib.AbstractContextMa
 
 def save_score_tags(score: FidScore) -> dict[str, str]:
     """Tags that carry a score and its comparability keys on the version."""
-    return {SCORE_TAG: score.model_dump_json(), "fid": f"{score.fid:.6f}",
-            "kid_mean": "" if score.kid_mean is None else f"{score.kid_mean:.6f}",
-            "fid_n": str(score.n), "fid_dims": str(score.dims), "fid_weights_sha256": score.weights_sha256,
-            "fid_resize": score.resize, **classifier_tags(score)}
+    return {
+        SCORE_TAG: score.model_dump_json(),
+        "fid": f"{score.fid:.6f}",
+        "kid_mean": "" if score.kid_mean is None else f"{score.kid_mean:.6f}",
+        "fid_n": str(score.n),
+        "fid_dims": str(score.dims),
+        "fid_weights_sha256": score.weights_sha256,
+        "fid_resize": score.resize,
+        **classifier_tags(score),
+    }
 
 
 def classifier_tags(score: FidScore) -> dict[str, str]:
@@ -331,8 +383,11 @@ def classifier_tags(score: FidScore) -> dict[str, str]:
     if score.classifier is None:
         return {}
     c = score.classifier
-    return {"classifier_score": f"{c.mean_top_probability:.6f}", "classifier_coverage": f"{c.coverage}/{c.num_classes}",
-            "classifier_accuracy": f"{c.classifier_accuracy:.6f}"}
+    return {
+        "classifier_score": f"{c.mean_top_probability:.6f}",
+        "classifier_coverage": f"{c.coverage}/{c.num_classes}",
+        "classifier_accuracy": f"{c.classifier_accuracy:.6f}",
+    }
 
 
 def write_grid_png(images_nhwc: Any, out: Path, scale: int = 1) -> Path:
@@ -342,5 +397,3 @@ def write_grid_png(images_nhwc: Any, out: Path, scale: int = 1) -> Path:
     from canvascraft.sampling import save_grid
 
     return save_grid(torch.as_tensor(images_nhwc).permute(0, 3, 1, 2), out, scale=scale)
-
-

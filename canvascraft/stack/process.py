@@ -211,15 +211,24 @@ class ManagedService:
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise StackError(f"{self.name} exited with code {process.returncode}; see {self.log_path}:\n{self.tail_log()}")
+                raise StackError(
+                    f"{self.name} exited with code {process.returncode}; see {self.log_path}:\n{self.tail_log()}"
+                )
             if self.probe():
-                record = {"pid": process.pid, "start_ticks": process_start_ticks(process.pid), "url": self.url,
-                          "started": time.time(), **self.state}
+                record = {
+                    "pid": process.pid,
+                    "start_ticks": process_start_ticks(process.pid),
+                    "url": self.url,
+                    "started": time.time(),
+                    **self.state,
+                }
                 write_private_json(self.state_path, record)  # may hold generated credentials
                 return self.status()
             time.sleep(0.3)
         self._kill(process.pid)
-        raise StackError(f"{self.name} did not become healthy at {self.url} within {self.startup_timeout:.0f}s; see {self.log_path}")
+        raise StackError(
+            f"{self.name} did not become healthy at {self.url} within {self.startup_timeout:.0f}s; see {self.log_path}"
+        )
 
     def _clear_previous(self) -> None:
         """Stop what a previous start left: a live but unhealthy process, or the survivors of a dead leader's group."""

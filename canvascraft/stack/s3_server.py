@@ -48,10 +48,15 @@ def s3_service(settings: Settings) -> ManagedService:
     (data_dir / ARTIFACT_BUCKET).mkdir(parents=True, exist_ok=True)
     url = f"http://127.0.0.1:{settings.s3_port}"
     command = [
-        rclone_binary(), "serve", "s3",
-        "--addr", f"127.0.0.1:{settings.s3_port}",
-        "--etag-hash", "MD5",  # AWS-style ETags for single-part objects
-        "--config", "/dev/null",  # never read a user's rclone.conf
+        rclone_binary(),
+        "serve",
+        "s3",
+        "--addr",
+        f"127.0.0.1:{settings.s3_port}",
+        "--etag-hash",
+        "MD5",  # AWS-style ETags for single-part objects
+        "--config",
+        "/dev/null",  # never read a user's rclone.conf
         str(data_dir),
     ]
     # name "s3" => state at <home>/stack/s3.json, which Settings.embedded_s3 reads

@@ -44,17 +44,34 @@ def mlflow_service(settings: Settings) -> ManagedService:
     url = f"http://127.0.0.1:{settings.mlflow_port}"
     root, env = artifact_destination(settings)
     command = [
-        _script("mlflow"), "server", "--host", "127.0.0.1", "--port", str(settings.mlflow_port),
-        "--workers", "1",  # the default 4 gunicorn workers are heavy on 2 cores
-        "--backend-store-uri", f"sqlite:///{settings.home / 'mlflow.db'}",
-        "--artifacts-destination", f"{root}/mlflow",
+        _script("mlflow"),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(settings.mlflow_port),
+        "--workers",
+        "1",  # the default 4 gunicorn workers are heavy on 2 cores
+        "--backend-store-uri",
+        f"sqlite:///{settings.home / 'mlflow.db'}",
+        "--artifacts-destination",
+        f"{root}/mlflow",
     ]
     if settings.mlflow_auth:
         command += ["--app-name", "basic-auth"]
         env = {**env, **_basic_auth_environment(settings)}
-    return ManagedService("mlflow", settings.home, command, url, lambda: http_answers(url + "/health"),
-                          port=settings.mlflow_port, port_setting="CANVASCRAFT_MLFLOW_PORT", env=env,
-                          state={"tracking_uri": url, "artifacts_destination": f"{root}/mlflow"}, startup_timeout=120)
+    return ManagedService(
+        "mlflow",
+        settings.home,
+        command,
+        url,
+        lambda: http_answers(url + "/health"),
+        port=settings.mlflow_port,
+        port_setting="CANVASCRAFT_MLFLOW_PORT",
+        env=env,
+        state={"tracking_uri": url, "artifacts_destination": f"{root}/mlflow"},
+        startup_timeout=120,
+    )
 
 
 def _basic_auth_environment(settings: Settings) -> dict[str, str]:
@@ -65,20 +82,27 @@ def _basic_auth_environment(settings: Settings) -> dict[str, str]:
     """
     user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
     if not user or not password:
-        raise StackError("CANVASCRAFT_MLFLOW_AUTH=true needs MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
-                         "(the admin the server creates and the credentials every client sends)")
+        raise StackError(
+            "CANVASCRAFT_MLFLOW_AUTH=true needs MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+            "(the admin the server creates and the credentials every client sends)"
+        )
     config = settings.home / "stack" / "mlflow-auth.ini"
     config.parent.mkdir(parents=True, exist_ok=True)
-    text = (f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{settings.home / 'mlflow-auth.db'}\n"
-            f"admin_username = {user}\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-            # a PBKDF2 check per request made every Tune result callback take ~10 s on 2 cores; one per minute
-            "auth_cache_ttl_seconds = 60\n")
+    text = (
+        f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{settings.home / 'mlflow-auth.db'}\n"
+        f"admin_username = {user}\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        # a PBKDF2 check per request made every Tune result callback take ~10 s on 2 cores; one per minute
+        "auth_cache_ttl_seconds = 60\n"
+    )
     fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
-    return {"MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_AUTH_ADMIN_PASSWORD": password,
-            # Flask-WTF's CSRF protection signs with this key; a fresh one per start is enough for API clients
-            "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16)}
+    return {
+        "MLFLOW_AUTH_CONFIG_PATH": str(config),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": password,
+        # Flask-WTF's CSRF protection signs with this key; a fresh one per start is enough for API clients
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
+    }
 
 
 def artifact_destination(settings: Settings) -> tuple[str, dict[str, str]]:
@@ -104,26 +128,50 @@ def artifact_destination(settings: Settings) -> tuple[str, dict[str, str]]:
 def prefect_service(settings: Settings) -> ManagedService:
     """A Prefect server + UI with its own PREFECT_HOME (sqlite) under the CanvasCraft home."""
     url = f"http://127.0.0.1:{settings.prefect_port}"
-    env = {"PREFECT_HOME": str(settings.home / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_UI_API_URL": f"{url}/api",
-           # concurrency leases (the promotion lock) survive a server restart instead of leaking a held slot
-           "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect.server.concurrency.lease_storage.filesystem",
-           # a waiter re-polls a held slot within seconds, not the default 30 s (+ jitter)
-           "PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS": "5"}
+    env = {
+        "PREFECT_HOME": str(settings.home / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_API_URL": f"{url}/api",
+        # concurrency leases (the promotion lock) survive a server restart instead of leaking a held slot
+        "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect.server.concurrency.lease_storage.filesystem",
+        # a waiter re-polls a held slot within seconds, not the default 30 s (+ jitter)
+        "PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS": "5",
+    }
     command = [_script("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(settings.prefect_port)]
-    return ManagedService("prefect", settings.home, command, url, lambda: http_answers(url + "/api/health"),
-                          port=settings.prefect_port, port_setting="CANVASCRAFT_PREFECT_PORT",
-                          env=env, state={"api_url": f"{url}/api"}, startup_timeout=120)
+    return ManagedService(
+        "prefect",
+        settings.home,
+        command,
+        url,
+        lambda: http_answers(url + "/api/health"),
+        port=settings.prefect_port,
+        port_setting="CANVASCRAFT_PREFECT_PORT",
+        env=env,
+        state={"api_url": f"{url}/api"},
+        startup_timeout=120,
+    )
 
 
 def worker_service(settings: Settings, project_dir: Path) -> ManagedService:
     """A Prefect process worker polling ``gpu-pool`` (the pool is created if missing), running from the project."""
     api_url = f"http://127.0.0.1:{settings.prefect_port}/api"
     command = [_script("prefect"), "worker", "start", "--pool", WORK_POOL, "--type", "process"]
-    env = {"PREFECT_API_URL": api_url, "PREFECT_HOME": str(settings.home / "prefect-worker"),
-           "CANVASCRAFT_PROJECT_DIR": str(project_dir), "CANVASCRAFT_HOME": str(settings.home)}
-    service = ManagedService("worker", settings.home, command, f"pool {WORK_POOL} @ {api_url}",
-                             lambda: False, env=env, cwd=project_dir, startup_timeout=60)
+    env = {
+        "PREFECT_API_URL": api_url,
+        "PREFECT_HOME": str(settings.home / "prefect-worker"),
+        "CANVASCRAFT_PROJECT_DIR": str(project_dir),
+        "CANVASCRAFT_HOME": str(settings.home),
+    }
+    service = ManagedService(
+        "worker",
+        settings.home,
+        command,
+        f"pool {WORK_POOL} @ {api_url}",
+        lambda: False,
+        env=env,
+        cwd=project_dir,
+        startup_timeout=60,
+    )
 
     def started() -> bool:
         # A worker has no port of its own: it answers once it logged its start. The log is rotated at every
@@ -139,30 +187,68 @@ def pushgateway_service(settings: Settings) -> ManagedService:
     """Debian's ``prometheus-pushgateway`` with a persistence file under the home."""
     binary = shutil.which("prometheus-pushgateway")
     if binary is None:
-        raise StackError("prometheus-pushgateway not found; install the Debian package "
-                         "(apt-get install prometheus-pushgateway; `make stack` does this where apt works)")
+        raise StackError(
+            "prometheus-pushgateway not found; install the Debian package "
+            "(apt-get install prometheus-pushgateway; `make stack` does this where apt works)"
+        )
     url = f"http://127.0.0.1:{settings.pushgateway_port}"
-    command = [binary, f"--web.listen-address=127.0.0.1:{settings.pushgateway_port}",
-               f"--persistence.file={settings.home / 'pushgateway.db'}"]
-    return ManagedService("pushgateway", settings.home, command, url, lambda: http_answers(url + "/-/ready"),
-                          port=settings.pushgateway_port, port_setting="CANVASCRAFT_PUSHGATEWAY_PORT",
-                          state={"url": url}, startup_timeout=30)
+    command = [
+        binary,
+        f"--web.listen-address=127.0.0.1:{settings.pushgateway_port}",
+        f"--persistence.file={settings.home / 'pushgateway.db'}",
+    ]
+    return ManagedService(
+        "pushgateway",
+        settings.home,
+        command,
+        url,
+        lambda: http_answers(url + "/-/ready"),
+        port=settings.pushgateway_port,
+        port_setting="CANVASCRAFT_PUSHGATEWAY_PORT",
+        state={"url": url},
+        startup_timeout=30,
+    )
 
 
 def redis_service(settings: Settings) -> ManagedService:
     """Debian's ``redis-server`` on loopback: Feast's online store, persisted (append-only file) under the home."""
     binary = shutil.which("redis-server")
     if binary is None:
-        raise StackError("redis-server not found; install the Debian package "
-                         "(apt-get install redis-server; `make stack` does this where apt works)")
+        raise StackError(
+            "redis-server not found; install the Debian package "
+            "(apt-get install redis-server; `make stack` does this where apt works)"
+        )
     data_dir = settings.home / "redis"
     data_dir.mkdir(parents=True, exist_ok=True)
     port = settings.redis_port
-    command = [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir),
-               "--appendonly", "yes", "--save", "", "--daemonize", "no", "--protected-mode", "yes"]
-    return ManagedService("redis", settings.home, command, f"redis://127.0.0.1:{port}",
-                          lambda: redis_answers("127.0.0.1", port), port=port, port_setting="CANVASCRAFT_REDIS_PORT",
-                          state={"url": f"redis://127.0.0.1:{port}/0"}, startup_timeout=30)
+    command = [
+        binary,
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        str(data_dir),
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
+        "--daemonize",
+        "no",
+        "--protected-mode",
+        "yes",
+    ]
+    return ManagedService(
+        "redis",
+        settings.home,
+        command,
+        f"redis://127.0.0.1:{port}",
+        lambda: redis_answers("127.0.0.1", port),
+        port=port,
+        port_setting="CANVASCRAFT_REDIS_PORT",
+        state={"url": f"redis://127.0.0.1:{port}/0"},
+        startup_timeout=30,
+    )
 
 
 def redis_answers(host: str, port: int) -> bool:

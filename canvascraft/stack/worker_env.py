@@ -9,7 +9,12 @@ from canvascraft.errors import StackError
 from canvascraft.redaction import mask_uri
 from canvascraft.settings import Settings
 
-SECRET_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+SECRET_VARIABLES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+)
 
 
 def worker_environment(settings: Settings, *, with_secrets: bool = False) -> dict[str, str]:
@@ -20,8 +25,10 @@ def worker_environment(settings: Settings, *, with_secrets: bool = False) -> dic
     otherwise the worker's own credential chain (environment, profile, instance role, a Kubernetes Secret) applies.
     """
     if settings.prefect_api_url is None:
-        raise StackError("no Prefect server is running in this stack; start it with `canvascraft stack up` "
-                         "(a worker needs a Prefect API to poll)")
+        raise StackError(
+            "no Prefect server is running in this stack; start it with `canvascraft stack up` "
+            "(a worker needs a Prefect API to poll)"
+        )
     endpoint = settings.resolved_s3_endpoint_url
     env = {
         "CANVASCRAFT_USE_EMBEDDED": "false",
@@ -39,12 +46,16 @@ def worker_environment(settings: Settings, *, with_secrets: bool = False) -> dic
     if settings.ray_address:
         env["CANVASCRAFT_RAY_ADDRESS"] = settings.ray_address
     if not env["CANVASCRAFT_ARTIFACT_ROOT"].startswith("s3://"):
-        raise StackError(f"the artifact root {env['CANVASCRAFT_ARTIFACT_ROOT']} is a local folder another machine "
-                         "cannot read; start the embedded S3 (`canvascraft stack up`) or set CANVASCRAFT_ARTIFACT_ROOT "
-                         "to an s3://bucket/prefix")
+        raise StackError(
+            f"the artifact root {env['CANVASCRAFT_ARTIFACT_ROOT']} is a local folder another machine "
+            "cannot read; start the embedded S3 (`canvascraft stack up`) or set CANVASCRAFT_ARTIFACT_ROOT "
+            "to an s3://bucket/prefix"
+        )
     if env["CANVASCRAFT_MLFLOW_TRACKING_URI"].startswith("sqlite:"):
-        raise StackError("MLflow is a sqlite file on this machine; start the embedded MLflow server "
-                         "(`canvascraft stack up`) or set CANVASCRAFT_MLFLOW_TRACKING_URI to a server")
+        raise StackError(
+            "MLflow is a sqlite file on this machine; start the embedded MLflow server "
+            "(`canvascraft stack up`) or set CANVASCRAFT_MLFLOW_TRACKING_URI to a server"
+        )
     if with_secrets:
         creds = settings.s3_credentials()
         if creds:

@@ -195,8 +195,12 @@ def build_tune_config(spec: PipelineSpec, max_concurrent: int | None = None) -> 
     else:
         scheduler = FIFOScheduler()
     return tune.TuneConfig(
-        metric=tuner.metric, mode=tuner.mode, num_samples=tuner.num_samples, search_alg=search_alg,
-        scheduler=scheduler, max_concurrent_trials=limit if tuner.search == "optuna" else None,
+        metric=tuner.metric,
+        mode=tuner.mode,
+        num_samples=tuner.num_samples,
+        search_alg=search_alg,
+        scheduler=scheduler,
+        max_concurrent_trials=limit if tuner.search == "optuna" else None,
     )
 
 
@@ -219,8 +223,14 @@ def run_search(
     connect_ray(settings)
     cluster = ray.cluster_resources()
     cluster_cpus, cluster_gpus = float(cluster.get("CPU", 0)), float(cluster.get("GPU", 0))
-    plan = plan_trials(spec.device, spec.tuner.resources.cpu, spec.tuner.resources.gpu, cluster_gpus,
-                       workers=spec.tuner.workers_per_trial, cluster_cpus=cluster_cpus)
+    plan = plan_trials(
+        spec.device,
+        spec.tuner.resources.cpu,
+        spec.tuner.resources.gpu,
+        cluster_gpus,
+        workers=spec.tuner.workers_per_trial,
+        cluster_cpus=cluster_cpus,
+    )
     name = experiment_name(spec, dataset_version)
     storage_path, storage_fs = tune_storage(settings)
     checkpoints = settings.home / "cache" / "checkpoints"
@@ -241,15 +251,19 @@ def run_search(
     experiment_path = f"{storage_path}/{name}"
     restored = tune.Tuner.can_restore(experiment_path, storage_filesystem=storage_fs)
     if restored:  # possibly written by another driver on another machine: the artifact root holds it
-        tuner = tune.Tuner.restore(experiment_path, trainable, resume_unfinished=True, resume_errored=True,
-                                   storage_filesystem=storage_fs)
+        tuner = tune.Tuner.restore(
+            experiment_path, trainable, resume_unfinished=True, resume_errored=True, storage_filesystem=storage_fs
+        )
     else:
         callbacks: list[Any] = []
         if parent_run_id is not None:
-            callbacks.append(MLflowLoggerCallback(
-                tracking_uri=settings.resolved_mlflow_tracking_uri, experiment_name=spec.name,
-                tags={"mlflow.parentRunId": parent_run_id, "canvascraft.pipeline": spec.name},
-            ))
+            callbacks.append(
+                MLflowLoggerCallback(
+                    tracking_uri=settings.resolved_mlflow_tracking_uri,
+                    experiment_name=spec.name,
+                    tags={"mlflow.parentRunId": parent_run_id, "canvascraft.pipeline": spec.name},
+                )
+            )
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
@@ -271,14 +285,16 @@ def run_search(
         # time_this_iter_s: seconds between two reports of the trial (training + its checkpoint writes)
         has_times = history is not None and "time_this_iter_s" in history
         train_seconds = float(history["time_this_iter_s"].sum()) if history is not None and has_times else 0.0
-        trials.append(TrialSummary(
-            trial_id=str(result.metrics.get("trial_id", "")) if result.metrics else "",
-            config=result.config or {},
-            metrics=dict(result.metrics or {}),
-            checkpoint=local_checkpoint(result.checkpoint, checkpoints) if result.checkpoint else None,
-            error=str(result.error) if result.error else None,
-            train_seconds=train_seconds,
-        ))
+        trials.append(
+            TrialSummary(
+                trial_id=str(result.metrics.get("trial_id", "")) if result.metrics else "",
+                config=result.config or {},
+                metrics=dict(result.metrics or {}),
+                checkpoint=local_checkpoint(result.checkpoint, checkpoints) if result.checkpoint else None,
+                error=str(result.error) if result.error else None,
+                train_seconds=train_seconds,
+            )
+        )
     best = grid.get_best_result(metric=spec.tuner.metric, mode=spec.tuner.mode, scope="last")
     if best.checkpoint is None:
         errors = "; ".join(t.error for t in trials if t.error) or "no trial reported a checkpoint"

@@ -17,7 +17,9 @@ def to_domain(name: str, dim: SearchDimension) -> Any:
             raise SpecError(f"trainer.search_space.{name}.values: a 'choice' needs a non-empty list of values")
         return tune.choice(dim.values)
     if dim.low is None or dim.high is None or not dim.low < dim.high:
-        raise SpecError(f"trainer.search_space.{name}: type {dim.type!r} needs low < high (got low={dim.low}, high={dim.high})")
+        raise SpecError(
+            f"trainer.search_space.{name}: type {dim.type!r} needs low < high (got low={dim.low}, high={dim.high})"
+        )
     if dim.type == "uniform":
         return tune.uniform(dim.low, dim.high)
     if dim.type == "loguniform":

@@ -44,7 +44,7 @@ def tune_storage(settings: Settings) -> tuple[str, pafs.FileSystem | None]:
         return str(path), None
     fs = SettingsS3FileSystem(**storage_options(settings))
     # with a storage_filesystem Tune wants "bucket/prefix": an "s3://" path is normalised to "s3:/..." and breaks
-    return f"{root[len('s3://'):].rstrip('/')}/{RESULTS}", pafs.PyFileSystem(pafs.FSSpecHandler(fs))
+    return f"{root[len('s3://') :].rstrip('/')}/{RESULTS}", pafs.PyFileSystem(pafs.FSSpecHandler(fs))
 
 
 def local_checkpoint(checkpoint: Any, cache_dir: Path) -> str:

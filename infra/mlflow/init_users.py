@@ -32,15 +32,25 @@ def ensure_user(tracking_uri: str, username: str, password: str) -> str:
 
 def main() -> int:
     """Ensure the worker user named by MLFLOW_WORKER_USERNAME / MLFLOW_WORKER_PASSWORD exists; exit status."""
-    missing = [name for name in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
-                                 "MLFLOW_WORKER_USERNAME", "MLFLOW_WORKER_PASSWORD") if not os.environ.get(name)]
+    missing = [
+        name
+        for name in (
+            "MLFLOW_TRACKING_URI",
+            "MLFLOW_TRACKING_USERNAME",
+            "MLFLOW_TRACKING_PASSWORD",
+            "MLFLOW_WORKER_USERNAME",
+            "MLFLOW_WORKER_PASSWORD",
+        )
+        if not os.environ.get(name)
+    ]
     if missing:
         print(f"mlflow-init: set {', '.join(missing)} (infra/.env, see infra/.env.example)", file=sys.stderr)
         return 2
     username = os.environ["MLFLOW_WORKER_USERNAME"]
     if username == os.environ["MLFLOW_TRACKING_USERNAME"]:
-        print("mlflow-init: MLFLOW_WORKER_USERNAME must differ from the admin user MLFLOW_ADMIN_USERNAME",
-              file=sys.stderr)
+        print(
+            "mlflow-init: MLFLOW_WORKER_USERNAME must differ from the admin user MLFLOW_ADMIN_USERNAME", file=sys.stderr
+        )
         return 2
     outcome = ensure_user(os.environ["MLFLOW_TRACKING_URI"], username, os.environ["MLFLOW_WORKER_PASSWORD"])
     print(f"mlflow-init: worker user {username!r} {outcome}")

@@ -35,7 +35,11 @@ def test_folder_is_visible_only_once_complete(artifacts: ArtifactRoot, tmp_path:
     artifacts.put_folder("shards/x", source)
     assert artifacts.has_folder("shards/x")
     local = _other_machine(artifacts, tmp_path, "o2").folder("shards/x")
-    assert local is not None and (local / "a.bin").read_bytes() == b"a" * 100 and (local / "sub" / "b.txt").read_text() == "b"
+    assert (
+        local is not None
+        and (local / "a.bin").read_bytes() == b"a" * 100
+        and (local / "sub" / "b.txt").read_text() == "b"
+    )
     assert (local / MARKER).is_file()
 
 
@@ -78,8 +82,17 @@ def _write_source(folder: Path) -> None:
         atomic_write_bytes(folder / name, data)
 
 
-def _publisher(url: str, cache_dir: str, options: dict, source: str, in_place: bool, keys: list[str],
-               lockstep: bool, barrier, errors) -> None:
+def _publisher(
+    url: str,
+    cache_dir: str,
+    options: dict,
+    source: str,
+    in_place: bool,
+    keys: list[str],
+    lockstep: bool,
+    barrier,
+    errors,
+) -> None:
     """One run: publish each key's folder and report, then read both back through the shared local cache."""
     try:
         root = ArtifactRoot(url, Path(cache_dir), options)
@@ -102,8 +115,9 @@ def _publisher(url: str, cache_dir: str, options: dict, source: str, in_place: b
         raise
 
 
-def _race(artifacts: ArtifactRoot, tmp_path: Path, in_place: tuple[bool, bool], keys: list[str],
-          lockstep: bool) -> None:
+def _race(
+    artifacts: ArtifactRoot, tmp_path: Path, in_place: tuple[bool, bool], keys: list[str], lockstep: bool
+) -> None:
     """Run two publishers at once (started by one barrier); fail on any crash or hang of either."""
     import multiprocessing
 
@@ -115,8 +129,22 @@ def _race(artifacts: ArtifactRoot, tmp_path: Path, in_place: tuple[bool, bool], 
         source = tmp_path / f"run-{number}"
         source.mkdir()
         _write_source(source)
-        workers.append(ctx.Process(target=_publisher, args=(artifacts.url, str(artifacts.cache_dir), options,
-                                                             str(source), flag, keys, lockstep, barrier, errors)))
+        workers.append(
+            ctx.Process(
+                target=_publisher,
+                args=(
+                    artifacts.url,
+                    str(artifacts.cache_dir),
+                    options,
+                    str(source),
+                    flag,
+                    keys,
+                    lockstep,
+                    barrier,
+                    errors,
+                ),
+            )
+        )
     for worker in workers:
         worker.start()
     for worker in workers:

@@ -46,8 +46,10 @@ def _in_mode(image: Image.Image, mode: str) -> Image.Image:
 
 def _png(width: int, height: int, bit_depth: int, colour_type: int, rows: list[bytes]) -> bytes:
     """A PNG written chunk by chunk (Pillow cannot write 16-bit RGB)."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
     header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
     pixels = zlib.compress(b"".join(b"\x00" + row for row in rows))
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
@@ -66,11 +68,13 @@ def _cases() -> list[tuple[str, bytes]]:
     rgb16 = rng.integers(0, 65536, (5, 7, 3), dtype=np.uint16)
     cases.append(("PNG-16bit-RGB", _png(7, 5, 16, 2, [row.astype(">u2").tobytes() for row in rgb16])))
     gray2 = rng.integers(0, 4, (6, 8), dtype=np.uint8)
-    cases.append(("PNG-2bit-L", _png(8, 6, 2, 0, [int("".join(f"{v:02b}" for v in row), 2).to_bytes(2, "big")
-                                                   for row in gray2])))
+    cases.append(
+        ("PNG-2bit-L", _png(8, 6, 2, 0, [int("".join(f"{v:02b}" for v in row), 2).to_bytes(2, "big") for row in gray2]))
+    )
     photo = _photo(2)
-    cases.append(("PNG-P-tRNS", _encode(photo.convert("P", palette=Image.Palette.ADAPTIVE, colors=16), "PNG",
-                                        transparency=3)))
+    cases.append(
+        ("PNG-P-tRNS", _encode(photo.convert("P", palette=Image.Palette.ADAPTIVE, colors=16), "PNG", transparency=3))
+    )
     cases.append(("JPEG-progressive", _encode(photo, "JPEG", progressive=True, quality=90)))
     cases.append(("JPEG-444", _encode(photo, "JPEG", subsampling=0, quality=95)))
     cases.append(("JPEG-CMYK", _encode(photo.convert("CMYK"), "JPEG")))
@@ -92,12 +96,23 @@ def test_decode_equals_pillow(name: str, data: bytes, tmp_path: Path) -> None:
     assert torch.equal(got, expected), f"{name}: max difference {(got - expected).abs().max().item()}"
 
 
-@pytest.mark.parametrize(("name", "decoder"), [
-    ("PNG-L", "torchvision"), ("PNG-P", "torchvision"), ("PNG-RGBA", "torchvision"), ("PNG-2bit-L", "torchvision"),
-    ("JPEG-RGB", "torchvision"), ("JPEG-CMYK", "torchvision"), ("WEBP-RGB", "torchvision"),
-    ("PNG-I;16", "pillow"), ("PNG-16bit-RGB", "pillow"), ("GIF-animated", "pillow"), ("BMP-RGB", "pillow"),
-    ("TIFF-RGB", "pillow"),
-])
+@pytest.mark.parametrize(
+    ("name", "decoder"),
+    [
+        ("PNG-L", "torchvision"),
+        ("PNG-P", "torchvision"),
+        ("PNG-RGBA", "torchvision"),
+        ("PNG-2bit-L", "torchvision"),
+        ("JPEG-RGB", "torchvision"),
+        ("JPEG-CMYK", "torchvision"),
+        ("WEBP-RGB", "torchvision"),
+        ("PNG-I;16", "pillow"),
+        ("PNG-16bit-RGB", "pillow"),
+        ("GIF-animated", "pillow"),
+        ("BMP-RGB", "pillow"),
+        ("TIFF-RGB", "pillow"),
+    ],
+)
 def test_torchvision_decodes_what_it_decodes_like_pillow(name: str, decoder: str) -> None:
     """The fast path is really taken for the common formats (and only there: the pixels would differ)."""
     data = dict(_cases())[name]

@@ -19,15 +19,27 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Debian Pushgateway on a free loopback port for this module."""
     yield from run_gateway(tmp_path_factory)
 
-needs_pushgateway = pytest.mark.skipif(shutil.which("prometheus-pushgateway") is None,
-                                       reason="Debian package prometheus-pushgateway not installed (make apt)")
+
+needs_pushgateway = pytest.mark.skipif(
+    shutil.which("prometheus-pushgateway") is None,
+    reason="Debian package prometheus-pushgateway not installed (make apt)",
+)
 
 TRAIN_RESULT = {
-    "pipeline": "digits-quick", "dataset_version": "abc", "valid": 1797, "quarantined": 3, "images": 1797,
-    "features": {"rows_materialized": 1797}, "training_set": {"kept": 1790, "rows": 1797},
-    "search": {"trials": [{"trial": "t_0001", "loss": 0.25, "images_per_sec": 410.5, "status": "ok"},
-                          {"trial": "t_0002", "loss": 0.31, "images_per_sec": 395.0, "status": "error"}],
-               "best_metrics": {"loss": 0.25, "images_per_sec": 410.5}},
+    "pipeline": "digits-quick",
+    "dataset_version": "abc",
+    "valid": 1797,
+    "quarantined": 3,
+    "images": 1797,
+    "features": {"rows_materialized": 1797},
+    "training_set": {"kept": 1790, "rows": 1797},
+    "search": {
+        "trials": [
+            {"trial": "t_0001", "loss": 0.25, "images_per_sec": 410.5, "status": "ok"},
+            {"trial": "t_0002", "loss": 0.31, "images_per_sec": 395.0, "status": "error"},
+        ],
+        "best_metrics": {"loss": 0.25, "images_per_sec": 410.5},
+    },
     "evaluation": {"score": {"fid": 41.5, "kid_mean": 0.012, "n": 200}},
     "publish": {"published": True, "model": "canvascraft-digits", "version": "7", "promoted": True},
 }
@@ -116,8 +128,9 @@ def test_grouping_key_and_registry_are_per_run(tmp_path: Path) -> None:
     assert first.registry is not second.registry and second.names == set()
 
 
-def test_runs_in_one_process_do_not_add_up_in_multiprocess_mode(gateway: str, monkeypatch: pytest.MonkeyPatch,
-                                                                 tmp_path: Path) -> None:
+def test_runs_in_one_process_do_not_add_up_in_multiprocess_mode(
+    gateway: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """Importing feast sets PROMETHEUS_MULTIPROC_DIR: prometheus-client then shares values between same-named
     metrics of a process. Two runs' counters must still be their own."""
     import importlib

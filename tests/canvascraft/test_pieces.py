@@ -21,8 +21,9 @@ DIVISOR = 256
 
 def entry(n: int) -> ManifestEntry:
     sha = hashlib.sha256(f"image-{n}".encode()).hexdigest()
-    return ManifestEntry(uri=f"s3://b/p/{n:06d}.png", key=f"{n:06d}.png", etag="e", sha256=sha, size=1, width=8,
-                         height=8, mode="L")
+    return ManifestEntry(
+        uri=f"s3://b/p/{n:06d}.png", key=f"{n:06d}.png", etag="e", sha256=sha, size=1, width=8, height=8, mode="L"
+    )
 
 
 def keys(entries: list[ManifestEntry]) -> list[str]:
@@ -67,7 +68,7 @@ def test_removing_an_image_changes_one_piece() -> None:
     for position in range(100, 6000, 397):
         if is_boundary(ENTRIES[position].sha256, DIVISOR):
             continue
-        after = keys(ENTRIES[:position] + ENTRIES[position + 1:])
+        after = keys(ENTRIES[:position] + ENTRIES[position + 1 :])
         assert len(set(after) - before) == 1, position
 
 
@@ -112,7 +113,8 @@ def test_piece_is_stored_once_then_found(tmp_path: Path, artifacts: ArtifactRoot
         path.unlink()  # a second worker with no images: it must not need them
     again = preprocess_piece(piece, stack, artifacts, paths, seed=0)
     assert not again.computed and again.model_dump(exclude={"computed", "seconds"}) == first.model_dump(
-        exclude={"computed", "seconds"})
+        exclude={"computed", "seconds"}
+    )
 
 
 def test_two_workers_writing_one_piece_write_the_same_bytes(tmp_path: Path) -> None:
@@ -145,8 +147,12 @@ def test_a_piece_is_found_in_its_root_not_in_a_local_copy_of_another(tmp_path: P
     entries, paths = _images(tmp_path, 3)
     stack = BrushStack.from_spec([{"name": "resize", "params": {"size": 4}}])
     piece = plan_pieces(entries, "stack", min_size=10)[0]
-    a, b = (ArtifactRoot(f"s3://{ARTIFACT_BUCKET}/t-{uuid.uuid4().hex[:12]}", tmp_path / "home-cache",
-                         storage_options(s3_settings)) for _ in range(2))
+    a, b = (
+        ArtifactRoot(
+            f"s3://{ARTIFACT_BUCKET}/t-{uuid.uuid4().hex[:12]}", tmp_path / "home-cache", storage_options(s3_settings)
+        )
+        for _ in range(2)
+    )
     assert preprocess_piece(piece, stack, a, paths, seed=0).computed
     assert find_piece(a, piece) is not None and find_piece(b, piece) is None
     assert preprocess_piece(piece, stack, b, paths, seed=0).computed and b.exists(piece.object_key)

@@ -18,8 +18,12 @@ from canvascraft.ingest import ImageRules, SnapshotManifest, ingest
 from canvascraft.ingest.cache import ObjectCache
 from canvascraft.preprocess import find_shard_set, load_shards, preprocess, read_shard_index, stack_key
 
-STACK = [{"name": "resize", "params": {"size": 12}}, {"name": "center_crop", "params": {"size": 12}},
-         {"name": "grayscale"}, {"name": "normalize"}]
+STACK = [
+    {"name": "resize", "params": {"size": 12}},
+    {"name": "center_crop", "params": {"size": 12}},
+    {"name": "grayscale"},
+    {"name": "normalize"},
+]
 
 
 @pytest.fixture
@@ -42,8 +46,9 @@ def test_shards_written_then_reused(snapshot: SnapshotManifest, tmp_path: Path, 
     assert torch.equal(load_shards(second, artifacts), images)
 
 
-def test_another_worker_reuses_published_shards(snapshot: SnapshotManifest, tmp_path: Path,
-                                                 artifacts: ArtifactRoot) -> None:
+def test_another_worker_reuses_published_shards(
+    snapshot: SnapshotManifest, tmp_path: Path, artifacts: ArtifactRoot
+) -> None:
     """A second machine (empty cache, no images) finds the shard set in the root and never computes it."""
     stack = BrushStack.from_spec(STACK)
     first = preprocess(snapshot, tmp_path / "cache", stack, artifacts, seed=0)
@@ -77,15 +82,21 @@ def test_mixed_sizes_without_resize_is_a_clear_error(s3_client, bucket: str, tmp
     s3_client.put_object(Bucket=bucket, Key="m/b.png", Body=png_bytes((9, 8)))
     report = ingest([f"s3://{bucket}/m"], s3_client, tmp_path / "cache", ImageRules())
     with pytest.raises(CanvasCraftError, match="add a 'resize' and a 'center_crop' brush"):
-        preprocess(SnapshotManifest.load(report.manifest_path), tmp_path / "cache", BrushStack(),
-                   ArtifactRoot(str(tmp_path / "s"), tmp_path / "c"), seed=0)
+        preprocess(
+            SnapshotManifest.load(report.manifest_path),
+            tmp_path / "cache",
+            BrushStack(),
+            ArtifactRoot(str(tmp_path / "s"), tmp_path / "c"),
+            seed=0,
+        )
 
 
 def single_loop(manifest: SnapshotManifest, cache_root: Path, stack: BrushStack, seed: int) -> torch.Tensor:
     """What preprocess computed before pieces: Pillow decode, the stack, one loop over the manifest."""
     cache = ObjectCache(cache_root)
-    return torch.stack([stack(load_image_pil(cache.object_path(e.sha256)), seed=seed, key=e.sha256)
-                        for e in manifest.entries])
+    return torch.stack(
+        [stack(load_image_pil(cache.object_path(e.sha256)), seed=seed, key=e.sha256) for e in manifest.entries]
+    )
 
 
 @pytest.fixture
@@ -97,8 +108,9 @@ def small_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("workers", [1, 3])
-def test_pieces_on_threads_equal_the_single_loop(snapshot: SnapshotManifest, tmp_path: Path, small_pieces: None,
-                                                 workers: int) -> None:
+def test_pieces_on_threads_equal_the_single_loop(
+    snapshot: SnapshotManifest, tmp_path: Path, small_pieces: None, workers: int
+) -> None:
     stack = BrushStack.from_spec([*STACK, {"name": "gaussian_noise", "params": {"noise_ratio": 0.2}}])
     root = ArtifactRoot(str(tmp_path / "root"), tmp_path / "root-cache")
     shards = preprocess(snapshot, tmp_path / "cache", stack, root, seed=3, max_workers=workers)
@@ -125,12 +137,14 @@ def add_one_image(s3_client, bucket: str, prefix: str, tmp_path: Path) -> None:
     listed = s3_client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/")["Contents"]
     have = {o["Key"].split("/", 1)[1] for o in listed}
     pick = next(e for e in pool.entries if e.key.split("/", 1)[1] not in have and not pieces.is_boundary(e.sha256, 4))
-    s3_client.copy_object(Bucket=bucket, Key=f"{prefix}/{pick.key.split('/', 1)[1]}",
-                          CopySource={"Bucket": bucket, "Key": pick.key})
+    s3_client.copy_object(
+        Bucket=bucket, Key=f"{prefix}/{pick.key.split('/', 1)[1]}", CopySource={"Bucket": bucket, "Key": pick.key}
+    )
 
 
-def test_a_new_image_recomputes_one_piece(s3_client, bucket: str, tmp_path: Path, artifacts: ArtifactRoot,
-                                          small_pieces: None) -> None:
+def test_a_new_image_recomputes_one_piece(
+    s3_client, bucket: str, tmp_path: Path, artifacts: ArtifactRoot, small_pieces: None
+) -> None:
     stack = BrushStack.from_spec(STACK)
     seed_dataset("digits", s3_client, f"s3://{bucket}/d", limit=30)
     old = snapshot_of(s3_client, f"s3://{bucket}/d", tmp_path / "cache")
@@ -154,10 +168,25 @@ def test_shard_set_written_before_pieces_still_reads(tmp_path: Path, artifacts: 
     folder = tmp_path / "legacy"
     folder.mkdir()
     save_file({"images": images}, str(folder / "shard-00000.safetensors"))
-    (folder / "index.json").write_text(json.dumps({
-        "key": key, "path": "/elsewhere", "dataset_version": "v-old", "stack_key": "stack-old", "count": 5,
-        "shape": [1, 4, 4], "shards": ["shard-00000.safetensors"], "image_ids": list("abcde"), "labels": [None] * 5,
-        "brushes": [], "seed": 0, "reused": False, "seconds": 1.0}))
+    (folder / "index.json").write_text(
+        json.dumps(
+            {
+                "key": key,
+                "path": "/elsewhere",
+                "dataset_version": "v-old",
+                "stack_key": "stack-old",
+                "count": 5,
+                "shape": [1, 4, 4],
+                "shards": ["shard-00000.safetensors"],
+                "image_ids": list("abcde"),
+                "labels": [None] * 5,
+                "brushes": [],
+                "seed": 0,
+                "reused": False,
+                "seconds": 1.0,
+            }
+        )
+    )
     artifacts.put_folder(key, folder)
     other = ArtifactRoot(artifacts.url, tmp_path / "other-cache", artifacts.fs.storage_options)
     found = find_shard_set(other, key)
@@ -165,8 +194,9 @@ def test_shard_set_written_before_pieces_still_reads(tmp_path: Path, artifacts: 
     assert torch.equal(load_shards(found), images) and torch.equal(load_shards(found, other), images)
 
 
-def test_load_shards_without_root_needs_the_pieces_here(snapshot: SnapshotManifest, tmp_path: Path,
-                                                        artifacts: ArtifactRoot) -> None:
+def test_load_shards_without_root_needs_the_pieces_here(
+    snapshot: SnapshotManifest, tmp_path: Path, artifacts: ArtifactRoot
+) -> None:
     shards = preprocess(snapshot, tmp_path / "cache", BrushStack.from_spec(STACK), artifacts, seed=0)
     other = ArtifactRoot(artifacts.url, tmp_path / "other-cache", artifacts.fs.storage_options)
     index_only = read_shard_index(other, shards.key)
@@ -183,8 +213,12 @@ def test_a_home_shared_by_two_roots_publishes_to_each(snapshot: SnapshotManifest
     from canvascraft.artifact_root import storage_options
     from canvascraft.stack.s3_server import ARTIFACT_BUCKET
 
-    a, b = (ArtifactRoot(f"s3://{ARTIFACT_BUCKET}/t-{uuid.uuid4().hex[:12]}", tmp_path / "home-cache",
-                         storage_options(s3_settings)) for _ in range(2))
+    a, b = (
+        ArtifactRoot(
+            f"s3://{ARTIFACT_BUCKET}/t-{uuid.uuid4().hex[:12]}", tmp_path / "home-cache", storage_options(s3_settings)
+        )
+        for _ in range(2)
+    )
     stack = BrushStack.from_spec(STACK)
     first = preprocess(snapshot, tmp_path / "cache", stack, a, seed=0)
     assert read_shard_index(b, first.key) is None

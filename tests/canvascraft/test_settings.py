@@ -28,7 +28,11 @@ def test_defaults_are_embedded(tmp_path: Path) -> None:
     assert settings.resolved_mlflow_tracking_uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert settings.resolved_s3_endpoint_url is None  # no embedded S3 running and none configured: AWS
     (tmp_path / "stack").mkdir()
-    state = {"endpoint_url": "http://127.0.0.1:1", "access_key_id": "AKIDEXAMPLE123", "secret_access_key": "s3cr3t-value"}
+    state = {
+        "endpoint_url": "http://127.0.0.1:1",
+        "access_key_id": "AKIDEXAMPLE123",
+        "secret_access_key": "s3cr3t-value",
+    }
     dead = os.fork()
     if dead == 0:
         os._exit(0)

@@ -25,8 +25,12 @@ from canvascraft.shard_reader import ShardReader, ShardReadError
 from canvascraft.stack.s3_server import ARTIFACT_BUCKET
 from tests.canvascraft.shard_reader_child import read_as_a_trial
 
-STACK = [{"name": "resize", "params": {"size": 12}}, {"name": "center_crop", "params": {"size": 12}},
-         {"name": "grayscale"}, {"name": "normalize"}]
+STACK = [
+    {"name": "resize", "params": {"size": 12}},
+    {"name": "center_crop", "params": {"size": 12}},
+    {"name": "grayscale"},
+    {"name": "normalize"},
+]
 COUNT = 30
 
 
@@ -37,23 +41,26 @@ def snapshot(s3_client, bucket: str, tmp_path: Path) -> SnapshotManifest:
     return SnapshotManifest.load(report.manifest_path)
 
 
-def make_shards(snapshot: SnapshotManifest, tmp_path: Path, artifacts: ArtifactRoot,
-                monkeypatch: pytest.MonkeyPatch) -> ShardSet:
+def make_shards(
+    snapshot: SnapshotManifest, tmp_path: Path, artifacts: ArtifactRoot, monkeypatch: pytest.MonkeyPatch
+) -> ShardSet:
     """The real preprocess stage, with small pieces so that one shard set has several files of unequal size."""
     monkeypatch.setattr(pieces, "MIN_SIZE", 3)
     monkeypatch.setattr(pieces, "MAX_SIZE", 8)
     monkeypatch.setattr(pieces, "DIVISOR", 3)
     shard_set = preprocess(snapshot, tmp_path / "cache", BrushStack.from_spec(STACK), artifacts, seed=0)
-    sizes = [load_file(str(artifacts.local(key) if artifacts.is_local else artifacts.fetch(key)))["images"].shape[0]
-             for key in shard_set.files()]
+    sizes = [
+        load_file(str(artifacts.local(key) if artifacts.is_local else artifacts.fetch(key)))["images"].shape[0]
+        for key in shard_set.files()
+    ]
     assert shard_set.count == COUNT and len(sizes) >= 4 and len(set(sizes)) >= 2, sizes
     return shard_set
 
 
 @pytest.mark.parametrize("read", ["pread", "mmap"])
-def test_reader_gathers_the_same_rows_as_load_shards(snapshot: SnapshotManifest, tmp_path: Path,
-                                                     artifacts: ArtifactRoot, monkeypatch: pytest.MonkeyPatch,
-                                                     read: str) -> None:
+def test_reader_gathers_the_same_rows_as_load_shards(
+    snapshot: SnapshotManifest, tmp_path: Path, artifacts: ArtifactRoot, monkeypatch: pytest.MonkeyPatch, read: str
+) -> None:
     shard_set = make_shards(snapshot, tmp_path, artifacts, monkeypatch)
     everything = load_shards(shard_set, artifacts)
     # another machine: an empty read-through cache, so the reader fetches each shard file itself
@@ -79,8 +86,9 @@ def test_reader_gathers_the_same_rows_as_load_shards(snapshot: SnapshotManifest,
     assert torch.equal(selected.select(torch.tensor([1, 1])).take(torch.tensor([0, 1])), everything[[2, 2]])
 
 
-def test_take_rejects_bad_indices_naming_the_shard_set(snapshot: SnapshotManifest, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_take_rejects_bad_indices_naming_the_shard_set(
+    snapshot: SnapshotManifest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     artifacts = ArtifactRoot(str(tmp_path / "root"), tmp_path / "cache-root")
     shard_set = make_shards(snapshot, tmp_path, artifacts, monkeypatch)
     reader = ShardReader(shard_set, artifacts)
@@ -115,8 +123,9 @@ def test_take_is_thread_safe(snapshot: SnapshotManifest, tmp_path: Path, monkeyp
     assert mismatches == []
 
 
-def test_missing_or_misshapen_shard_files_are_clear_errors(snapshot: SnapshotManifest, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_or_misshapen_shard_files_are_clear_errors(
+    snapshot: SnapshotManifest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     artifacts = ArtifactRoot(str(tmp_path / "root"), tmp_path / "cache-root")
     shard_set = make_shards(snapshot, tmp_path, artifacts, monkeypatch)
     first, second = shard_set.files()[:2]
@@ -124,18 +133,27 @@ def test_missing_or_misshapen_shard_files_are_clear_errors(snapshot: SnapshotMan
     files = len(shard_set.files())
 
     save_file({"images": torch.zeros(rows, 1, 10, 10)}, str(artifacts.local(second)))
-    with pytest.raises(ShardReadError, match=rf"shard set {shard_set.key}: shard file {second} holds images of "
-                                             r"shape 1 x 10 x 10, but the shard set's shape is 1 x 12 x 12"):
+    with pytest.raises(
+        ShardReadError,
+        match=rf"shard set {shard_set.key}: shard file {second} holds images of "
+        r"shape 1 x 10 x 10, but the shard set's shape is 1 x 12 x 12",
+    ):
         ShardReader(shard_set, artifacts).take(torch.tensor([0]))
 
     save_file({"images": torch.zeros(rows - 1, 1, 12, 12)}, str(artifacts.local(second)))  # a row short
-    with pytest.raises(ShardReadError, match=rf"shard set {shard_set.key}: its {files} shard files hold 29 rows, "
-                                             "but the shard set's count is 30"):
+    with pytest.raises(
+        ShardReadError,
+        match=rf"shard set {shard_set.key}: its {files} shard files hold 29 rows, "
+        "but the shard set's count is 30",
+    ):
         ShardReader(shard_set, artifacts).take(torch.tensor([0]))
 
     artifacts.local(first).unlink()
-    with pytest.raises(ShardReadError, match=rf"shard set {shard_set.key}: shard file {first} is not in the "
-                                             "artifact root .*rerun the train flow's preprocess stage"):
+    with pytest.raises(
+        ShardReadError,
+        match=rf"shard set {shard_set.key}: shard file {first} is not in the "
+        "artifact root .*rerun the train flow's preprocess stage",
+    ):
         ShardReader(shard_set, artifacts).take(torch.tensor([0]))
 
 
@@ -155,14 +173,16 @@ def test_pickle_carries_keys_and_selection_never_data_or_credentials(
     assert torch.equal(restored.take(torch.arange(COUNT)), load_shards(shard_set, artifacts).flip(0))
 
 
-def test_two_concurrent_trials_share_one_shard_set(snapshot: SnapshotManifest, tmp_path: Path, s3_settings: Settings,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_concurrent_trials_share_one_shard_set(
+    snapshot: SnapshotManifest, tmp_path: Path, s3_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two processes reading one shard set on one node use one local copy of each shard file (same inode)."""
     url = f"s3://{ARTIFACT_BUCKET}/t-{uuid.uuid4().hex[:12]}"
     settings = get_settings()
     node = ArtifactRoot(url, settings.home / "cache" / "artifacts", storage_options(settings))
-    shard_set = make_shards(snapshot, tmp_path, ArtifactRoot(url, tmp_path / "producer-cache",
-                                                            storage_options(settings)), monkeypatch)
+    shard_set = make_shards(
+        snapshot, tmp_path, ArtifactRoot(url, tmp_path / "producer-cache", storage_options(settings)), monkeypatch
+    )
     for key in shard_set.files():  # the node has no copy yet: both trials want to fetch each file
         node.local(key).unlink(missing_ok=True)
     blob = pickle.dumps(ShardReader(shard_set, node))
@@ -186,8 +206,9 @@ def test_two_concurrent_trials_share_one_shard_set(snapshot: SnapshotManifest, t
     assert (reports[0]["rows"] == everything).all() and (reports[1]["rows"] == everything).all()
 
 
-def test_trial_data_streams_the_kept_rows(snapshot: SnapshotManifest, tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_trial_data_streams_the_kept_rows(
+    snapshot: SnapshotManifest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The trainable's data: a reader of the training set's kept ids, equal to the old load-and-index tensor."""
     from canvascraft.tuning.trainable import trial_data
 

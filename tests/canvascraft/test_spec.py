@@ -52,7 +52,9 @@ def test_out_of_range_names_field_and_bound() -> None:
 
 
 def test_brush_param_out_of_range_names_the_path() -> None:
-    message = error_of(with_(brushes=[{"name": "resize", "params": {"size": 16}}, {"name": "watercolor", "params": {"radius": 12}}]))
+    message = error_of(
+        with_(brushes=[{"name": "resize", "params": {"size": 16}}, {"name": "watercolor", "params": {"radius": 12}}])
+    )
     assert "brushes[1].params.radius" in message and "less than or equal to 10" in message
 
 

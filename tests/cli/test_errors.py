@@ -18,33 +18,70 @@ from tests.conftest import png_bytes
 
 PROJECT = Path(__file__).resolve().parents[2]
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens, connections are refused at once
-S3_DOWN = {"CANVASCRAFT_S3_ENDPOINT_URL": UNREACHABLE, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-           "CANVASCRAFT_S3_MAX_ATTEMPTS": "1"}  # one attempt: botocore's retry policy is not what is tested here
+S3_DOWN = {
+    "CANVASCRAFT_S3_ENDPOINT_URL": UNREACHABLE,
+    "AWS_ACCESS_KEY_ID": "test",
+    "AWS_SECRET_ACCESS_KEY": "test",
+    "CANVASCRAFT_S3_MAX_ATTEMPTS": "1",
+}  # one attempt: botocore's retry policy is not what is tested here
 
 # id, arguments ({tmp} is a per-module temp folder), extra env, exit code, words stderr must hold, words it must not
 CASES: list[tuple[str, list[str], dict[str, str], int, list[str], list[str]]] = [
     ("ingest-not-a-uri", ["ingest", "not-a-uri"], {}, 1, ["source", "not-a-uri", "s3://"], []),
-    ("ingest-s3-down", ["ingest", "s3://bucket/p"], S3_DOWN, 1,
-     ["cannot connect to S3", UNREACHABLE, "canvascraft stack up", "CANVASCRAFT_S3_ENDPOINT_URL"], []),
-    ("seed-s3-down", ["data", "seed", "--from-dir", "{tmp}/images", "--dest", "s3://bucket/p"],
-     {**S3_DOWN, "CANVASCRAFT_S3_ENDPOINT_URL": "http://user:hunter2-secret@127.0.0.1:9"}, 1,
-     ["cannot connect to S3", "http://user:****@127.0.0.1:9"], ["hunter2-secret"]),
-    ("rollback-no-model", ["models", "rollback", "no-such-model"], {}, 1,
-     ["no registered model 'no-such-model'", "allowed values"], ["@previous"]),
+    (
+        "ingest-s3-down",
+        ["ingest", "s3://bucket/p"],
+        S3_DOWN,
+        1,
+        ["cannot connect to S3", UNREACHABLE, "canvascraft stack up", "CANVASCRAFT_S3_ENDPOINT_URL"],
+        [],
+    ),
+    (
+        "seed-s3-down",
+        ["data", "seed", "--from-dir", "{tmp}/images", "--dest", "s3://bucket/p"],
+        {**S3_DOWN, "CANVASCRAFT_S3_ENDPOINT_URL": "http://user:hunter2-secret@127.0.0.1:9"},
+        1,
+        ["cannot connect to S3", "http://user:****@127.0.0.1:9"],
+        ["hunter2-secret"],
+    ),
+    (
+        "rollback-no-model",
+        ["models", "rollback", "no-such-model"],
+        {},
+        1,
+        ["no registered model 'no-such-model'", "allowed values"],
+        ["@previous"],
+    ),
     ("list-no-model", ["models", "list", "no-such-model"], {}, 1, ["no registered model 'no-such-model'"], []),
     ("spec-missing", ["spec", "validate", "missing.yaml"], {}, 1, ["missing.yaml", "does not exist"], []),
-    ("spec-bad-literal", ["spec", "validate", "{tmp}/bad.yaml"], {}, 1,
-     ["data.allowed_formats[1]", "'TIFF'", "'XCF'"], []),
+    (
+        "spec-bad-literal",
+        ["spec", "validate", "{tmp}/bad.yaml"],
+        {},
+        1,
+        ["data.allowed_formats[1]", "'TIFF'", "'XCF'"],
+        [],
+    ),
     ("unknown-command", ["no-such-command"], {}, 2, ["No such command 'no-such-command'", "--help"], []),
 ]
 
 
 def _env(home: Path, extra: dict[str, str]) -> dict[str, str]:
     """The test's environment without any developer S3/MLflow/Prefect settings, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("CANVASCRAFT_", "MLFLOW_", "AWS_", "PREFECT_API_URL", DEBUG_ENV))}
-    env.update({"CANVASCRAFT_HOME": str(home), "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-                "AWS_EC2_METADATA_DISABLED": "true", **extra})
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CANVASCRAFT_", "MLFLOW_", "AWS_", "PREFECT_API_URL", DEBUG_ENV))
+    }
+    env.update(
+        {
+            "CANVASCRAFT_HOME": str(home),
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            **extra,
+        }
+    )
     return env
 
 
@@ -59,9 +96,17 @@ def bad_invocations(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subpr
     for case_id, args, extra, *_ in CASES:
         home = tmp / f"home-{case_id}"
         argv = [a.replace("{tmp}", str(tmp)) for a in args]
-        running[case_id] = (argv, subprocess.Popen([sys.executable, "-m", "cli.main", *argv], cwd=PROJECT,
-                                                   env=_env(home, extra), stdout=subprocess.PIPE,
-                                                   stderr=subprocess.PIPE, text=True))
+        running[case_id] = (
+            argv,
+            subprocess.Popen(
+                [sys.executable, "-m", "cli.main", *argv],
+                cwd=PROJECT,
+                env=_env(home, extra),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            ),
+        )
     done = {}
     for case_id, (argv, process) in running.items():
         stdout, stderr = process.communicate(timeout=300)
@@ -69,10 +114,12 @@ def bad_invocations(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subpr
     return done
 
 
-@pytest.mark.parametrize(("case_id", "code", "words", "absent"), [(c[0], c[3], c[4], c[5]) for c in CASES],
-                         ids=[c[0] for c in CASES])
-def test_bad_invocation_prints_one_error_line(bad_invocations: dict[str, Any], case_id: str, code: int,
-                                              words: list[str], absent: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("case_id", "code", "words", "absent"), [(c[0], c[3], c[4], c[5]) for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_bad_invocation_prints_one_error_line(
+    bad_invocations: dict[str, Any], case_id: str, code: int, words: list[str], absent: list[str]
+) -> None:
     result = bad_invocations[case_id]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == code, result.stderr
@@ -93,8 +140,15 @@ def test_help_and_argument_errors_import_no_heavy_library(tmp_path: Path) -> Non
         "heavy = ('torch', 'mlflow', 'ray', 'feast', 'prefect', 'boto3')\n"
         "print(json.dumps({'codes': codes, 'loaded': [m for m in heavy if m in sys.modules]}))\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe], cwd=PROJECT, env=_env(tmp_path, {}), capture_output=True,
-                          text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=PROJECT,
+        env=_env(tmp_path, {}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report == {"codes": [0, 0, 2, 2], "loaded": []}
@@ -142,18 +196,24 @@ def test_describe_credentials_validation_and_multiline_domain_errors(monkeypatch
         raise StorageError("download of s3://b/k failed after retries") from denied
     except StorageError as wrapped:  # the credential failure under the domain error is what the user must fix
         message = describe(wrapped)
-    assert message.startswith("S3 at http://minio.example:9000 refused the credentials (InvalidAccessKeyId on "
-                              "ListObjectsV2)") and "AWS_ACCESS_KEY_ID" in message
+    assert (
+        message.startswith(
+            "S3 at http://minio.example:9000 refused the credentials (InvalidAccessKeyId on ListObjectsV2)"
+        )
+        and "AWS_ACCESS_KEY_ID" in message
+    )
     not_found = ClientError({"Error": {"Code": "NoSuchKey", "Message": "gone"}}, "GetObject")
     assert "credentials" not in describe(not_found) and "NoSuchKey" in describe(not_found)
 
     monkeypatch.setenv("CANVASCRAFT_S3_MAX_ATTEMPTS", "99")
     with pytest.raises(ValidationError) as invalid:
         Settings()
-    assert describe(invalid.value) == ("invalid settings: CANVASCRAFT_S3_MAX_ATTEMPTS: Input should be less than or "
-                                       "equal to 20 (got '99')")
+    assert describe(invalid.value) == (
+        "invalid settings: CANVASCRAFT_S3_MAX_ATTEMPTS: Input should be less than or equal to 20 (got '99')"
+    )
     assert describe(SpecError("spec s.yaml is invalid:\n  seed: bad\n  trainer: unknown")) == (
-        "spec s.yaml is invalid: seed: bad; trainer: unknown")
+        "spec s.yaml is invalid: seed: bad; trainer: unknown"
+    )
 
 
 def test_describe_mlflow_connection_failure_masks_the_password() -> None:
@@ -165,11 +225,15 @@ def test_describe_mlflow_connection_failure_masks_the_password() -> None:
     try:
         # the message mlflow.utils.rest_utils.http_request raises once requests gave up connecting (building the
         # real one imports every MLflow request-header plugin, Feast's included: ~10 s)
-        failure = MlflowException("API request to http://127.0.0.1:9/api/2.0/mlflow/registered-models/get failed "
-                                  "with exception HTTPConnectionPool(host='127.0.0.1', port=9): Max retries exceeded "
-                                  "(Caused by NewConnectionError(...: [Errno 111] Connection refused))")
+        failure = MlflowException(
+            "API request to http://127.0.0.1:9/api/2.0/mlflow/registered-models/get failed "
+            "with exception HTTPConnectionPool(host='127.0.0.1', port=9): Max retries exceeded "
+            "(Caused by NewConnectionError(...: [Errno 111] Connection refused))"
+        )
         message = describe(failure)
     finally:
         mlflow.set_tracking_uri(previous)
-    assert message == ("cannot connect to MLflow at http://ops:****@127.0.0.1:9 (connection refused); start it with "
-                       "`canvascraft stack up` or set CANVASCRAFT_MLFLOW_TRACKING_URI")
+    assert message == (
+        "cannot connect to MLflow at http://ops:****@127.0.0.1:9 (connection refused); start it with "
+        "`canvascraft stack up` or set CANVASCRAFT_MLFLOW_TRACKING_URI"
+    )

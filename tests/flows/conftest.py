@@ -34,8 +34,14 @@ def prefect_stack(s3_settings, tmp_path_factory) -> Iterator[PrefectStack]:
     worker.env.update({"PREFECT_LOGGING_LEVEL": "INFO", "PREFECT_WORKER_QUERY_SECONDS": "2"})
     try:
         env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(settings.home / "prefect-cli")}
-        deploy = subprocess.run([sys.executable, "-m", "cli.main", "deploy"], cwd=PROJECT, env=env,
-                                capture_output=True, text=True, timeout=240)
+        deploy = subprocess.run(
+            [sys.executable, "-m", "cli.main", "deploy"],
+            cwd=PROJECT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
         assert deploy.returncode == 0, deploy.stdout + deploy.stderr
         worker.start()
         yield PrefectStack(api, server.log_path, worker.log_path, deploy.stdout)

@@ -40,8 +40,14 @@ def test_train_flow_console_has_no_library_noise(prefect_api: str, s3_client, bu
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
     env = {**os.environ, "PREFECT_API_URL": prefect_api, "PREFECT_LOGGING_LEVEL": "INFO"}
-    done = subprocess.run([sys.executable, "-m", "flows.train", str(path)], cwd=PROJECT, env=env,
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.train", str(path)],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     console = done.stdout + done.stderr
     assert done.returncode == 0, console[-5000:]
     # what a user needs is there ...

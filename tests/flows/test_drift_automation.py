@@ -31,8 +31,11 @@ def test_deployments_from_prefect_yaml(prefect_api: str) -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     declared = yaml.safe_load((PROJECT / "prefect.yaml").read_text())["deployments"]
-    entry_flows = {"flows/train.py:train": "train", "flows/drift_check.py:drift_check": "drift_check",
-                   "flows/rollback.py:rollback": "rollback"}
+    entry_flows = {
+        "flows/train.py:train": "train",
+        "flows/drift_check.py:drift_check": "drift_check",
+        "flows/rollback.py:rollback": "rollback",
+    }
     with temporary_settings({PREFECT_API_URL: prefect_api}), get_client(sync_client=True) as client:
         for item in declared:
             deployment = client.read_deployment_by_name(f"{entry_flows[item['entrypoint']]}/{item['name']}")
@@ -49,8 +52,11 @@ def test_deployments_from_prefect_yaml(prefect_api: str) -> None:
         drift = client.read_deployment_by_name("drift_check/digits-quick")
         assert [s.schedule.cron for s in drift.schedules] == ["0 * * * *"]
         names = {a["name"]: a for a in client.request("POST", "/automations/filter", json={}).json()}
-        assert {"retrain-digits-quick-on-drift", "retrain-fashion-gpu-on-drift",
-                "canvascraft-cancel-stuck-retrain"} <= set(names)
+        assert {
+            "retrain-digits-quick-on-drift",
+            "retrain-fashion-gpu-on-drift",
+            "canvascraft-cancel-stuck-retrain",
+        } <= set(names)
         assert names["retrain-digits-quick-on-drift"]["trigger"]["within"] == 900.0
 
 
@@ -62,8 +68,13 @@ def retrain_events(incoming_dataset_version: str, wait: float) -> list:
     deadline = time.monotonic() + wait
     while True:
         with get_client(sync_client=True) as client:
-            page = client.read_events(EventFilter(event=EventNameFilter(name=["canvascraft.retrain.completed"]),
-                                                  resource=EventResourceFilter(id=[RESOURCE])), limit=50)
+            page = client.read_events(
+                EventFilter(
+                    event=EventNameFilter(name=["canvascraft.retrain.completed"]),
+                    resource=EventResourceFilter(id=[RESOURCE]),
+                ),
+                limit=50,
+            )
         found = [e for e in page.events if e.payload.get("incoming_dataset_version") == incoming_dataset_version]
         if found or time.monotonic() > deadline:
             return found
@@ -125,8 +136,11 @@ def test_the_retraining_loop_closes(prefect_api: str, s3_client) -> None:
         events = drift_events(RESOURCE, wait=30)
         assert len(events) == 1 and events[0].payload["new_images"] == 400 and "spec" not in events[0].payload
         for _ in range(2):  # a storm of drift events (e.g. other checks) inside the cooldown: still one retrain
-            emit_event(event="canvascraft.drift.detected", resource={"prefect.resource.id": RESOURCE},
-                       payload=events[0].payload)
+            emit_event(
+                event="canvascraft.drift.detected",
+                resource={"prefect.resource.id": RESOURCE},
+                payload=events[0].payload,
+            )
 
         runs = wait_terminal(client, "train/digits-quick", 2, timeout=1500)
         assert len(runs) == 2, [(r.name, r.state.name) for r in runs]
@@ -134,8 +148,11 @@ def test_the_retraining_loop_closes(prefect_api: str, s3_client) -> None:
         assert retrain.state.type.value == "COMPLETED", retrain.state.message
         incoming_version = events[0].payload["incoming_dataset_version"]
         # the deployment's own spec; the event only added data
-        assert retrain.parameters == {"spec": "pipelines/digits-quick.yaml", "extra_sources": [incoming],
-                                      "incoming_dataset_version": incoming_version}
+        assert retrain.parameters == {
+            "spec": "pipelines/digits-quick.yaml",
+            "extra_sources": [incoming],
+            "incoming_dataset_version": incoming_version,
+        }
 
         # the verdict compares like with like: the champion re-scored on the retrain's reference and terms
         verdicts = retrain_events(incoming_version, wait=90)

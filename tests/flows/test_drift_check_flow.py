@@ -12,8 +12,9 @@ from tests.drift_helpers import drift_events, drift_spec, make_champion, seed_di
 pytestmark = pytest.mark.e2e
 
 
-def test_drift_check_emits_only_on_drift(prefect_harness, s3_settings, s3_client, bucket: str, tmp_path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_drift_check_emits_only_on_drift(
+    prefect_harness, s3_settings, s3_client, bucket: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from flows.drift_check import drift_check
 
     monkeypatch.setenv("CANVASCRAFT_FEAST_DATA", str(tmp_path / "feast"))

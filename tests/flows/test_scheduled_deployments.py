@@ -31,15 +31,26 @@ def scheduler_errors(log: str) -> list[str]:
     entries = [log[a:b] for a, b in zip(starts, starts[1:])]
     # by the logger of the scheduler services, not by the word: another service's entry may quote a state's
     # "scheduled_time" (e.g. the task-run recorder's "database is locked" retry)
-    return [e for e in entries if ("| ERROR" in e or "Traceback" in e)
-            and ("prefect.server.services.scheduler" in e or "schedule_recent_deployments" in e
-                 or "InvalidRequestError" in e or "bulk DML" in e)]
+    return [
+        e
+        for e in entries
+        if ("| ERROR" in e or "Traceback" in e)
+        and (
+            "prefect.server.services.scheduler" in e
+            or "schedule_recent_deployments" in e
+            or "InvalidRequestError" in e
+            or "bulk DML" in e
+        )
+    ]
 
 
 def scheduled_deployments() -> list[str]:
     """``flow/name`` of every deployment in prefect.yaml that declares a schedule."""
-    flows = {"flows/train.py:train": "train", "flows/drift_check.py:drift_check": "drift_check",
-             "flows/rollback.py:rollback": "rollback"}
+    flows = {
+        "flows/train.py:train": "train",
+        "flows/drift_check.py:drift_check": "drift_check",
+        "flows/rollback.py:rollback": "rollback",
+    }
     declared = yaml.safe_load((PROJECT / "prefect.yaml").read_text())["deployments"]
     return [f"{flows[d['entrypoint']]}/{d['name']}" for d in declared if d.get("schedules")]
 
@@ -74,7 +85,9 @@ def test_an_interval_schedule_fires_and_the_worker_runs_it(prefect_stack: Prefec
     with temporary_settings({PREFECT_API_URL: prefect_stack.api_url}), get_client(sync_client=True) as client:
         flow_id = client.create_flow_from_name("scheduled-probe")
         deployment_id = client.create_deployment(
-            flow_id=flow_id, name="every-5s", work_pool_name="gpu-pool",
+            flow_id=flow_id,
+            name="every-5s",
+            work_pool_name="gpu-pool",
             entrypoint=str(Path(__file__).with_name("scheduled_probe.py").relative_to(PROJECT)) + ":scheduled_probe",
             pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": str(PROJECT)}}],
             schedules=[DeploymentScheduleCreate(schedule=IntervalSchedule(interval=timedelta(seconds=5)))],

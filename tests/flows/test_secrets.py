@@ -58,11 +58,12 @@ def _process_table_watch(needles: list[bytes], stop: threading.Event, hits: list
                 for needle in needles:
                     if needle in argv:
                         at = argv.index(needle)
-                        hits.append(argv[max(0, at - 150):at + 20].replace(b"\0", b" ").decode(errors="replace"))
+                        hits.append(argv[max(0, at - 150) : at + 20].replace(b"\0", b" ").decode(errors="replace"))
 
 
-def test_planted_secrets_reach_no_sink_of_a_real_train_run(prefect_harness, s3_settings, s3_client, bucket: str,
-                                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_planted_secrets_reach_no_sink_of_a_real_train_run(
+    prefect_harness, s3_settings, s3_client, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A promoted run through an authenticated MLflow; no password, key or auth header anywhere afterwards."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
@@ -86,8 +87,9 @@ def test_planted_secrets_reach_no_sink_of_a_real_train_run(prefect_harness, s3_s
     server_home = tmp_path / "mlflow-server"
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user)
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
-    server = mlflow_service(get_settings(home=server_home, use_embedded=False, mlflow_auth=True,
-                                         mlflow_port=free_port()))
+    server = mlflow_service(
+        get_settings(home=server_home, use_embedded=False, mlflow_auth=True, mlflow_port=free_port())
+    )
     server.start()
     monkeypatch.delenv("MLFLOW_TRACKING_USERNAME")  # from here on the only copy is in the URI
     monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD")
@@ -99,22 +101,32 @@ def test_planted_secrets_reach_no_sink_of_a_real_train_run(prefect_harness, s3_s
         run_name = f"secrets-{uuid.uuid4().hex[:8]}"
         env = {
             **os.environ,
-            "CANVASCRAFT_HOME": str(home), "CANVASCRAFT_USE_EMBEDDED": "false",
+            "CANVASCRAFT_HOME": str(home),
+            "CANVASCRAFT_USE_EMBEDDED": "false",
             "CANVASCRAFT_S3_ENDPOINT_URL": s3_settings.resolved_s3_endpoint_url,
-            "AWS_ACCESS_KEY_ID": s3_settings.s3_credentials()["aws_access_key_id"], "AWS_SECRET_ACCESS_KEY": s3_secret,
+            "AWS_ACCESS_KEY_ID": s3_settings.s3_credentials()["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": s3_secret,
             "CANVASCRAFT_ARTIFACT_ROOT": f"s3://{bucket}/artifacts",
             "CANVASCRAFT_MLFLOW_TRACKING_URI": server.url.replace("http://", f"http://{user}:{password}@"),
             "PREFECT_API_URL": str(PREFECT_API_URL.value()),
             "PREFECT_LOGGING_LEVEL": "INFO",  # the flow's own lines (log_prints) are a sink too
         }
-        script = ("import json, sys; from flows.train import train; "
-                  f"train.with_options(flow_run_name={run_name!r})(json.loads(sys.argv[1]))")
+        script = (
+            "import json, sys; from flows.train import train; "
+            f"train.with_options(flow_run_name={run_name!r})(json.loads(sys.argv[1]))"
+        )
         stop, table_hits = threading.Event(), []
         watcher = threading.Thread(target=_process_table_watch, args=(needles, stop, table_hits), daemon=True)
         watcher.start()
         try:
-            run = subprocess.run([sys.executable, "-c", script, json.dumps(spec)], cwd=PROJECT, env=env,
-                                 capture_output=True, text=True, timeout=900)
+            run = subprocess.run(
+                [sys.executable, "-c", script, json.dumps(spec)],
+                cwd=PROJECT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
         finally:
             stop.set()
             watcher.join()
@@ -132,15 +144,17 @@ def test_planted_secrets_reach_no_sink_of_a_real_train_run(prefect_harness, s3_s
         versions = client.search_model_versions(f"name = '{model}'")
         assert versions, f"no version of {model} registered"
         runs = client.search_runs([client.get_experiment_by_name(spec["name"]).experiment_id])
-        mlflow_text = json.dumps([[r.data.params, r.data.tags] for r in runs]
-                                 + [[v.tags, v.source, v.description] for v in versions])
+        mlflow_text = json.dumps(
+            [[r.data.params, r.data.tags] for r in runs] + [[v.tags, v.source, v.description] for v in versions]
+        )
 
         with get_client(sync_client=True) as prefect:
             flow_runs = prefect.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[run_name])))
             run_ids = [flow_runs[0].id]
             logs = prefect.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=run_ids)))
             artifacts = prefect.read_artifacts(
-                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=run_ids)))
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=run_ids))
+            )
         assert {a.key for a in artifacts} >= {f"secrets-{bucket[-6:]}-summary", f"secrets-{bucket[-6:]}-samples"}
         # the links a user clicks point at the server (without its credentials)
         assert server.url in " ".join(str(a.data) for a in artifacts)
@@ -155,8 +169,13 @@ def test_planted_secrets_reach_no_sink_of_a_real_train_run(prefect_harness, s3_s
         prefect_db = Path(str(PREFECT_SERVER_DATABASE_CONNECTION_URL.value()).split("///", 1)[1]).parent
         s3_data = Path(s3_settings.embedded_s3["data_dir"]) / bucket
         assert (s3_data / "artifacts" / "ray_results").is_dir()  # Tune's experiment state is among what is searched
-        folders = {"prefect database": prefect_db, "mlflow server files": server_home, "canvascraft home": home,
-                   "PREFECT_HOME": Path(str(PREFECT_HOME.value())), "artifact root (S3 on disk)": s3_data}
+        folders = {
+            "prefect database": prefect_db,
+            "mlflow server files": server_home,
+            "canvascraft home": home,
+            "PREFECT_HOME": Path(str(PREFECT_HOME.value())),
+            "artifact root (S3 on disk)": s3_data,
+        }
         found.update({where: _files_containing(root, needles) for where, root in folders.items()})
         found["process table"] = table_hits
         assert found == {where: [] for where in found}

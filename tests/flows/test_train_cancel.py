@@ -50,8 +50,9 @@ def cancel_spec(bucket_source: str) -> dict:
     return spec
 
 
-def test_cancel_during_tune_is_cancelled_frees_trials_and_resumes(prefect_api: str, s3_client, bucket: str,
-                                                                  tmp_path: Path) -> None:
+def test_cancel_during_tune_is_cancelled_frees_trials_and_resumes(
+    prefect_api: str, s3_client, bucket: str, tmp_path: Path
+) -> None:
     from mlflow import MlflowClient
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -83,8 +84,9 @@ def test_cancel_during_tune_is_cancelled_frees_trials_and_resumes(prefect_api: s
             while time.monotonic() < deadline:
                 tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
                 # a task run may be read between its creation and its first state (state None)
-                if any(t.name.startswith("tune") and t.state is not None and t.state.type.value == "RUNNING"
-                       for t in tasks):
+                if any(
+                    t.name.startswith("tune") and t.state is not None and t.state.type.value == "RUNNING" for t in tasks
+                ):
                     trials = run_processes()
                     if any("train_trial" in c or "ImplicitFunc" in c for c in trials.values()):
                         break
@@ -97,8 +99,13 @@ def test_cancel_during_tune_is_cancelled_frees_trials_and_resumes(prefect_api: s
 
             cli_env = {**os.environ, "PREFECT_API_URL": prefect_api}
             cancelled_at = time.monotonic()
-            done = subprocess.run([sys.executable, "-m", "prefect", "flow-run", "cancel", str(run.id)], env=cli_env,
-                                  capture_output=True, text=True, timeout=120)
+            done = subprocess.run(
+                [sys.executable, "-m", "prefect", "flow-run", "cancel", str(run.id)],
+                env=cli_env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert done.returncode == 0, done.stdout + done.stderr
             state = client.read_flow_run(run.id).state
             to_freed = None
@@ -118,12 +125,17 @@ def test_cancel_during_tune_is_cancelled_frees_trials_and_resumes(prefect_api: s
 
             with urllib.request.urlopen(gateway.url + "/metrics", timeout=10) as response:
                 pushed = response.read().decode()
-            failure_lines = [line for line in pushed.splitlines() if 'pipeline="digits-cancel"' in line and (
-                line.startswith("canvascraft_flow_failures_total") or line.startswith("canvascraft_last_failure"))]
+            failure_lines = [
+                line
+                for line in pushed.splitlines()
+                if 'pipeline="digits-cancel"' in line
+                and (line.startswith("canvascraft_flow_failures_total") or line.startswith("canvascraft_last_failure"))
+            ]
             assert not [line for line in failure_lines if not line.rstrip().endswith(" 0")], failure_lines
 
-            rerun = run_deployment("train/digits-quick", parameters={"spec": spec}, job_variables={"env": env},
-                                   timeout=900)
+            rerun = run_deployment(
+                "train/digits-quick", parameters={"spec": spec}, job_variables={"env": env}, timeout=900
+            )
             assert rerun.state.type.value == "COMPLETED", rerun.state
         settings = get_settings()
         tracking.configure(settings)

@@ -13,8 +13,11 @@ def test_train_flow_ingests_and_preprocesses_with_caching(prefect_harness, s3_cl
     from flows.train import train
 
     seed_dataset("digits", s3_client, f"s3://{bucket}/digits", limit=24)
-    spec = {"name": "flowtest", "data": {"source": f"s3://{bucket}/digits", "min_valid_count": 10},
-            "brushes": [{"name": "resize", "params": {"size": 8}}, {"name": "normalize"}]}
+    spec = {
+        "name": "flowtest",
+        "data": {"source": f"s3://{bucket}/digits", "min_valid_count": 10},
+        "brushes": [{"name": "resize", "params": {"size": 8}}, {"name": "normalize"}],
+    }
     first = train(spec, return_state=True)
     assert first.is_completed()
     result = first.result()
@@ -24,10 +27,14 @@ def test_train_flow_ingests_and_preprocesses_with_caching(prefect_harness, s3_cl
     assert second.result()["dataset_version"] == result["dataset_version"]
     third = train(spec, return_state=True)
     with get_client(sync_client=True) as client:  # this test's third flow run only, not the shared server's runs
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(
-            any_=[third.state_details.flow_run_id])))
-        subflows = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[third.state_details.flow_run_id])))
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[third.state_details.flow_run_id]))
+        )
+        subflows = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[third.state_details.flow_run_id])
+            )
+        )
     preprocess_states = [r.state.name for r in runs if r.name.startswith("preprocess")]
     # the third run's preprocess stage hit Prefect's content-keyed cache at its lookup: no piece ran again
     assert preprocess_states == ["Cached"], [(r.name, r.state.name) for r in runs]

@@ -23,12 +23,16 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def _spec(bucket: str, name: str) -> dict:
-    return {"name": name, "data": {"source": f"s3://{bucket}/digits", "min_valid_count": 10},
-            "brushes": [{"name": "resize", "params": {"size": 8}}, {"name": "normalize"}]}
+    return {
+        "name": name,
+        "data": {"source": f"s3://{bucket}/digits", "min_valid_count": 10},
+        "brushes": [{"name": "resize", "params": {"size": 8}}, {"name": "normalize"}],
+    }
 
 
-def test_completed_run_pushes_metrics_and_publishes_artifacts(prefect_harness, s3_client, bucket: str, gateway: str,
-                                                              session_dir, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_completed_run_pushes_metrics_and_publishes_artifacts(
+    prefect_harness, s3_client, bucket: str, gateway: str, session_dir, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A real train run with a trainer (2 Tune trials, FID, classifier score, publish) read back from the gateway."""
     import mlflow
     from prefect.artifacts import Artifact
@@ -86,8 +90,9 @@ def test_failed_run_pushes_failure_and_notifies(prefect_harness, gateway: str, m
     assert value(samples, "canvascraft_flow_failures_total", job="canvascraft_train", pipeline="obs_bad") == 1
 
 
-def test_unreachable_gateway_does_not_fail_the_run(prefect_harness, s3_client, bucket: str, caplog,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_gateway_does_not_fail_the_run(
+    prefect_harness, s3_client, bucket: str, caplog, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A port that refuses (bound, never listening): the run completes and the hook says the metrics were dropped."""
     import logging
 
@@ -103,9 +108,9 @@ def test_unreachable_gateway_does_not_fail_the_run(prefect_harness, s3_client, b
     assert f"Pushgateway 127.0.0.1:{port} unreachable: metrics of train/obs_nogw dropped; the run goes on" in warnings
 
 
-def test_real_drift_check_and_rollback_flows_push_and_notify(prefect_harness, s3_client, bucket: str, gateway: str,
-                                                             tmp_path: Path, session_dir,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_real_drift_check_and_rollback_flows_push_and_notify(
+    prefect_harness, s3_client, bucket: str, gateway: str, tmp_path: Path, session_dir, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """observe_run as the hook of the real drift_check and rollback flows: their metrics and notifications."""
     import mlflow
     import torch
@@ -132,8 +137,18 @@ def test_real_drift_check_and_rollback_flows_push_and_notify(prefect_harness, s3
         drift_events = [json.loads(r["body"])["event"] for r in received.wait_for(1)]
 
     # v2 through the real gate, so v1 becomes @previous: the rollback flow then has something to roll back to
-    trainer = build_trainer("dcgan", {"sample_size": 8, "channels": 1, "latent_dim": 4, "g_features": 4,
-                                      "d_features": 4, "steps": 1, "batch_size": 4})
+    trainer = build_trainer(
+        "dcgan",
+        {
+            "sample_size": 8,
+            "channels": 1,
+            "latent_dim": 4,
+            "g_features": 4,
+            "d_features": 4,
+            "steps": 1,
+            "batch_size": 4,
+        },
+    )
     trainer.train(None, torch.rand(8, 1, 8, 8) * 2 - 1)
     checkpoint = str(trainer.save_checkpoint(tmp_path / "ckpt"))
     mlflow.set_tracking_uri(f"sqlite:///{session_dir / 'home' / 'mlflow.db'}")
@@ -141,8 +156,9 @@ def test_real_drift_check_and_rollback_flows_push_and_notify(prefect_harness, s3
         pass
     score = FidScore(fid=1.0, n=32, n_real=32, dims=64, weights_sha256="c" * 64, resize="bilinear", reference="r")
     version = registry.log_model_version(model, checkpoint, run.info.run_id, registry.save_score_tags(score))
-    registry.gate_and_alias(model, version, score, metric="fid", margin=0.0, tag="candidate",
-                            lock=registry.lock_for(tmp_path, model))
+    registry.gate_and_alias(
+        model, version, score, metric="fid", margin=0.0, tag="candidate", lock=registry.lock_for(tmp_path, model)
+    )
     assert registry.aliases_of(model, version) == ["candidate", "champion"]
 
     with http_receiver() as (url, received):
@@ -155,6 +171,10 @@ def test_real_drift_check_and_rollback_flows_push_and_notify(prefect_harness, s3
     drift_group = {"job": "canvascraft_drift_check", "pipeline": pipeline}
     assert value(samples, "canvascraft_drift_share", **drift_group) == pytest.approx(drifted["drift_share"])
     assert value(samples, "canvascraft_drifted_columns", **drift_group) == len(drifted["drifted_columns"])
-    assert value(samples, "canvascraft_promotions_total", job="canvascraft_rollback", pipeline=model,
-                 outcome="rolled_back") == 1
+    assert (
+        value(
+            samples, "canvascraft_promotions_total", job="canvascraft_rollback", pipeline=model, outcome="rolled_back"
+        )
+        == 1
+    )
     assert value(samples, "canvascraft_model_version", job="canvascraft_rollback", pipeline=model) == 1

@@ -1,4 +1,4 @@
-""""Two machines" on loopback: one set of services (S3, MLflow, Prefect server, Redis) and homes that share
+""" "Two machines" on loopback: one set of services (S3, MLflow, Prefect server, Redis) and homes that share
 nothing else. Each "machine" gets only the environment `canvascraft stack env --worker --with-secrets` prints,
 its own CANVASCRAFT_HOME and PREFECT_HOME. A train run from home A; a drift check from home B finds the champion's
 reference; home A deleted, a rerun from home C reuses the shards (no recompute) and restores the finished search
@@ -37,11 +37,18 @@ def services(prefect_stack: PrefectStack, s3_client) -> dict[str, str]:
     redis = redis_service(get_settings())
     redis.start()
     try:
-        env = subprocess.run([sys.executable, "-m", "cli.main", "stack", "env", "--worker", "--with-secrets"],
-                             cwd=PROJECT, env={**os.environ, "PREFECT_API_URL": prefect_stack.api_url},
-                             capture_output=True, text=True, timeout=120, check=True).stdout
-        exported = dict(line.removeprefix("export ").split("=", 1) for line in env.splitlines()
-                        if line.startswith("export "))
+        env = subprocess.run(
+            [sys.executable, "-m", "cli.main", "stack", "env", "--worker", "--with-secrets"],
+            cwd=PROJECT,
+            env={**os.environ, "PREFECT_API_URL": prefect_stack.api_url},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+        exported = dict(
+            line.removeprefix("export ").split("=", 1) for line in env.splitlines() if line.startswith("export ")
+        )
         yield {k: v.strip("'") for k, v in exported.items()}
     finally:
         redis.stop()
@@ -52,9 +59,15 @@ def machine(root: Path, name: str, services: dict[str, str]) -> dict[str, str]:
     """The environment of one "machine": the service addresses and keys only, its own homes."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("CANVASCRAFT_", "PREFECT_", "AWS_"))}
     home = root / name
-    return {**base, **services, "CANVASCRAFT_HOME": str(home / "canvascraft"),
-            "PREFECT_HOME": str(home / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_LOGGING_LEVEL": "INFO", "CANVASCRAFT_PUSHGATEWAY_URL": "127.0.0.1:9"}
+    return {
+        **base,
+        **services,
+        "CANVASCRAFT_HOME": str(home / "canvascraft"),
+        "PREFECT_HOME": str(home / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "INFO",
+        "CANVASCRAFT_PUSHGATEWAY_URL": "127.0.0.1:9",
+    }
 
 
 def run(args: list[str], env: dict[str, str], timeout: int = 900) -> str:
@@ -103,8 +116,13 @@ def test_train_on_a_drift_on_b_rerun_on_c(services: dict[str, str], s3_client, t
     client = MlflowClient(services["CANVASCRAFT_MLFLOW_TRACKING_URI"])
     experiment = client.get_experiment_by_name(spec["name"])
     runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags
-               and r.data.tags.get("canvascraft.kind") != "drift" and "tune_restored" in r.data.tags]
+    parents = [
+        r
+        for r in runs
+        if "mlflow.parentRunId" not in r.data.tags
+        and r.data.tags.get("canvascraft.kind") != "drift"
+        and "tune_restored" in r.data.tags
+    ]
     assert len(parents) == 2, [r.data.tags for r in parents]
     # the search was found in the artifact root and restored (not rerun) by a driver on another machine
     assert parents[1].data.tags.get("tune_restored") == "True", parents[1].data.tags
@@ -113,8 +131,12 @@ def test_train_on_a_drift_on_b_rerun_on_c(services: dict[str, str], s3_client, t
     # exists only once the root holds the shards, so C's is the first cached result, asserted below)
     assert "preprocessed to [1, 8, 8] (reused)" in again, again[-3000:]
     # C's preprocess result (keyed by content) went to the results block on S3: the next worker gets a cache hit
-    keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket="canvascraft-artifacts",
-                                                         Prefix="prefect-results/preprocess-").get("Contents", [])]
+    keys = [
+        o["Key"]
+        for o in s3_client.list_objects_v2(Bucket="canvascraft-artifacts", Prefix="prefect-results/preprocess-").get(
+            "Contents", []
+        )
+    ]
     assert keys, "no cached preprocess result under s3://canvascraft-artifacts/prefect-results/"
     print(json.dumps({"rerun_from_empty_home_seconds": round(rerun_seconds, 1), "cached_results": keys}))
 
@@ -129,11 +151,21 @@ def test_promotion_lease_spans_processes(prefect_stack: PrefectStack, tmp_path: 
         "with lock():\n"
         "    print('in', time.time(), flush=True)\n"
         "    time.sleep(4)\n"
-        "    print('out', time.time(), flush=True)\n")
+        "    print('out', time.time(), flush=True)\n"
+    )
     env = {**os.environ, "PREFECT_API_URL": prefect_stack.api_url, "PYTHONPATH": str(PROJECT)}
     name = f"lease-{uuid.uuid4().hex[:6]}"
-    procs = [subprocess.Popen([sys.executable, str(script), name], cwd=PROJECT, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), name],
+            cwd=PROJECT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     spans = []
     for proc in procs:
         out, err = proc.communicate(timeout=240)
@@ -168,22 +200,50 @@ def test_concurrent_publishes_from_two_machines(services: dict[str, str], tmp_pa
     tracking = services["CANVASCRAFT_MLFLOW_TRACKING_URI"]
     mlflow.set_tracking_uri(tracking)
     name = f"race-{uuid.uuid4().hex[:6]}"
-    trainer = build_trainer("dcgan", {"sample_size": 8, "channels": 1, "latent_dim": 4, "g_features": 4,
-                                      "d_features": 4, "steps": 1, "batch_size": 4})
+    trainer = build_trainer(
+        "dcgan",
+        {
+            "sample_size": 8,
+            "channels": 1,
+            "latent_dim": 4,
+            "g_features": 4,
+            "d_features": 4,
+            "steps": 1,
+            "batch_size": 4,
+        },
+    )
     trainer.train(None, torch.rand(8, 1, 8, 8) * 2 - 1)
     checkpoint = str(trainer.save_checkpoint(tmp_path / "ckpt"))
 
     def score(fid: float) -> FidScore:
-        return FidScore(fid=fid, kid_mean=None, kid_std=None, n=32, n_real=32, dims=64, weights_sha256="a" * 64,
-                        resize="bilinear", reference="two-machines")
+        return FidScore(
+            fid=fid,
+            kid_mean=None,
+            kid_std=None,
+            n=32,
+            n_real=32,
+            dims=64,
+            weights_sha256="a" * 64,
+            resize="bilinear",
+            reference="two-machines",
+        )
 
     mlflow.set_experiment(name)
     with mlflow.start_run() as run:
         pass
-    versions = {label: registry.log_model_version(name, checkpoint, run.info.run_id, registry.save_score_tags(score(fid)))
-                for label, fid in (("base", 20.0), ("best", 4.0), ("good", 8.0))}
-    registry.gate_and_alias(name, versions["base"], score(20.0), metric="fid", margin=0.5, tag="candidate",
-                            lock=lambda: contextlib.nullcontext())
+    versions = {
+        label: registry.log_model_version(name, checkpoint, run.info.run_id, registry.save_score_tags(score(fid)))
+        for label, fid in (("base", 20.0), ("best", 4.0), ("good", 8.0))
+    }
+    registry.gate_and_alias(
+        name,
+        versions["base"],
+        score(20.0),
+        metric="fid",
+        margin=0.5,
+        tag="candidate",
+        lock=lambda: contextlib.nullcontext(),
+    )
     script = str(PROJECT / "tests" / "flows" / "gate_publisher.py")
     barrier = tmp_path / "barrier"
     barrier.mkdir()
@@ -191,12 +251,21 @@ def test_concurrent_publishes_from_two_machines(services: dict[str, str], tmp_pa
         launches = [("a", "best", 4.0, 0.0), ("b", "good", 8.0, 0.4)]
         procs = []
         for home, label, fid, delay in launches:
-            env = {**machine(tmp_path, home, services), "CANVASCRAFT_MLFLOW_TRACKING_URI": proxy,
-                   "PYTHONPATH": str(PROJECT)}
-            procs.append(subprocess.Popen([sys.executable, script, name, versions[label], str(fid), str(barrier),
-                                           str(delay), GATE_LOCK],
-                                          cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                          text=True))
+            env = {
+                **machine(tmp_path, home, services),
+                "CANVASCRAFT_MLFLOW_TRACKING_URI": proxy,
+                "PYTHONPATH": str(PROJECT),
+            }
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, script, name, versions[label], str(fid), str(barrier), str(delay), GATE_LOCK],
+                    cwd=PROJECT,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
         outcomes = {}
         for (_, label, _, _), proc in zip(launches, procs, strict=True):
             out, err = proc.communicate(timeout=300)
@@ -215,7 +284,10 @@ def test_concurrent_publishes_from_two_machines(services: dict[str, str], tmp_pa
 
 def ran_here(worker_log: str, run_id: str) -> bool:
     """True when this worker submitted the run (it logged the id and did not lose the race to another worker)."""
-    return f"submitting flow run '{run_id}'" in worker_log and f"Aborted submission of flow run '{run_id}'" not in worker_log
+    return (
+        f"submitting flow run '{run_id}'" in worker_log
+        and f"Aborted submission of flow run '{run_id}'" not in worker_log
+    )
 
 
 def test_workers_on_two_homes_run_deployment_runs_whichever_picks_them(
@@ -263,9 +335,7 @@ def test_workers_on_two_homes_run_deployment_runs_whichever_picks_them(
                 states.append((str(run.id), state.type.value if state else None))
         assert [s for _, s in states] == ["COMPLETED", "COMPLETED"], states
         # Both workers may see a scheduled run; the one that loses the race to PENDING logs "Aborted submission".
-        picked = {
-            run_id: [str(w.home) for w in workers if ran_here(w.tail_log(5000), run_id)] for run_id, _ in states
-        }
+        picked = {run_id: [str(w.home) for w in workers if ran_here(w.tail_log(5000), run_id)] for run_id, _ in states}
         logs = {str(w.home): w.tail_log(5000) for w in workers}
         assert all(len(by) == 1 for by in picked.values()), (picked, logs)  # each run ran on one of the two homes
         print(json.dumps({"picked_by": picked}))

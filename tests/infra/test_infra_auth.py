@@ -52,8 +52,13 @@ SECRET_NAME = re.compile(r"(?i)[A-Z0-9_]*(?:PASSWORD|PASSWD|SECRET|TOKEN|AUTH_ST
 URL_CREDENTIALS = re.compile(r"://[^:/@\s\"']*:(?P<password>\$\{[^}]*\}|[^@\s\"']+)@")
 FLAG_SECRET = re.compile(r"--(?:requirepass|password|token|secret)[= ]+(?P<value>\S+)")
 # S3 actions that only read; any other allowed action counts as a write
-READ_ACTIONS = {"s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation", "s3:ListMultipartUploadParts",
-                "s3:ListBucketMultipartUploads"}
+READ_ACTIONS = {
+    "s3:GetObject",
+    "s3:ListBucket",
+    "s3:GetBucketLocation",
+    "s3:ListMultipartUploadParts",
+    "s3:ListBucketMultipartUploads",
+}
 
 
 def load_compose() -> dict[str, Any]:
@@ -122,7 +127,7 @@ def flag_value(args: list[str], flag: str) -> str | None:
         if arg == flag and i + 1 < len(args):
             return args[i + 1]
         if arg.startswith(flag + "="):
-            return arg[len(flag) + 1:]
+            return arg[len(flag) + 1 :]
     return None
 
 
@@ -138,8 +143,11 @@ def fill(value: str, **values: str) -> str:
 
 def env_example() -> dict[str, str]:
     """KEY=value lines of infra/.env.example."""
-    pairs = (line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines()
-             if line.strip() and not line.lstrip().startswith("#"))
+    pairs = (
+        line.split("=", 1)
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    )
     return {key.strip(): value.strip() for key, value in pairs}
 
 
@@ -160,8 +168,9 @@ def policy_allows(policy: dict[str, Any], action: str, resource: str) -> bool:
     for statement in policy["Statement"]:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-        matches = (any(fnmatch.fnmatchcase(action, a) for a in actions)
-                   and any(fnmatch.fnmatchcase(resource, r) for r in resources))
+        matches = any(fnmatch.fnmatchcase(action, a) for a in actions) and any(
+            fnmatch.fnmatchcase(resource, r) for r in resources
+        )
         if matches and statement["Effect"] == "Deny":
             return False
         allowed = allowed or (matches and statement["Effect"] == "Allow")
@@ -186,8 +195,13 @@ def source_buckets() -> set[str]:
 
 def committed_infra_files() -> list[Path]:
     """Files under infra/ git would commit (tracked or new, not ignored): never a local infra/.env."""
-    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "infra"], cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "infra"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return [ROOT / line for line in out.splitlines() if (ROOT / line).is_file()]
 
 
@@ -218,8 +232,11 @@ def mlflow_problems(service: dict[str, Any]) -> list[str]:
 def minio_problems(service: dict[str, Any]) -> list[str]:
     """Why MinIO would start with default keys (empty: it would not)."""
     env = service.get("environment", {})
-    return [f"{key} is {env.get(key)!r}, not a ${{VAR}} reference"
-            for key in ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD") if not is_env_ref(env.get(key))]
+    return [
+        f"{key} is {env.get(key)!r}, not a ${{VAR}} reference"
+        for key in ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD")
+        if not is_env_ref(env.get(key))
+    ]
 
 
 def grafana_problems(service: dict[str, Any]) -> list[str]:
@@ -235,8 +252,12 @@ def grafana_problems(service: dict[str, Any]) -> list[str]:
     return problems
 
 
-FRONT_DOORS = {"prefect-server": prefect_server_problems, "mlflow": mlflow_problems, "minio": minio_problems,
-               "grafana": grafana_problems}
+FRONT_DOORS = {
+    "prefect-server": prefect_server_problems,
+    "mlflow": mlflow_problems,
+    "minio": minio_problems,
+    "grafana": grafana_problems,
+}
 
 
 @pytest.mark.parametrize("name", sorted(services()))
@@ -259,8 +280,11 @@ def test_front_door_checks_catch_an_open_door() -> None:
     }
     for name, service in open_doors.items():
         assert FRONT_DOORS[name](service), name
-    assert public_ports({"ports": ["9091:9091", "127.0.0.1:9090:9090", "6379", {"target": 80, "published": 8080}]}) \
-        == ["9091:9091", "6379", "8080:80"]
+    assert public_ports({"ports": ["9091:9091", "127.0.0.1:9090:9090", "6379", {"target": 80, "published": 8080}]}) == [
+        "9091:9091",
+        "6379",
+        "8080:80",
+    ]
 
 
 @pytest.mark.parametrize("name", ["pushgateway", "prometheus", "redis", "prefect-postgres", "mlflow-postgres"])
@@ -276,9 +300,14 @@ def test_services_without_auth_are_not_reachable_from_outside(name: str) -> None
 def test_clients_of_internal_services_share_their_internal_network() -> None:
     """Moving a service onto the internal network must not cut off the containers that talk to it."""
     svc = services()
-    needs = {"redis": ["prefect-worker", "ray-head", "ray-worker"], "pushgateway": ["prefect-worker", "prometheus"],
-             "prometheus": ["grafana"], "prefect-postgres": ["prefect-server"], "mlflow-postgres": ["mlflow"],
-             "minio": ["minio-init"]}
+    needs = {
+        "redis": ["prefect-worker", "ray-head", "ray-worker"],
+        "pushgateway": ["prefect-worker", "prometheus"],
+        "prometheus": ["grafana"],
+        "prefect-postgres": ["prefect-server"],
+        "mlflow-postgres": ["mlflow"],
+        "minio": ["minio-init"],
+    }
     for target, clients in needs.items():
         for client in clients:
             shared = set(networks_of(svc[target])) & set(networks_of(svc[client]))
@@ -360,8 +389,11 @@ def test_workers_log_in_to_mlflow_as_a_non_admin_user() -> None:
 
 
 def test_minio_root_keys_stay_with_minio_and_its_init_job() -> None:
-    holders = {name for name, service in services().items()
-               if re.search(r"\$\{MINIO_ROOT_", json.dumps(service.get("environment", {})))}
+    holders = {
+        name
+        for name, service in services().items()
+        if re.search(r"\$\{MINIO_ROOT_", json.dumps(service.get("environment", {})))
+    }
     assert holders == {"minio", "minio-init"}
     client_env = load_compose()["x-canvascraft-env"]
     worker_key = ref_name(client_env["AWS_ACCESS_KEY_ID"])
@@ -373,15 +405,20 @@ def test_minio_root_keys_stay_with_minio_and_its_init_job() -> None:
     key_var = next(k for k, v in init_env.items() if ref_name(v) == worker_key)
     secret_var = next(k for k, v in init_env.items() if ref_name(v) == worker_secret)
     assert f'mc admin user add cc "${key_var}" "${secret_var}"' in script
-    assert f'mc admin policy create cc canvascraft-worker /init/{WORKER_POLICY.name}' in script
+    assert f"mc admin policy create cc canvascraft-worker /init/{WORKER_POLICY.name}" in script
     assert f'attach canvascraft-worker "${key_var}"' in script
     assert "./minio:/init:ro" in services()["minio-init"]["volumes"]
 
 
 def test_minio_init_creates_every_bucket_and_makes_none_public() -> None:
     script = MINIO_INIT.read_text()
-    made = {b.removeprefix("cc/") for line in script.splitlines() if line.strip().startswith("mc mb")
-            for b in line.split() if b.startswith("cc/")}
+    made = {
+        b.removeprefix("cc/")
+        for line in script.splitlines()
+        if line.strip().startswith("mc mb")
+        for b in line.split()
+        if b.startswith("cc/")
+    }
     mlflow_bucket = urlparse(flag_value(command_args(services()["mlflow"]), "--artifacts-destination")).netloc
     assert {artifact_bucket(), mlflow_bucket} | source_buckets() <= made
     assert not re.search(r"mc anonymous set (?!none)", script), "a bucket would answer unsigned requests"
@@ -446,8 +483,7 @@ def test_redis_requires_the_password_clients_send() -> None:
 
 def test_gitignore_covers_infra_env_but_not_the_example() -> None:
     ignored = subprocess.run(["git", "check-ignore", "--no-index", "-q", "infra/.env"], cwd=ROOT, check=False)
-    example = subprocess.run(["git", "check-ignore", "--no-index", "-q", "infra/.env.example"], cwd=ROOT,
-                             check=False)
+    example = subprocess.run(["git", "check-ignore", "--no-index", "-q", "infra/.env.example"], cwd=ROOT, check=False)
     assert ignored.returncode == 0, "infra/.env is not in .gitignore"
     assert example.returncode == 1, "infra/.env.example must stay committed"
 
@@ -467,10 +503,16 @@ def test_env_example_names_every_required_variable_with_placeholders_only() -> N
 def secret_literals(path: Path) -> list[str]:
     """Secret-looking literal values in one committed infra file (empty: none)."""
     text = path.read_text()
-    found = [f"credentials in a URL: {m.group(0)}" for m in URL_CREDENTIALS.finditer(text)
-             if not ENV_REF.fullmatch(m["password"]) and PLACEHOLDER not in m["password"]]
-    found += [f"literal flag value: {m.group(0)}" for m in FLAG_SECRET.finditer(text)
-              if not m["value"].lstrip("\\\"'").startswith("$")]
+    found = [
+        f"credentials in a URL: {m.group(0)}"
+        for m in URL_CREDENTIALS.finditer(text)
+        if not ENV_REF.fullmatch(m["password"]) and PLACEHOLDER not in m["password"]
+    ]
+    found += [
+        f"literal flag value: {m.group(0)}"
+        for m in FLAG_SECRET.finditer(text)
+        if not m["value"].lstrip("\\\"'").startswith("$")
+    ]
     pairs: list[tuple[Any, Any]] = []
     if path.suffix in (".yml", ".yaml"):
         pairs = [pair for doc in yaml.safe_load_all(text) for pair in walk(doc)]
@@ -481,8 +523,10 @@ def secret_literals(path: Path) -> list[str]:
         parser.read_string(text)
         pairs = [(key, value) for section in parser.sections() for key, value in parser[section].items()]
     elif path.suffix in (".sh", ".py", ".example") or path.name == "Dockerfile":
-        pairs = [tuple(part.strip() for part in m.groups()) for m in
-                 re.finditer(r"^\s*(?:export\s+|ENV\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$", text, re.MULTILINE)]
+        pairs = [
+            tuple(part.strip() for part in m.groups())
+            for m in re.finditer(r"^\s*(?:export\s+|ENV\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$", text, re.MULTILINE)
+        ]
     secret = secret_example()
     references = {secret["metadata"]["name"], *secret["stringData"]}  # naming the Secret or a key of it is fine
     for key, value in pairs:
@@ -554,12 +598,18 @@ def test_k8s_workers_get_the_auth_strings_from_the_secret(monkeypatch: pytest.Mo
     settings = KubernetesSettings().worker
     assert settings.api_auth_string_secret_name == name
     assert settings.api_auth_string_secret_key == "PREFECT_API_AUTH_STRING"
-    plain = [item["name"] for item in worker.get("extraEnvVars", []) if SECRET_NAME.fullmatch(item["name"])
-             and item["value"] not in {name, *keys}]
+    plain = [
+        item["name"]
+        for item in worker.get("extraEnvVars", [])
+        if SECRET_NAME.fullmatch(item["name"]) and item["value"] not in {name, *keys}
+    ]
     assert plain == [], f"credentials as plain Helm values: {plain}"
     raycluster = next(doc for _, doc in k8s_docs() if doc.get("kind") == "RayCluster")
-    refs = [c["envFrom"] for group in [raycluster["spec"]["headGroupSpec"], *raycluster["spec"]["workerGroupSpecs"]]
-            for c in group["template"]["spec"]["containers"]]
+    refs = [
+        c["envFrom"]
+        for group in [raycluster["spec"]["headGroupSpec"], *raycluster["spec"]["workerGroupSpecs"]]
+        for c in group["template"]["spec"]["containers"]
+    ]
     assert all({"secretRef": {"name": name}} in env_from for env_from in refs)
 
 
@@ -596,14 +646,38 @@ def mlflow_basic_auth(tmp_path: Path) -> Iterator[tuple[str, tuple[str, str]]]:
         parser.write(handle)
     admin = ("admin", "admin-password-for-test")
     port = free_port()
-    env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_AUTH_ADMIN_USERNAME": admin[0],
-           "MLFLOW_AUTH_ADMIN_PASSWORD": admin[1], "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-secret-key"}
+    env = {
+        **os.environ,
+        "MLFLOW_AUTH_CONFIG_PATH": str(ini),
+        "MLFLOW_AUTH_ADMIN_USERNAME": admin[0],
+        "MLFLOW_AUTH_ADMIN_PASSWORD": admin[1],
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-secret-key",
+    }
     log = (tmp_path / "server.log").open("w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--app-name", "basic-auth", "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-         "--artifacts-destination", str(tmp_path / "artifacts")],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--app-name",
+            "basic-auth",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -630,16 +704,28 @@ def _listening(port: int) -> bool:
 
 def run_init_users(url: str, admin: tuple[str, str], worker: tuple[str, str]) -> subprocess.CompletedProcess[str]:
     """infra/mlflow/init_users.py as the mlflow-init service runs it."""
-    env = {**os.environ, "MLFLOW_TRACKING_URI": url, "MLFLOW_TRACKING_USERNAME": admin[0],
-           "MLFLOW_TRACKING_PASSWORD": admin[1], "MLFLOW_WORKER_USERNAME": worker[0],
-           "MLFLOW_WORKER_PASSWORD": worker[1]}
-    return subprocess.run([sys.executable, str(INFRA / "mlflow" / "init_users.py")], env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": url,
+        "MLFLOW_TRACKING_USERNAME": admin[0],
+        "MLFLOW_TRACKING_PASSWORD": admin[1],
+        "MLFLOW_WORKER_USERNAME": worker[0],
+        "MLFLOW_WORKER_PASSWORD": worker[1],
+    }
+    return subprocess.run(
+        [sys.executable, str(INFRA / "mlflow" / "init_users.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.mark.e2e
 def test_mlflow_basic_auth_refuses_anonymous_and_init_creates_a_non_admin_worker(
-        mlflow_basic_auth: tuple[str, tuple[str, str]]) -> None:
+    mlflow_basic_auth: tuple[str, tuple[str, str]],
+) -> None:
     url, admin = mlflow_basic_auth
     search = url + "/api/2.0/mlflow/experiments/search?max_results=1"
     assert http_status(search) == 401

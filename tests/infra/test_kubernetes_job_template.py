@@ -28,11 +28,23 @@ SECRET_EXAMPLE_PATH = K8S / "canvascraft-secrets.example.yaml"
 
 DEFAULT_ENV_FROM = [{"configMapRef": {"name": "canvascraft-config"}}, {"secretRef": {"name": "canvascraft-secrets"}}]
 # Settings a pool pod cannot run without: no embedded services, and the address of every service holding state.
-REQUIRED_SETTINGS = {"CANVASCRAFT_USE_EMBEDDED", "CANVASCRAFT_HOME", "CANVASCRAFT_ARTIFACT_ROOT",
-                     "CANVASCRAFT_S3_ENDPOINT_URL", "CANVASCRAFT_MLFLOW_TRACKING_URI", "CANVASCRAFT_RAY_ADDRESS",
-                     "CANVASCRAFT_PUSHGATEWAY_URL", "CANVASCRAFT_REDIS_URL", "PREFECT_API_URL"}
-REQUIRED_SECRETS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_USERNAME",
-                    "MLFLOW_TRACKING_PASSWORD"}
+REQUIRED_SETTINGS = {
+    "CANVASCRAFT_USE_EMBEDDED",
+    "CANVASCRAFT_HOME",
+    "CANVASCRAFT_ARTIFACT_ROOT",
+    "CANVASCRAFT_S3_ENDPOINT_URL",
+    "CANVASCRAFT_MLFLOW_TRACKING_URI",
+    "CANVASCRAFT_RAY_ADDRESS",
+    "CANVASCRAFT_PUSHGATEWAY_URL",
+    "CANVASCRAFT_REDIS_URL",
+    "PREFECT_API_URL",
+}
+REQUIRED_SECRETS = {
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+}
 PLACEHOLDER = "CHANGE-ME"
 SECRET_NAME = re.compile(r"[A-Z0-9_]*(?:SECRET_ACCESS_KEY|PASSWORD|TOKEN|AUTH_STRING|API_KEY)[A-Z0-9_]*")
 
@@ -77,8 +89,11 @@ def render(values: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     from prefect.client.schemas.responses import DeploymentResponse
     from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
 
-    configuration = asyncio.run(KubernetesWorkerJobConfiguration.from_template_and_values(
-        base_job_template=template(), values=values, client=NoPrefectAPI()))
+    configuration = asyncio.run(
+        KubernetesWorkerJobConfiguration.from_template_and_values(
+            base_job_template=template(), values=values, client=NoPrefectAPI()
+        )
+    )
     flow = Flow(id=uuid.uuid4(), name="train")
     deployment = DeploymentResponse(id=uuid.uuid4(), name="fashion-gpu", flow_id=flow.id, job_variables=values)
     flow_run = FlowRun(id=uuid.uuid4(), name="brave-otter", flow_id=flow.id, deployment_id=deployment.id)
@@ -134,8 +149,10 @@ def test_no_shared_volume_only_an_empty_dir_cache(pool: str) -> None:
 def test_config_map_and_secret_names_are_job_variables() -> None:
     manifest, _ = render({"config_map": "canvascraft-config-staging", "secret": "canvascraft-secrets-staging"})
     _, container = pod_and_container(manifest)
-    assert container["envFrom"] == [{"configMapRef": {"name": "canvascraft-config-staging"}},
-                                    {"secretRef": {"name": "canvascraft-secrets-staging"}}]
+    assert container["envFrom"] == [
+        {"configMapRef": {"name": "canvascraft-config-staging"}},
+        {"secretRef": {"name": "canvascraft-secrets-staging"}},
+    ]
     manifest, _ = render({"config_map": "canvascraft-config-staging"})
     assert pod_and_container(manifest)[1]["envFrom"][1] == DEFAULT_ENV_FROM[1]
 
@@ -145,15 +162,17 @@ def test_template_defaults_name_the_manifests_every_pod_reads() -> None:
     assert properties["config_map"]["default"] == config_map()["metadata"]["name"]
     assert properties["secret"]["default"] == secret_example()["metadata"]["name"]
     helm = yaml.safe_load((K8S / "prefect-worker-values.yaml").read_text())["worker"]
-    assert (helm["extraEnvVarsCM"], helm["extraEnvVarsSecret"]) == (properties["config_map"]["default"],
-                                                                    properties["secret"]["default"])
+    assert (helm["extraEnvVarsCM"], helm["extraEnvVarsSecret"]) == (
+        properties["config_map"]["default"],
+        properties["secret"]["default"],
+    )
 
 
 def test_config_map_holds_every_setting_a_pool_pod_needs() -> None:
     from canvascraft.settings import Settings
 
     data = config_map()["data"]
-    assert REQUIRED_SETTINGS <= set(data), f"missing: {sorted(REQUIRED_SETTINGS - set(data))}"
+    assert set(data) >= REQUIRED_SETTINGS, f"missing: {sorted(REQUIRED_SETTINGS - set(data))}"
     fields = {key: key.removeprefix("CANVASCRAFT_").lower() for key in data if key.startswith("CANVASCRAFT_")}
     assert set(fields.values()) <= set(Settings.model_fields), "keys the settings would silently ignore"
     settings = Settings(**{field: data[key] for key, field in fields.items()})
@@ -186,7 +205,7 @@ def test_secret_example_holds_placeholders_only() -> None:
     doc = secret_example()
     assert "data" not in doc  # base64 `data` could hide a real value; the example uses stringData
     values = doc["stringData"]
-    assert REQUIRED_SECRETS <= set(values), f"missing: {sorted(REQUIRED_SECRETS - set(values))}"
+    assert set(values) >= REQUIRED_SECRETS, f"missing: {sorted(REQUIRED_SECRETS - set(values))}"
     assert {"PREFECT_API_AUTH_STRING", "PREFECT_API_KEY"} & set(values)
     for key, value in values.items():
         assert PLACEHOLDER in str(value), f"{key} has a value that is not a {PLACEHOLDER} placeholder"

@@ -25,8 +25,7 @@ from tasks.ingest import ingest_snapshot
 from tasks.task_runners import run_stage
 from tests.canvascraft.test_preprocess import add_one_image
 
-PALETTES = {"palettes": [{"name": "image_stats"}, {"name": "rgb_histogram", "params": {"bins": 4}}],
-            "image_size": 16}
+PALETTES = {"palettes": [{"name": "image_stats"}, {"name": "rgb_histogram", "params": {"bins": 4}}], "image_size": 16}
 
 
 @pytest.fixture
@@ -43,9 +42,13 @@ def stage_env(monkeypatch: pytest.MonkeyPatch, s3_settings, tmp_path: Path) -> N
 def spec_for(s3_client, bucket: str, **sections: Any) -> dict[str, Any]:
     """30 digits under ``s3://<bucket>/d`` and a spec reading them (brushed to 8 x 8 gray) with ``sections``."""
     seed_dataset("digits", s3_client, f"s3://{bucket}/d", limit=30)
-    return {"name": f"stages-{bucket}", "seed": 1, "data": {"source": f"s3://{bucket}/d", "min_valid_count": 10},
-            "brushes": [{"name": "resize", "params": {"size": 8}}, {"name": "grayscale"}, {"name": "normalize"}],
-            **sections}
+    return {
+        "name": f"stages-{bucket}",
+        "seed": 1,
+        "data": {"source": f"s3://{bucket}/d", "min_valid_count": 10},
+        "brushes": [{"name": "resize", "params": {"size": 8}}, {"name": "grayscale"}, {"name": "normalize"}],
+        **sections,
+    }
 
 
 def task_runs(flow_run_id: Any, prefix: str, count: int = 0) -> list[Any]:
@@ -135,8 +138,11 @@ def test_train_flow_runs_palettes_as_a_stage_of_mapped_chunks(
     assert state.is_completed(), state.message
     features = state.result()["features"]
     with get_client(sync_client=True) as client:
-        stages = client.read_flow_runs(flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(
-            any_=[state.state_details.flow_run_id])))
+        stages = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[state.state_details.flow_run_id])
+            )
+        )
     assert stages == []  # without a Ray address the stages run inside the train flow run (tasks/task_runners.py)
     runs = task_runs(state.state_details.flow_run_id, "palette-chunk", features["chunks"])
     assert features["chunks"] >= 3 and len(runs) == features["chunks"] and features["rows_written"] == 60

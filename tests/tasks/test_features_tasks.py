@@ -13,9 +13,15 @@ from tasks.ingest import ingest_snapshot
 
 
 def spec_for(bucket: str, **features: object) -> dict:
-    return {"name": f"feat-{bucket}", "data": {"source": f"s3://{bucket}/digits", "min_valid_count": 5},
-            "features": {"palettes": [{"name": "image_stats"}, {"name": "rgb_histogram", "params": {"bins": 4}}],
-                         "image_size": 16, **features}}
+    return {
+        "name": f"feat-{bucket}",
+        "data": {"source": f"s3://{bucket}/digits", "min_valid_count": 5},
+        "features": {
+            "palettes": [{"name": "image_stats"}, {"name": "rgb_histogram", "params": {"bins": 4}}],
+            "image_size": 16,
+            **features,
+        },
+    }
 
 
 @pytest.fixture(autouse=True)

@@ -10,8 +10,12 @@ from tasks.retry_policy import is_transient
 
 
 def spec_for(bucket: str) -> dict:
-    return {"name": "tasks", "seed": 1, "data": {"source": f"s3://{bucket}/digits", "min_valid_count": 10},
-            "brushes": [{"name": "resize", "params": {"size": 8}}, {"name": "grayscale"}, {"name": "normalize"}]}
+    return {
+        "name": "tasks",
+        "seed": 1,
+        "data": {"source": f"s3://{bucket}/digits", "min_valid_count": 10},
+        "brushes": [{"name": "resize", "params": {"size": 8}}, {"name": "grayscale"}, {"name": "normalize"}],
+    }
 
 
 def test_ingest_then_preprocess_task_bodies(s3_client, bucket: str) -> None:
@@ -34,8 +38,9 @@ def test_ingest_then_preprocess_task_bodies(s3_client, bucket: str) -> None:
 def client_error(status: int, code: str) -> Exception:
     from botocore.exceptions import ClientError
 
-    return ClientError({"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}},
-                       "GetObject")
+    return ClientError(
+        {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "GetObject"
+    )
 
 
 def test_transient_means_outage_not_refusal() -> None:

@@ -66,8 +66,9 @@ def shard_runs(state: Any, count: int = 0) -> list[Any]:
     deadline = time.monotonic() + 60
     while True:
         with get_client(sync_client=True) as client:
-            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(
-                any_=[state.state_details.flow_run_id])))
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+            )
         runs = [r for r in runs if r.name.startswith("preprocess-shard")]
         if (len(runs) >= count and all(r.state and r.state.is_final() for r in runs)) or time.monotonic() > deadline:
             return runs
@@ -76,8 +77,9 @@ def shard_runs(state: Any, count: int = 0) -> list[Any]:
 
 def snapshot_spec(s3_client, bucket: str) -> PipelineSpec:
     seed_dataset("digits", s3_client, f"s3://{bucket}/d", limit=30)
-    return load_spec({"name": "stage", "seed": 1, "brushes": BRUSHES,
-                      "data": {"source": f"s3://{bucket}/d", "min_valid_count": 10}})
+    return load_spec(
+        {"name": "stage", "seed": 1, "brushes": BRUSHES, "data": {"source": f"s3://{bucket}/d", "min_valid_count": 10}}
+    )
 
 
 def old_loop(spec: PipelineSpec, dataset_version: str) -> torch.Tensor:
@@ -86,9 +88,15 @@ def old_loop(spec: PipelineSpec, dataset_version: str) -> torch.Tensor:
     return single_loop(manifest, settings.home / "cache", BrushStack.from_spec(spec.brushes), spec.seed)
 
 
-def test_mapped_stage_recomputes_only_the_changed_piece(prefect_harness, s3_client, bucket: str, small_pieces: None,
-                                                        fresh_root: str, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mapped_stage_recomputes_only_the_changed_piece(
+    prefect_harness,
+    s3_client,
+    bucket: str,
+    small_pieces: None,
+    fresh_root: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("CANVASCRAFT_STAGE_WORKERS", "2")
     spec = snapshot_spec(s3_client, bucket)
     report = ingest_snapshot.fn(spec)
@@ -172,14 +180,16 @@ def test_a_stage_runs_inside_a_settings_sized_flow(prefect_harness, monkeypatch:
     run_id = state.state_details.flow_run_id
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
-        subflows = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id])))
+        subflows = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id]))
+        )
     assert len([r for r in runs if r.name.startswith("meet")]) == 2 and subflows == []  # task runs of this run
 
 
 @pytest.mark.e2e
-def test_stage_runs_its_pieces_on_ray(prefect_harness, s3_client, bucket: str, small_pieces: None, fresh_root: str,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stage_runs_its_pieces_on_ray(
+    prefect_harness, s3_client, bucket: str, small_pieces: None, fresh_root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import ray
 
     spec = snapshot_spec(s3_client, bucket)
@@ -201,7 +211,6 @@ def test_stage_runs_its_pieces_on_ray(prefect_harness, s3_client, bucket: str, s
         runs = shard_runs(state, len(shards.pieces))
         assert len(runs) == len(shards.pieces) >= 3, [(r.name, r.state.name) for r in runs]
         assert shards.pieces_computed == len(shards.pieces), [(r.name, r.state.name) for r in runs]
-        assert torch.equal(load_shards(shards, artifact_root(get_settings())),
-                           old_loop(spec, report.dataset_version))
+        assert torch.equal(load_shards(shards, artifact_root(get_settings())), old_loop(spec, report.dataset_version))
     finally:
         ray.shutdown()

@@ -20,9 +20,14 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
 def spec_for(bucket: str, min_valid_count: int = 5):
-    return load_spec({"name": "retries", "seed": 1,
-                      "data": {"source": f"s3://{bucket}/digits", "min_valid_count": min_valid_count},
-                      "brushes": [{"name": "resize", "params": {"size": 8}}, {"name": "normalize"}]})
+    return load_spec(
+        {
+            "name": "retries",
+            "seed": 1,
+            "data": {"source": f"s3://{bucket}/digits", "min_valid_count": min_valid_count},
+            "brushes": [{"name": "resize", "params": {"size": 8}}, {"name": "normalize"}],
+        }
+    )
 
 
 def attempts(task_run_id) -> int:
@@ -87,8 +92,9 @@ def test_s3_access_denied_is_not_retried(s3_client, bucket: str, s3_behind_proxy
     seed_dataset("digits", s3_client, f"s3://{bucket}/digits", limit=3)
     use, upstream = s3_behind_proxy
     denied = b"<Error><Code>AccessDenied</Code><Message>injected</Message></Error>"
-    with fault_proxy(upstream, failures=100, status=403, body=denied,
-                     when=lambda method, path: bucket in path) as proxy:
+    with fault_proxy(
+        upstream, failures=100, status=403, body=denied, when=lambda method, path: bucket in path
+    ) as proxy:
         use(proxy.url)
         kind, message, _, run_id = run_ingest(spec_for(bucket))
     assert kind == "FAILED" and "AccessDenied" in message
@@ -109,8 +115,7 @@ def test_missing_bucket_is_not_retried(s3_settings: Settings) -> None:
     assert attempts(run_id) == 1
 
 
-def test_mlflow_unavailable_is_retried(s3_client, bucket: str, tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mlflow_unavailable_is_retried(s3_client, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """start-tracking meets a 503 from MLflow (its client's own retries off), is retried by Prefect and succeeds."""
     from mlflow import MlflowClient
 
@@ -125,8 +130,14 @@ def test_mlflow_unavailable_is_retried(s3_client, bucket: str, tmp_path: Path,
     server = mlflow_service(get_settings(home=tmp_path / "mlflow-home", mlflow_port=free_port(), use_embedded=False))
     server.start()
     try:
-        with fault_proxy(server.url, failures=1, status=503, body=b"Service Unavailable", content_type="text/plain",
-                         when=lambda method, path: "/api/" in path) as proxy:
+        with fault_proxy(
+            server.url,
+            failures=1,
+            status=503,
+            body=b"Service Unavailable",
+            content_type="text/plain",
+            when=lambda method, path: "/api/" in path,
+        ) as proxy:
             monkeypatch.setenv("CANVASCRAFT_MLFLOW_TRACKING_URI", proxy.url)
             monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
             kind, _, run_id, task_run_id = in_flow(start_tracking, spec, report)

@@ -9,9 +9,12 @@ import torch
 
 from canvascraft.brushes import BrushStack
 
-RANDOM = [{"name": "resize", "params": {"size": 24}}, {"name": "random_flip", "params": {"p": 0.5}},
-          {"name": "gaussian_noise", "params": {"noise_ratio": 0.3}},
-          {"name": "color_jitter", "params": {"brightness": 0.5, "contrast": 0.5}}]
+RANDOM = [
+    {"name": "resize", "params": {"size": 24}},
+    {"name": "random_flip", "params": {"p": 0.5}},
+    {"name": "gaussian_noise", "params": {"noise_ratio": 0.3}},
+    {"name": "color_jitter", "params": {"brightness": 0.5, "contrast": 0.5}},
+]
 
 
 def test_random_stack_is_deterministic_across_threads() -> None:

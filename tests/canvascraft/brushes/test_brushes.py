@@ -14,8 +14,17 @@ def image(seed: int = 0, channels: int = 3, size: int = 24) -> torch.Tensor:
 
 
 def test_builtin_brushes_are_registered() -> None:
-    assert {"resize", "center_crop", "grayscale", "rgb", "normalize", "random_flip", "color_jitter",
-            "gaussian_noise", "watercolor"} <= set(BRUSHES.names())
+    assert {
+        "resize",
+        "center_crop",
+        "grayscale",
+        "rgb",
+        "normalize",
+        "random_flip",
+        "color_jitter",
+        "gaussian_noise",
+        "watercolor",
+    } <= set(BRUSHES.names())
 
 
 @pytest.mark.parametrize(
@@ -46,8 +55,9 @@ def test_unknown_brush_names_allowed_values() -> None:
 
 
 def test_random_stack_is_deterministic_per_seed_and_key() -> None:
-    stack = BrushStack.from_spec([{"name": "random_flip", "params": {"p": 0.5}},
-                                  {"name": "gaussian_noise", "params": {"noise_ratio": 0.1}}])
+    stack = BrushStack.from_spec(
+        [{"name": "random_flip", "params": {"p": 0.5}}, {"name": "gaussian_noise", "params": {"noise_ratio": 0.1}}]
+    )
     x = image()
     first = stack(x, seed=3, key="abc")
     assert torch.equal(first, stack(x, seed=3, key="abc"))
@@ -70,13 +80,23 @@ def test_composition_keeps_order() -> None:
     resize_then_crop = (resize + crop)(x, seed=0, key="k")
     crop_then_resize = (crop + resize)(x, seed=0, key="k")
     assert resize_then_crop.shape == (3, 8, 8) and crop_then_resize.shape == (3, 12, 12)
-    assert [b.name for b in (resize + crop + BrushStack([build_brush("rgb")])).brushes] == ["resize", "center_crop", "rgb"]
+    assert [b.name for b in (resize + crop + BrushStack([build_brush("rgb")])).brushes] == [
+        "resize",
+        "center_crop",
+        "rgb",
+    ]
 
 
 def test_stack_hash_tracks_params_and_order() -> None:
-    a = BrushStack.from_spec([{"name": "resize", "params": {"size": 16}}, {"name": "watercolor", "params": {"radius": 1}}])
-    same = BrushStack.from_spec([{"name": "resize", "params": {"size": 16}}, {"name": "watercolor", "params": {"radius": 1.0}}])
-    other = BrushStack.from_spec([{"name": "resize", "params": {"size": 16}}, {"name": "watercolor", "params": {"radius": 2}}])
+    a = BrushStack.from_spec(
+        [{"name": "resize", "params": {"size": 16}}, {"name": "watercolor", "params": {"radius": 1}}]
+    )
+    same = BrushStack.from_spec(
+        [{"name": "resize", "params": {"size": 16}}, {"name": "watercolor", "params": {"radius": 1.0}}]
+    )
+    other = BrushStack.from_spec(
+        [{"name": "resize", "params": {"size": 16}}, {"name": "watercolor", "params": {"radius": 2}}]
+    )
     swapped = BrushStack(reversed(a.brushes))
     assert a.stack_hash() == same.stack_hash()
     assert len({a.stack_hash(), other.stack_hash(), swapped.stack_hash()}) == 3

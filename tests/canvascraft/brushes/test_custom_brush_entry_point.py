@@ -52,12 +52,21 @@ def test_entry_point_brush_is_usable_from_a_spec(tmp_path: Path) -> None:
     try:
         BRUSHES.load_entry_points(force=True)
         assert "invert" in BRUSHES.names()
-        spec = load_spec({"name": "t", "data": {"source": "s3://bucket/p"},
-                          "brushes": [{"name": "invert", "params": {"strength": 1.0}}]})
+        spec = load_spec(
+            {
+                "name": "t",
+                "data": {"source": "s3://bucket/p"},
+                "brushes": [{"name": "invert", "params": {"strength": 1.0}}],
+            }
+        )
         stack = BrushStack.from_spec(spec.brushes)
         out = stack(torch.zeros(1, 2, 2), seed=0, key="k")
         assert torch.equal(out, torch.ones(1, 2, 2))
-        bad = {"name": "t", "data": {"source": "s3://bucket/p"}, "brushes": [{"name": "invert", "params": {"strength": 3}}]}
+        bad = {
+            "name": "t",
+            "data": {"source": "s3://bucket/p"},
+            "brushes": [{"name": "invert", "params": {"strength": 3}}],
+        }
         try:
             load_spec(bad)
         except Exception as exc:  # the plug-in's own ranges apply

@@ -21,10 +21,12 @@ def test_plain_bicubic_overshoots_so_the_clamp_is_needed() -> None:
 
 
 def test_bicubic_resize_then_normalize_stays_in_the_trainers_range() -> None:
-    stack = BrushStack.from_spec([
-        {"name": "resize", "params": {"size": 32, "interpolation": "bicubic"}},
-        {"name": "normalize", "params": {"mean": [0.5], "std": [0.5]}},
-    ])
+    stack = BrushStack.from_spec(
+        [
+            {"name": "resize", "params": {"size": 32, "interpolation": "bicubic"}},
+            {"name": "normalize", "params": {"mean": [0.5], "std": [0.5]}},
+        ]
+    )
     out = stack(_edge_image(), seed=0, key="edge")
     assert out.shape[-2:] == (32, 32)
     assert float(out.min()) >= -1.0 and float(out.max()) <= 1.0

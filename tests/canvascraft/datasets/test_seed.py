@@ -45,7 +45,9 @@ def test_fashion_mnist_absent_names_the_debian_package(tmp_path: Path) -> None:
         next(_fashion_mnist(5, root=tmp_path))
 
 
-@pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason="Debian package dataset-fashion-mnist not installed (make apt)")
+@pytest.mark.skipif(
+    not FASHION_MNIST_DIR.is_dir(), reason="Debian package dataset-fashion-mnist not installed (make apt)"
+)
 def test_fashion_mnist_reads_real_images() -> None:
     samples = list(_fashion_mnist(3))
     assert [s[1] for s in samples] == ["ankle-boot", "t-shirt", "t-shirt"]  # the dataset's documented first labels

@@ -42,8 +42,11 @@ def test_second_seed_merges_into_existing_labels(s3_client, bucket: str, tmp_pat
     assert not parsed.rejected  # red/1.png (same label again) was not appended twice
     report = ingest([dest], s3_client, tmp_path / "cache", ImageRules())
     entries = SnapshotManifest.load(report.manifest_path).entries
-    assert {e.key: e.label for e in entries} == {"mine/blue/1.png": "blue", "mine/red/1.png": "red",
-                                                 "mine/green/1.png": "green"}
+    assert {e.key: e.label for e in entries} == {
+        "mine/blue/1.png": "blue",
+        "mine/red/1.png": "red",
+        "mine/green/1.png": "green",
+    }
 
 
 def test_unchanged_reseed_leaves_labels_csv_untouched(s3_client, bucket: str, tmp_path: Path) -> None:
@@ -55,8 +58,9 @@ def test_unchanged_reseed_leaves_labels_csv_untouched(s3_client, bucket: str, tm
     assert s3_client.head_object(Bucket=bucket, Key="mine/labels.csv")["ETag"] == etag
 
 
-def test_conflicting_label_names_key_and_both_labels_and_uploads_nothing(s3_client, bucket: str,
-                                                                         tmp_path: Path) -> None:
+def test_conflicting_label_names_key_and_both_labels_and_uploads_nothing(
+    s3_client, bucket: str, tmp_path: Path
+) -> None:
     existing = b"key,label\nred/1.png,crimson\n"
     s3_client.put_object(Bucket=bucket, Key="mine/labels.csv", Body=existing)
     with pytest.raises(IngestError, match=r"'red/1.png' is 'crimson' \(row 2\), the upload says 'red'"):

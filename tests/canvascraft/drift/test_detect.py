@@ -40,8 +40,11 @@ def test_shift_in_half_the_columns_drifts_at_share_one_half() -> None:
 
 @pytest.mark.parametrize("method,threshold", [("wasserstein", 0.3), ("psi", 0.2), ("jensenshannon", 0.2)])
 def test_distance_methods_flag_the_shifted_column_only(method: str, threshold: float) -> None:
-    result = compare_features(table(500, 0), table(500, 1, {"sharpness": 2.0}),
-                              DriftSpec(method=method, threshold=threshold, drift_share=0.25))
+    result = compare_features(
+        table(500, 0),
+        table(500, 1, {"sharpness": 2.0}),
+        DriftSpec(method=method, threshold=threshold, drift_share=0.25),
+    )
     assert result.drifted_columns == ["sharpness"] and result.dataset_drift
     assert result.columns["sharpness"].score > threshold > result.columns["entropy"].score
 
@@ -69,15 +72,22 @@ def test_dataset_drift_rule() -> None:
 def test_with_extra_sources_appends_once_and_only_under_drift_incoming() -> None:
     from canvascraft.errors import SpecError
 
-    spec = PipelineSpec.model_validate({"name": "p", "data": {"source": "s3://bkt/a", "extra_sources": ["s3://bkt/b"]},
-                                        "drift": {"incoming": "s3://bkt/incoming"}})
+    spec = PipelineSpec.model_validate(
+        {
+            "name": "p",
+            "data": {"source": "s3://bkt/a", "extra_sources": ["s3://bkt/b"]},
+            "drift": {"incoming": "s3://bkt/incoming"},
+        }
+    )
     grown = with_extra_sources(spec, ["s3://bkt/incoming", "s3://bkt/incoming/day2", "s3://bkt/incoming"])
     assert grown.data.extra_sources == ["s3://bkt/b", "s3://bkt/incoming", "s3://bkt/incoming/day2"]
     assert grown.data.source == "s3://bkt/a"
     assert with_extra_sources(spec, None) is spec
     # an event or a Run form may add the new images, never point training anywhere else
     for outside in ("s3://bkt/a", "s3://bkt/incoming-other", "s3://evil/incoming", "/tmp/x"):
-        with pytest.raises(SpecError, match="not under the spec's drift.incoming prefix; allowed values: s3://bkt/incoming"):
+        with pytest.raises(
+            SpecError, match="not under the spec's drift.incoming prefix; allowed values: s3://bkt/incoming"
+        ):
             with_extra_sources(spec, [outside])
     closed = PipelineSpec.model_validate({"name": "p", "data": {"source": "s3://bkt/a"}})
     with pytest.raises(SpecError, match="sets no drift.incoming prefix"):

@@ -74,7 +74,7 @@ def test_inception_features_of_inverted_digits_drift(tmp_path: Path) -> None:
         paths[image_id] = path
         return image_id
 
-    reference = [write(i, False) for i in range(0, 60)]
+    reference = [write(i, False) for i in range(60)]
     fresh = [write(i, False) for i in range(60, 120)]
     inverted = [write(i, True) for i in range(60, 120)]
     settings = Settings(home=tmp_path / "home")

@@ -39,17 +39,22 @@ def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
 def entries_for(images: np.ndarray) -> tuple[list[str], dict[str, ManifestEntry]]:
     """A content id per image (sha256 of its pixels) and a manifest entry for each."""
     ids = [hashlib.sha256(image.tobytes()).hexdigest() for image in images]
-    entries = {i: ManifestEntry(uri=f"s3://b/{i[:8]}.png", key=f"{i[:8]}.png", etag=i[:32], sha256=i, size=1,
-                                width=32, height=32, mode="L") for i in ids}
+    entries = {
+        i: ManifestEntry(
+            uri=f"s3://b/{i[:8]}.png", key=f"{i[:8]}.png", etag=i[:32], sha256=i, size=1, width=32, height=32, mode="L"
+        )
+        for i in ids
+    }
     return ids, entries
 
 
 def chunked(images: np.ndarray, extractor, artifacts: ArtifactRoot, cache: ReferenceStatsCache | None = None):
     """Plan, compute every chunk, combine: the reference statistics as the fid-reference stage makes them."""
     ids, entries = entries_for(images)
-    chunks = plan_reference_chunks(ids, entries, STACK, extractor_key(extractor.weights.sha256, extractor.dims,
-                                                                      extractor.resize))
-    results = [chunk_features(c, images[c.start:c.stop], extractor, artifacts) for c in chunks]
+    chunks = plan_reference_chunks(
+        ids, entries, STACK, extractor_key(extractor.weights.sha256, extractor.dims, extractor.resize)
+    )
+    results = [chunk_features(c, images[c.start : c.stop], extractor, artifacts) for c in chunks]
     key = reference_key(images, extractor.weights.sha256, extractor.dims, extractor.resize, "digits/stack")
     return chunks, results, combine_reference(key, chunks, artifacts, cache)
 
@@ -109,7 +114,7 @@ def test_content_ranked_sample_changes_by_at_most_one_image_when_the_set_grows()
     entered = 0
     for extra in range(40, 60):
         base = set(sample_order(images[:40], 10, seed=3))
-        grown = set(sample_order(torch.cat([images[:40], images[extra:extra + 1]]), 10, seed=3))
+        grown = set(sample_order(torch.cat([images[:40], images[extra : extra + 1]]), 10, seed=3))
         assert len(grown - base) <= 1 and len(base - grown) <= 1
         entered += 40 in grown
     assert 0 < entered < 20  # the new image sometimes enters (uniform sample), sometimes not

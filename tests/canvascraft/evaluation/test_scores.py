@@ -28,7 +28,9 @@ def test_torchmetrics_documented_example(
     torch.manual_seed(42)  # torchmetrics' doctest seed
     # Built as in the docstring (its weight initialisation draws from the global RNG before the images are drawn);
     # pointed at the local weights instead of downloading. Its own forward is not run here (the digits test does).
-    FrechetInceptionDistance(feature=64, feature_extractor_weights_path=str(torch_fidelity_weights_path(fid_weights, fid_cache_dir)))
+    FrechetInceptionDistance(
+        feature=64, feature_extractor_weights_path=str(torch_fidelity_weights_path(fid_weights, fid_cache_dir))
+    )
     imgs_dist1 = torch.randint(0, 200, (100, 3, 299, 299), dtype=torch.uint8)
     imgs_dist2 = torch.randint(100, 255, (100, 3, 299, 299), dtype=torch.uint8)
     real, fake = extractor64.extract(imgs_dist1), extractor64.extract(imgs_dist2)
@@ -44,7 +46,8 @@ def test_agrees_with_torchmetrics_on_resized_digits(
 
     real, fake = digits_uint8(20, start=0), digits_uint8(20, start=20)
     metric = FrechetInceptionDistance(
-        feature=64, feature_extractor_weights_path=str(torch_fidelity_weights_path(fid_weights, fid_cache_dir)),
+        feature=64,
+        feature_extractor_weights_path=str(torch_fidelity_weights_path(fid_weights, fid_cache_dir)),
         antialias=False,  # torchmetrics' default antialiased resize is not the reference FID resize
     )
     metric.update(torch.from_numpy(real).expand(-1, 3, -1, -1), real=True)
@@ -113,7 +116,11 @@ def test_reference_cache_is_keyed_by_every_field(tmp_path: Path) -> None:
     assert hit.features is None and cache.get(key, need_features=True) is None  # KID needs the features
 
     for change in (
-        {"dataset_version": "v2"}, {"weights_sha256": SHA_B}, {"dims": 192}, {"resize": "bicubic"}, {"n": 11},
+        {"dataset_version": "v2"},
+        {"weights_sha256": SHA_B},
+        {"dims": 192},
+        {"resize": "bicubic"},
+        {"n": 11},
     ):
         assert cache.get(key.model_copy(update=change)) is None, change
 
@@ -140,8 +147,14 @@ def test_fid_scores_compare_only_on_equal_settings() -> None:
     base = FidScore(fid=10.0, n=100, n_real=500, dims=2048, weights_sha256=SHA_A, resize="bilinear", reference="v1")
     assert base.comparable_with(base.model_copy(update={"fid": 3.0, "kid_mean": 0.1}))
     assert base.comparability_key() == (100, 500, 2048, SHA_A, "bilinear", "v1", None)  # no classifier part
-    for change in ({"n": 50}, {"n_real": 400}, {"dims": 64}, {"weights_sha256": SHA_B}, {"resize": "bicubic"},
-                   {"reference": "v2"}):
+    for change in (
+        {"n": 50},
+        {"n_real": 400},
+        {"dims": 64},
+        {"weights_sha256": SHA_B},
+        {"resize": "bicubic"},
+        {"reference": "v2"},
+    ):
         other = base.model_copy(update=change)
         assert not base.comparable_with(other), change
         assert list(base.incomparable_fields(other)) == list(change)

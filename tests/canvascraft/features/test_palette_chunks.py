@@ -25,10 +25,16 @@ from canvascraft.spec import load_spec
 from tests.drift_helpers import digit_samples
 
 REPO = Path(__file__).resolve().parents[3] / "feature_repo"
-SPEC = load_spec({"name": "chunks", "data": {"source": "s3://bkt/digits"},
-                  "features": {"palettes": [{"name": "image_stats"},
-                                            {"name": "rgb_histogram", "params": {"bins": 4, "image_size": 8}}],
-                               "image_size": 16}})
+SPEC = load_spec(
+    {
+        "name": "chunks",
+        "data": {"source": "s3://bkt/digits"},
+        "features": {
+            "palettes": [{"name": "image_stats"}, {"name": "rgb_histogram", "params": {"bins": 4, "image_size": 8}}],
+            "image_size": 16,
+        },
+    }
+)
 
 
 @pytest.fixture
@@ -50,8 +56,19 @@ def manifest_of(settings: Settings, indices: list[int]) -> SnapshotManifest:
         name, label, data = next(digit_samples(index, index + 1))
         sha = sha256_bytes(data)
         cache.put(sha, data)
-        entries.append(ManifestEntry(uri=f"s3://bkt/digits/{name}", key=f"digits/{name}", etag=sha[:32], sha256=sha,
-                                     size=len(data), label=label, width=8, height=8, mode="L"))
+        entries.append(
+            ManifestEntry(
+                uri=f"s3://bkt/digits/{name}",
+                key=f"digits/{name}",
+                etag=sha[:32],
+                sha256=sha,
+                size=len(data),
+                label=label,
+                width=8,
+                height=8,
+                mode="L",
+            )
+        )
     return SnapshotManifest(sources=["s3://bkt/digits"], entries=entries)
 
 

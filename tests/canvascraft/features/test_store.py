@@ -86,12 +86,10 @@ def test_round_trip_then_rerun_computes_and_writes_nothing(env: dict) -> None:
     order = ids[::-1]  # Feast returns rows in its own order: results must come back in ours
     historical, report = historical_features(store, order, SERVICE)
     assert list(historical["image_id"]) == order and report.rows == 40 and report.rows_missing == 0
-    pd.testing.assert_frame_equal(historical.set_index("image_id"), expected.loc[order],
-                                  check_index_type=False)
+    pd.testing.assert_frame_equal(historical.set_index("image_id"), expected.loc[order], check_index_type=False)
     online, report = online_features(store, order[:7], SERVICE)
     assert list(online["image_id"]) == order[:7] and report.rows_missing == 0
-    pd.testing.assert_frame_equal(online.set_index("image_id"), expected.loc[order[:7]],
-                                  check_index_type=False)
+    pd.testing.assert_frame_equal(online.set_index("image_id"), expected.loc[order[:7]], check_index_type=False)
 
     rerun = write_new_features(store, images, ids, palettes)
     assert (rerun.rows_computed, rerun.rows_written) == (0, 0)
@@ -171,10 +169,17 @@ def test_feast_cli_applies_the_repository(tmp_path: Path) -> None:
 
 
 def test_filters_keep_passing_rows_and_count_failures() -> None:
-    frame = pd.DataFrame({"image_id": list("abcde"), "sharpness": [0.0, 0.2, float("nan"), 0.5, 0.9],
-                          "brightness": [0.5, 0.1, 0.5, 0.5, 0.5]})
-    kept, report = apply_filters(frame, [FilterSpec(feature="sharpness", op=">=", value=0.2),
-                                            FilterSpec(feature="brightness", op=">", value=0.2)])
+    frame = pd.DataFrame(
+        {
+            "image_id": list("abcde"),
+            "sharpness": [0.0, 0.2, float("nan"), 0.5, 0.9],
+            "brightness": [0.5, 0.1, 0.5, 0.5, 0.5],
+        }
+    )
+    kept, report = apply_filters(
+        frame,
+        [FilterSpec(feature="sharpness", op=">=", value=0.2), FilterSpec(feature="brightness", op=">", value=0.2)],
+    )
     assert list(kept["image_id"]) == ["d", "e"]
     assert (report.rows_in, report.rows_kept, report.rows_missing) == (5, 2, 1)
     assert [f.rows_failed for f in report.filters] == [2, 1]

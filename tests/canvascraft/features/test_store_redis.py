@@ -39,8 +39,9 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         service.stop()
 
 
-def test_online_features_round_trip_through_redis(redis_url: str, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_online_features_round_trip_through_redis(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv(DATA_DIR_ENV, raising=False)
     monkeypatch.delenv("FEAST_FS_YAML_FILE_PATH", raising=False)
     settings = Settings(home=tmp_path, feast_repo_path=REPO, redis_url=redis_url, use_embedded=False)

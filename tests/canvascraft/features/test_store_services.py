@@ -49,11 +49,16 @@ def test_two_homes_share_registry_offline_rows_and_online_store(
     # "machines" that share nothing but the services: explicit endpoint, root and Redis; keys from the environment
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", creds["aws_access_key_id"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", creds["aws_secret_access_key"])
-    machine = {"use_embedded": False, "s3_endpoint_url": s3_settings.resolved_s3_endpoint_url, "artifact_root": root,
-               "redis_url": redis_url, "feast_repo_path": REPO}
+    machine = {
+        "use_embedded": False,
+        "s3_endpoint_url": s3_settings.resolved_s3_endpoint_url,
+        "artifact_root": root,
+        "redis_url": redis_url,
+        "feast_repo_path": REPO,
+    }
     a = Settings(home=tmp_path / "a", **machine)
     b = Settings(home=tmp_path / "b", **machine)
-    assert feast_data_dir(a) == "s3a://" + root[len("s3://"):] + "/feast"
+    assert feast_data_dir(a) == "s3a://" + root[len("s3://") :] + "/feast"
 
     store_a = open_store(a)
     palettes = PaletteSet((build_palette("image_stats"),))
@@ -78,7 +83,11 @@ def test_two_homes_share_registry_offline_rows_and_online_store(
     assert write_new_features(store_a, more, more_ids, palettes).rows_written == 0
     # nothing a later run reads was left on either home
     for home in (a.home, b.home):
-        assert not list(home.rglob("*.parquet")) and not list(home.rglob("registry*")) and not list(home.rglob("online.db"))
+        assert (
+            not list(home.rglob("*.parquet"))
+            and not list(home.rglob("registry*"))
+            and not list(home.rglob("online.db"))
+        )
 
 
 def test_two_processes_writing_the_shared_registry_at_once_lose_nothing(
@@ -98,14 +107,29 @@ def test_two_processes_writing_the_shared_registry_at_once_lose_nothing(
     procs = []
     for palette in ("image_stats", "rgb_histogram"):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CANVASCRAFT_", "AWS_", "FEAST_"))}
-        env.update({"CANVASCRAFT_USE_EMBEDDED": "false", "CANVASCRAFT_ARTIFACT_ROOT": root,
-                    "CANVASCRAFT_S3_ENDPOINT_URL": str(s3_settings.resolved_s3_endpoint_url),
-                    "CANVASCRAFT_REDIS_URL": redis_url, "CANVASCRAFT_HOME": str(tmp_path / palette),
-                    "CANVASCRAFT_FEAST_REPO_PATH": str(REPO), "AWS_ACCESS_KEY_ID": creds["aws_access_key_id"],
-                    "AWS_SECRET_ACCESS_KEY": creds["aws_secret_access_key"], "PYTHONPATH": str(project)})
-        procs.append(subprocess.Popen([sys.executable, str(Path(__file__).with_name("registry_writer.py")), palette,
-                                       str(barrier)], cwd=project, env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True))
+        env.update(
+            {
+                "CANVASCRAFT_USE_EMBEDDED": "false",
+                "CANVASCRAFT_ARTIFACT_ROOT": root,
+                "CANVASCRAFT_S3_ENDPOINT_URL": str(s3_settings.resolved_s3_endpoint_url),
+                "CANVASCRAFT_REDIS_URL": redis_url,
+                "CANVASCRAFT_HOME": str(tmp_path / palette),
+                "CANVASCRAFT_FEAST_REPO_PATH": str(REPO),
+                "AWS_ACCESS_KEY_ID": creds["aws_access_key_id"],
+                "AWS_SECRET_ACCESS_KEY": creds["aws_secret_access_key"],
+                "PYTHONPATH": str(project),
+            }
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name("registry_writer.py")), palette, str(barrier)],
+                cwd=project,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     for proc in procs:
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-3000:]
@@ -113,10 +137,18 @@ def test_two_processes_writing_the_shared_registry_at_once_lose_nothing(
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", creds["aws_access_key_id"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", creds["aws_secret_access_key"])
     monkeypatch.delenv(DATA_DIR_ENV, raising=False)
-    reader = open_store(Settings(home=tmp_path / "reader", use_embedded=False, artifact_root=root,
-                                    s3_endpoint_url=s3_settings.resolved_s3_endpoint_url, redis_url=redis_url,
-                                    feast_repo_path=REPO))
+    reader = open_store(
+        Settings(
+            home=tmp_path / "reader",
+            use_embedded=False,
+            artifact_root=root,
+            s3_endpoint_url=s3_settings.resolved_s3_endpoint_url,
+            redis_url=redis_url,
+            feast_repo_path=REPO,
+        )
+    )
     views = {v.name: v for v in reader.list_feature_views()}
     assert len(views) == 2, sorted(views)
-    assert all(v.materialization_intervals for v in views.values()), {n: v.materialization_intervals
-                                                                      for n, v in views.items()}
+    assert all(v.materialization_intervals for v in views.values()), {
+        n: v.materialization_intervals for n, v in views.items()
+    }

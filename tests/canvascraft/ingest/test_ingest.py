@@ -28,8 +28,10 @@ from tests.fault_proxy import fault_proxy
 
 V1 = png_bytes((16, 16), color=10)
 V2 = png_bytes((24, 24), color=240)  # another size, so a v1 size recorded with v2 bytes would show
-PRECONDITION_FAILED = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>PreconditionFailed</Code>'
-                       b"<Message>At least one of the pre-conditions you specified did not hold</Message></Error>")
+PRECONDITION_FAILED = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>PreconditionFailed</Code>'
+    b"<Message>At least one of the pre-conditions you specified did not hold</Message></Error>"
+)
 
 
 def seed(client: Any, bucket: str) -> None:
@@ -57,9 +59,11 @@ def current_etag(client: Any, bucket: str, key: str) -> str:
 
 # -- cached copies --------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("damage", ["truncated", "longer"])
-def test_a_cached_object_of_the_wrong_size_is_fetched_again(s3_client, bucket: str, tmp_path: Path,
-                                                             damage: str) -> None:
+def test_a_cached_object_of_the_wrong_size_is_fetched_again(
+    s3_client, bucket: str, tmp_path: Path, damage: str
+) -> None:
     seed(s3_client, bucket)
     first = run(s3_client, bucket, tmp_path / "cache")
     entry = entry_of(first, "imgs/cat/2.png")
@@ -105,6 +109,7 @@ def test_same_size_damage_is_caught_by_verify_or_changed_rules(s3_client, bucket
 # The tests that watch boto3's GetObject parameters read through the boto3 engine; the same cases with obstore (the
 # default engine) are in test_object_reader.py.
 
+
 def replace_before_first_get(client: Any, writer: Any, bucket: str, key: str, data: bytes) -> list[str]:
     """On the first GET of ``key`` (after the listing), PUT ``data`` over it; return the If-Match of every GET."""
     sent: list[str] = []
@@ -142,8 +147,9 @@ def assert_recorded_as_v2(report: IngestReport, cache: Path, client: Any, bucket
     assert ObjectCache(cache).object_path(sha256_bytes(V2)).read_bytes() == V2
 
 
-def test_an_object_replaced_after_listing_is_recorded_as_the_new_version(s3_settings: Settings, s3_client,
-                                                                         bucket: str, tmp_path: Path) -> None:
+def test_an_object_replaced_after_listing_is_recorded_as_the_new_version(
+    s3_settings: Settings, s3_client, bucket: str, tmp_path: Path
+) -> None:
     s3_client.put_object(Bucket=bucket, Key="imgs/a.png", Body=V1)
     etag_v1 = current_etag(s3_client, bucket, "imgs/a.png")
     client = make_s3_client(s3_settings)  # its own client: the event hook stays in this test
@@ -155,13 +161,16 @@ def test_an_object_replaced_after_listing_is_recorded_as_the_new_version(s3_sett
     assert again.downloaded == 0 and again.dataset_version == report.dataset_version
 
 
-def test_a_server_refusing_the_stale_get_leads_to_a_fetch_of_the_new_etag(s3_settings: Settings, s3_client,
-                                                                          bucket: str, tmp_path: Path) -> None:
+def test_a_server_refusing_the_stale_get_leads_to_a_fetch_of_the_new_etag(
+    s3_settings: Settings, s3_client, bucket: str, tmp_path: Path
+) -> None:
     """The 412 path as the server itself takes it; only a server that honours If-Match on GET can run it."""
     if not server_honours_if_match(s3_client, bucket):
-        pytest.skip("the loopback S3 server (rclone serve s3) answers a GET with a stale If-Match with 200 and the "
-                    "current object instead of 412 PreconditionFailed; AWS S3 and MinIO honour it. The fault-proxy "
-                    "test below covers the 412 path, the test above the server's 200")
+        pytest.skip(
+            "the loopback S3 server (rclone serve s3) answers a GET with a stale If-Match with 200 and the "
+            "current object instead of 412 PreconditionFailed; AWS S3 and MinIO honour it. The fault-proxy "
+            "test below covers the 412 path, the test above the server's 200"
+        )
     s3_client.put_object(Bucket=bucket, Key="imgs/a.png", Body=V1)
     etag_v1 = current_etag(s3_client, bucket, "imgs/a.png")
     client = make_s3_client(s3_settings)
@@ -174,16 +183,21 @@ def test_a_server_refusing_the_stale_get_leads_to_a_fetch_of_the_new_etag(s3_set
 def client_through(proxy_url: str, s3_settings: Settings) -> Any:
     """A client of the product's kind that talks to the real server through a loopback fault proxy."""
     return boto3.session.Session().client(
-        "s3", endpoint_url=proxy_url, region_name=s3_settings.s3_region, **s3_settings.s3_credentials(),
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}, s3={"addressing_style": "path"}))
+        "s3",
+        endpoint_url=proxy_url,
+        region_name=s3_settings.s3_region,
+        **s3_settings.s3_credentials(),
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}, s3={"addressing_style": "path"}),
+    )
 
 
 def get_of(key: str) -> Callable[[str, str], bool]:
     return lambda method, path: method == "GET" and path.split("?")[0].endswith("/" + key)
 
 
-def test_a_412_is_followed_by_a_head_and_a_get_of_the_new_etag(s3_settings: Settings, s3_client, bucket: str,
-                                                               tmp_path: Path) -> None:
+def test_a_412_is_followed_by_a_head_and_a_get_of_the_new_etag(
+    s3_settings: Settings, s3_client, bucket: str, tmp_path: Path
+) -> None:
     """The proxy answers the first GET with the genuine 412 that S3 sends once the object was replaced."""
     s3_client.put_object(Bucket=bucket, Key="imgs/a.png", Body=V1)
     etag_v1 = current_etag(s3_client, bucket, "imgs/a.png")
@@ -199,9 +213,9 @@ def test_a_412_is_followed_by_a_head_and_a_get_of_the_new_etag(s3_settings: Sett
 
 
 @pytest.mark.parametrize("engine", ["obstore", "boto3"])
-def test_an_object_changing_on_every_attempt_is_quarantined_and_retried_next_time(s3_settings: Settings, s3_client,
-                                                                                  bucket: str, tmp_path: Path,
-                                                                                  engine: str) -> None:
+def test_an_object_changing_on_every_attempt_is_quarantined_and_retried_next_time(
+    s3_settings: Settings, s3_client, bucket: str, tmp_path: Path, engine: str
+) -> None:
     s3_client.put_object(Bucket=bucket, Key="imgs/a.png", Body=V1)
     s3_client.put_object(Bucket=bucket, Key="imgs/b.png", Body=V2)
     upstream = s3_settings.resolved_s3_endpoint_url
@@ -219,12 +233,19 @@ def test_an_object_changing_on_every_attempt_is_quarantined_and_retried_next_tim
 
 # -- two ingests of one source at once (two processes, one home) ------------------------------------------------------
 
-def _ingest_in_process(endpoint: str, credentials: dict[str, str], region: str, source: str, cache: str,
-                       barrier, results) -> None:
+
+def _ingest_in_process(
+    endpoint: str, credentials: dict[str, str], region: str, source: str, cache: str, barrier, results
+) -> None:
     """One run of ingest in its own process, started together with the other by the barrier."""
     try:
-        client = boto3.session.Session().client("s3", endpoint_url=endpoint, region_name=region, **credentials,
-                                                config=Config(s3={"addressing_style": "path"}))
+        client = boto3.session.Session().client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name=region,
+            **credentials,
+            config=Config(s3={"addressing_style": "path"}),
+        )
         barrier.wait(timeout=120)
         report = ingest([source], client, Path(cache), ImageRules(), max_workers=4)
         results.put(("ok", report.model_dump_json()))
@@ -236,16 +257,24 @@ def _ingest_in_process(endpoint: str, credentials: dict[str, str], region: str, 
         raise
 
 
-def test_two_ingests_of_one_source_at_once_both_succeed(s3_settings: Settings, s3_client, bucket: str,
-                                                       tmp_path: Path) -> None:
+def test_two_ingests_of_one_source_at_once_both_succeed(
+    s3_settings: Settings, s3_client, bucket: str, tmp_path: Path
+) -> None:
     import multiprocessing
 
     for i in range(40):
         s3_client.put_object(Bucket=bucket, Key=f"imgs/cat/{i}.png", Body=png_bytes((32, 32), color=i * 5))
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(2), ctx.Queue()
-    args = (s3_settings.resolved_s3_endpoint_url, s3_settings.s3_credentials(), s3_settings.s3_region,
-            f"s3://{bucket}/imgs", str(tmp_path / "cache"), barrier, results)
+    args = (
+        s3_settings.resolved_s3_endpoint_url,
+        s3_settings.s3_credentials(),
+        s3_settings.s3_region,
+        f"s3://{bucket}/imgs",
+        str(tmp_path / "cache"),
+        barrier,
+        results,
+    )
     workers = [ctx.Process(target=_ingest_in_process, args=args) for _ in range(2)]
     for worker in workers:
         worker.start()

@@ -45,7 +45,9 @@ def test_utf8_bom_and_crlf_just_work() -> None:
 
 def test_not_utf8_names_file_line_and_encoding() -> None:
     data = "key,label\nok.png,ok\ncafé/1.png,café\n".encode("cp1252")
-    with pytest.raises(IngestError, match=r"s3://b/p/labels.csv is not UTF-8: byte 0xe9 at line 3.*allowed encoding: UTF-8"):
+    with pytest.raises(
+        IngestError, match=r"s3://b/p/labels.csv is not UTF-8: byte 0xe9 at line 3.*allowed encoding: UTF-8"
+    ):
         parse(data)
 
 
@@ -56,7 +58,9 @@ def test_utf16_is_named() -> None:
 
 @pytest.mark.parametrize("data", [b"", b"\xef\xbb\xbf", b"\n\r\n"], ids=["zero-bytes", "bom-only", "blank-lines"])
 def test_empty_file(data: bytes) -> None:
-    with pytest.raises(IngestError, match=r"s3://b/p/labels.csv is empty; the first line must name the columns key,label"):
+    with pytest.raises(
+        IngestError, match=r"s3://b/p/labels.csv is empty; the first line must name the columns key,label"
+    ):
         parse(data)
 
 
@@ -101,8 +105,10 @@ def test_short_and_long_rows_are_rejected_with_row_and_key() -> None:
 def test_duplicate_keys_keep_the_first_row_and_report_the_later_ones() -> None:
     parsed = parse("key,label\na.png,cat\nb.png,dog\na.png,cat\na.png,tiger\n")
     assert parsed.labels == {"a.png": "cat", "b.png": "dog"}
-    assert reasons(parsed) == {4: "duplicate of row 2 (same label)",
-                               5: "duplicate of row 2 (label 'cat' kept, this row says 'tiger')"}
+    assert reasons(parsed) == {
+        4: "duplicate of row 2 (same label)",
+        5: "duplicate of row 2 (label 'cat' kept, this row says 'tiger')",
+    }
 
 
 def test_megabyte_field_is_a_rejected_row_with_a_short_reason() -> None:

@@ -66,15 +66,22 @@ def moto_url() -> Iterator[str]:
 
 
 def moto_client(url: str) -> Any:
-    return boto3.session.Session().client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="moto",
-                                          aws_secret_access_key="moto-secret",
-                                          config=Config(s3={"addressing_style": "path"}))
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="moto",
+        aws_secret_access_key="moto-secret",
+        config=Config(s3={"addressing_style": "path"}),
+    )
 
 
 # -- the engine the settings choose ----------------------------------------------------------------------------------
 
-def test_settings_choose_the_engine_obstore_by_default(s3_settings: Settings, s3_client,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_settings_choose_the_engine_obstore_by_default(
+    s3_settings: Settings, s3_client, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert Settings.model_fields["ingest_engine"].default == "obstore"
     reader = make_object_reader(get_settings(), s3_client)
     assert isinstance(reader, ObstoreReader) and reader.endpoint_url == s3_settings.resolved_s3_endpoint_url
@@ -85,15 +92,21 @@ def test_settings_choose_the_engine_obstore_by_default(s3_settings: Settings, s3
         get_settings()
 
 
-def test_ingest_reads_through_the_engine_the_settings_name(s3_settings: Settings, s3_client, bucket: str,
-                                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ingest_reads_through_the_engine_the_settings_name(
+    s3_settings: Settings, s3_client, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     s3_client.put_object(Bucket=bucket, Key="imgs/a.png", Body=V1)
     client = boto3.session.Session().client(
-        "s3", endpoint_url=s3_settings.resolved_s3_endpoint_url, region_name="us-east-1",
-        **s3_settings.s3_credentials(), config=Config(s3={"addressing_style": "path"}))
+        "s3",
+        endpoint_url=s3_settings.resolved_s3_endpoint_url,
+        region_name="us-east-1",
+        **s3_settings.s3_credentials(),
+        config=Config(s3={"addressing_style": "path"}),
+    )
     boto3_gets: list[str] = []
-    client.meta.events.register("before-parameter-build.s3.GetObject",
-                                lambda params, **_: boto3_gets.append(params["Key"]))
+    client.meta.events.register(
+        "before-parameter-build.s3.GetObject", lambda params, **_: boto3_gets.append(params["Key"])
+    )
     default = run(client, bucket, tmp_path / "default")
     assert default.downloaded == 1 and "imgs/a.png" not in boto3_gets  # obstore fetched it (labels.csv is boto3's)
     monkeypatch.setenv("CANVASCRAFT_INGEST_ENGINE", "boto3")
@@ -102,11 +115,12 @@ def test_ingest_reads_through_the_engine_the_settings_name(s3_settings: Settings
     assert chosen.dataset_version == default.dataset_version
 
 
-def test_both_engines_produce_the_same_manifest(s3_settings: Settings, s3_client, bucket: str,
-                                                tmp_path: Path) -> None:
+def test_both_engines_produce_the_same_manifest(s3_settings: Settings, s3_client, bucket: str, tmp_path: Path) -> None:
     seed_mixed(s3_client, bucket)
-    reports = {engine: run(s3_client, bucket, tmp_path / engine / "cache",
-                           make_object_reader(s3_settings, s3_client, engine)) for engine in ("obstore", "boto3")}
+    reports = {
+        engine: run(s3_client, bucket, tmp_path / engine / "cache", make_object_reader(s3_settings, s3_client, engine))
+        for engine in ("obstore", "boto3")
+    }
     obstore_report, boto3_report = reports["obstore"], reports["boto3"]
     assert obstore_report.downloaded == boto3_report.downloaded == 10
     assert obstore_report.bytes_downloaded == boto3_report.bytes_downloaded > 0
@@ -122,6 +136,7 @@ def test_both_engines_produce_the_same_manifest(s3_settings: Settings, s3_client
 
 # -- an object replaced between the listing and the GET ---------------------------------------------------------------
 
+
 def assert_recorded_as_v2(report: IngestReport, cache: Path, client: Any, bucket: str) -> None:
     etag_v2 = client.head_object(Bucket=bucket, Key="imgs/a.png")["ETag"].strip('"')
     (entry,) = SnapshotManifest.load(report.manifest_path).entries
@@ -131,11 +146,16 @@ def assert_recorded_as_v2(report: IngestReport, cache: Path, client: Any, bucket
 
 
 def test_obstore_records_a_replaced_object_as_served_by_a_server_ignoring_if_match(
-        s3_settings: Settings, s3_client, bucket: str, tmp_path: Path) -> None:
+    s3_settings: Settings, s3_client, bucket: str, tmp_path: Path
+) -> None:
     s3_client.put_object(Bucket=bucket, Key="imgs/a.png", Body=V1)
     client = boto3.session.Session().client(  # its own client: the listing hook stays in this test
-        "s3", endpoint_url=s3_settings.resolved_s3_endpoint_url, region_name="us-east-1",
-        **s3_settings.s3_credentials(), config=Config(s3={"addressing_style": "path"}))
+        "s3",
+        endpoint_url=s3_settings.resolved_s3_endpoint_url,
+        region_name="us-east-1",
+        **s3_settings.s3_credentials(),
+        config=Config(s3={"addressing_style": "path"}),
+    )
     replaced = after_listing(client, lambda: s3_client.put_object(Bucket=bucket, Key="imgs/a.png", Body=V2))
     report = run(client, bucket, tmp_path / "cache")  # the default engine: obstore
     assert replaced and report.downloaded == 1
@@ -203,13 +223,19 @@ def test_a_key_obstore_cannot_address_is_read_through_boto3(moto_url: str, tmp_p
 
 # -- failures: StorageError naming the object, classified like boto3's -----------------------------------------------
 
-def test_an_object_deleted_after_listing_fails_naming_it_with_either_engine(s3_settings: Settings, s3_client,
-                                                                           bucket: str, tmp_path: Path) -> None:
+
+def test_an_object_deleted_after_listing_fails_naming_it_with_either_engine(
+    s3_settings: Settings, s3_client, bucket: str, tmp_path: Path
+) -> None:
     for engine in ("obstore", "boto3"):
         s3_client.put_object(Bucket=bucket, Key="imgs/a.png", Body=V1)
         client = boto3.session.Session().client(
-            "s3", endpoint_url=s3_settings.resolved_s3_endpoint_url, region_name="us-east-1",
-            **s3_settings.s3_credentials(), config=Config(s3={"addressing_style": "path"}))
+            "s3",
+            endpoint_url=s3_settings.resolved_s3_endpoint_url,
+            region_name="us-east-1",
+            **s3_settings.s3_credentials(),
+            config=Config(s3={"addressing_style": "path"}),
+        )
         after_listing(client, lambda: s3_client.delete_object(Bucket=bucket, Key="imgs/a.png"))
         with pytest.raises(StorageError, match=re.escape(f"download of s3://{bucket}/imgs/a.png failed")) as caught:
             run(client, bucket, tmp_path / engine, make_object_reader(s3_settings, client, engine))
@@ -218,11 +244,16 @@ def test_an_object_deleted_after_listing_fails_naming_it_with_either_engine(s3_s
         assert cause.response["ResponseMetadata"]["HTTPStatusCode"] == 404, engine
 
 
-def test_refused_keys_surface_as_a_credential_error_without_the_secret(s3_settings: Settings, bucket: str,
-                                                                       tmp_path: Path) -> None:
+def test_refused_keys_surface_as_a_credential_error_without_the_secret(
+    s3_settings: Settings, bucket: str, tmp_path: Path
+) -> None:
     wrong = boto3.session.Session().client(
-        "s3", endpoint_url=s3_settings.resolved_s3_endpoint_url, region_name="us-east-1",
-        aws_access_key_id="AKIANOTAKEY", aws_secret_access_key="wrong-secret-value-123")
+        "s3",
+        endpoint_url=s3_settings.resolved_s3_endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="AKIANOTAKEY",
+        aws_secret_access_key="wrong-secret-value-123",
+    )
     reader = make_object_reader(s3_settings, wrong, "obstore")
     with pytest.raises(StorageError) as caught:
         reader.get(bucket, "imgs/a.png", "0" * 32)
@@ -238,8 +269,9 @@ def test_an_endpoint_that_does_not_answer_is_a_connection_error(tmp_path: Path) 
     from canvascraft.stack.process import free_port
 
     url = f"http://127.0.0.1:{free_port()}"
-    client = boto3.session.Session().client("s3", endpoint_url=url, region_name="us-east-1",
-                                            aws_access_key_id="a", aws_secret_access_key="b")
+    client = boto3.session.Session().client(
+        "s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b"
+    )
     reader = make_object_reader(get_settings(s3_max_attempts=1), client, "obstore")
     expected = re.escape("download of s3://some-bucket/k.png failed after retries")
     with pytest.raises(StorageError, match=expected) as caught:
@@ -248,21 +280,22 @@ def test_an_endpoint_that_does_not_answer_is_a_connection_error(tmp_path: Path) 
     assert url in str(caught.value.__cause__)
 
 
-def test_obstore_retries_a_503_as_botocore_does(s3_settings: Settings, s3_client, bucket: str,
-                                                tmp_path: Path) -> None:
+def test_obstore_retries_a_503_as_botocore_does(s3_settings: Settings, s3_client, bucket: str, tmp_path: Path) -> None:
     from tests.fault_proxy import fault_proxy
 
     s3_client.put_object(Bucket=bucket, Key="imgs/a.png", Body=V1)
     upstream = s3_settings.resolved_s3_endpoint_url
     when = lambda method, path: method == "GET" and path.split("?")[0].endswith("/imgs/a.png")
     with fault_proxy(upstream, failures=2, status=503, when=when) as proxy:
-        client = boto3.session.Session().client("s3", endpoint_url=proxy.url, region_name="us-east-1",
-                                                **s3_settings.s3_credentials())
+        client = boto3.session.Session().client(
+            "s3", endpoint_url=proxy.url, region_name="us-east-1", **s3_settings.s3_credentials()
+        )
         report = run(client, bucket, tmp_path / "ok", make_object_reader(get_settings(s3_max_attempts=2), client))
     assert len(proxy.injected) == 2 and report.valid == 1
     with fault_proxy(upstream, failures=100, status=503, when=when) as proxy:
-        client = boto3.session.Session().client("s3", endpoint_url=proxy.url, region_name="us-east-1",
-                                                **s3_settings.s3_credentials())
+        client = boto3.session.Session().client(
+            "s3", endpoint_url=proxy.url, region_name="us-east-1", **s3_settings.s3_credentials()
+        )
         expected = re.escape(f"download of s3://{bucket}/imgs/a.png failed after retries")
         with pytest.raises(StorageError, match=expected) as caught:
             run(client, bucket, tmp_path / "down", make_object_reader(get_settings(s3_max_attempts=1), client))
@@ -272,8 +305,18 @@ def test_obstore_retries_a_503_as_botocore_does(s3_settings: Settings, s3_client
 
 # -- the listing client -----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("raw", ["2026-12-01T09:04:33.000Z", "2026-12-01T09:04:33.123456+02:00",
-                                 "Tue, 01 Dec 2026 09:04:33 GMT", "1796115873", 1796115873, "20261201"])
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "2026-12-01T09:04:33.000Z",
+        "2026-12-01T09:04:33.123456+02:00",
+        "Tue, 01 Dec 2026 09:04:33 GMT",
+        "1796115873",
+        1796115873,
+        "20261201",
+    ],
+)
 def test_fast_timestamps_equal_botocores(raw: Any) -> None:
     from botocore.utils import parse_timestamp
 
@@ -286,7 +329,8 @@ def test_fast_timestamps_equal_botocores(raw: Any) -> None:
 def test_the_product_client_lists_the_same_rows_as_stock_boto3(s3_settings: Settings, s3_client, bucket: str) -> None:
     for i in range(3):
         s3_client.put_object(Bucket=bucket, Key=f"imgs/{i}.png", Body=V1)
-    stock = boto3.session.Session().client("s3", endpoint_url=s3_settings.resolved_s3_endpoint_url,
-                                           region_name="us-east-1", **s3_settings.s3_credentials())
+    stock = boto3.session.Session().client(
+        "s3", endpoint_url=s3_settings.resolved_s3_endpoint_url, region_name="us-east-1", **s3_settings.s3_credentials()
+    )
     ours, theirs = (c.list_objects_v2(Bucket=bucket)["Contents"] for c in (s3_client, stock))
     assert ours == theirs and all(row["LastModified"].tzinfo is not None for row in ours)

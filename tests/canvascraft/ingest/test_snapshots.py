@@ -22,8 +22,9 @@ def snapshot(client: Any, bucket: str, tmp_path: Path) -> SnapshotManifest:
     return SnapshotManifest.load(report.manifest_path)
 
 
-def test_a_worker_refetches_a_truncated_copy_and_with_verify_a_same_size_damaged_one(s3_client, bucket: str,
-                                                                                    tmp_path: Path) -> None:
+def test_a_worker_refetches_a_truncated_copy_and_with_verify_a_same_size_damaged_one(
+    s3_client, bucket: str, tmp_path: Path
+) -> None:
     manifest = snapshot(s3_client, bucket, tmp_path)
     cache = ObjectCache(tmp_path / "worker-cache")
     paths = fetch_objects(manifest.entries, cache, s3_client)

@@ -15,10 +15,14 @@ RULES = ImageRules()
 
 def png_header_claiming(width: int, height: int) -> bytes:
     """A PNG whose IHDR claims a huge size but carries almost no data (a decompression-bomb shape)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+    )
 
 
 def test_valid_png() -> None:
@@ -53,7 +57,9 @@ def test_max_pixels_is_configurable() -> None:
     assert isinstance(validate_image(png_bytes((100, 100)), ImageRules(max_pixels=100 * 100)), ImageInfo)
 
 
-@pytest.mark.parametrize("key", ["a/../../etc/passwd", "/abs/x.png", "a/./b.png", "a\\b.png", "bad\x00name.png", "x\ny.png"])
+@pytest.mark.parametrize(
+    "key", ["a/../../etc/passwd", "/abs/x.png", "a/./b.png", "a\\b.png", "bad\x00name.png", "x\ny.png"]
+)
 def test_unsafe_keys(key: str) -> None:
     assert check_key(key) is not None
 

@@ -59,8 +59,9 @@ def test_warning_zone_verdict_does_not_depend_on_warning_filters(low_pillow_limi
 
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
-def test_concurrent_validation_gives_the_single_threaded_verdicts(low_pillow_limit: None,
-                                                                  fast_thread_switching: None) -> None:
+def test_concurrent_validation_gives_the_single_threaded_verdicts(
+    low_pillow_limit: None, fast_thread_switching: None
+) -> None:
     data = samples()
     expected = {name: validate_image(blob, RULES) for name, blob in data.items()}
     assert isinstance(expected["bomb"], str) and isinstance(expected["good"], ImageInfo)

@@ -164,8 +164,11 @@ def test_bad_images_are_rejected_with_the_reason(images: torch.Tensor, hint: str
 
 
 def test_spec_validation_uses_the_palette_registry() -> None:
-    spec = {"name": "t", "data": {"source": "s3://bucket/prefix"},
-            "features": {"palettes": [{"name": "image_stats"}, {"name": "rgb_histogram", "params": {"bins": 999}}]}}
+    spec = {
+        "name": "t",
+        "data": {"source": "s3://bucket/prefix"},
+        "features": {"palettes": [{"name": "image_stats"}, {"name": "rgb_histogram", "params": {"bins": 999}}]},
+    }
     with pytest.raises(SpecError) as caught:
         load_spec(spec)
     assert "features.palettes[1].params.bins" in str(caught.value)

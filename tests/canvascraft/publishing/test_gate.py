@@ -12,8 +12,16 @@ SHA = "b" * 64
 
 
 def score(fid: float, n: int = 100, reference: str = "dv1", dims: int = 64) -> FidScore:
-    return FidScore(fid=fid, kid_mean=fid / 100, n=n, n_real=n, dims=dims, weights_sha256=SHA, resize="bilinear",
-                    reference=reference)
+    return FidScore(
+        fid=fid,
+        kid_mean=fid / 100,
+        n=n,
+        n_real=n,
+        dims=dims,
+        weights_sha256=SHA,
+        resize="bilinear",
+        reference=reference,
+    )
 
 
 def test_decide_rules() -> None:
@@ -23,7 +31,9 @@ def test_decide_rules() -> None:
     ok, reason = decide(score(1, n=50), score(10), "fid", 0.0)
     assert not ok and "not comparable" in reason and "n" in reason
     assert decide(score(9, reference="x"), score(1, reference="x"), "kid_mean", 0.0) == (
-        False, "kid_mean 0.0900 does not beat champion's 0.0100 by margin 0.0: not promoted")
+        False,
+        "kid_mean 0.0900 does not beat champion's 0.0100 by margin 0.0: not promoted",
+    )
 
 
 def test_judge_without_rescorer_keeps_the_old_refusal() -> None:
@@ -33,8 +43,14 @@ def test_judge_without_rescorer_keeps_the_old_refusal() -> None:
 
 def test_judge_rejects_a_rescore_that_is_not_on_the_candidates_terms() -> None:
     """A rescorer returning a score on other terms (wrong N) cannot promote: the pair is still incomparable."""
-    verdict = judge(score(1, reference="dv2"), "3", score(10), metric="fid", margin=0.0,
-                    rescore=lambda v: score(20, n=50, reference="dv2"))
+    verdict = judge(
+        score(1, reference="dv2"),
+        "3",
+        score(10),
+        metric="fid",
+        margin=0.0,
+        rescore=lambda v: score(20, n=50, reference="dv2"),
+    )
     assert not verdict.promoted and verdict.basis == "rescored" and "not comparable" in verdict.reason
 
 
@@ -50,16 +66,27 @@ def test_unusable_champion_follows_the_policy(policy: str) -> None:
     def boom(version: str) -> FidScore:
         raise RuntimeError("no checkpoint\nsecond line")
 
-    verdict = judge(score(1, reference="dv2"), "3", score(10), metric="fid", margin=0.0, rescore=boom,
-                    on_unusable=policy)  # type: ignore[arg-type]
+    verdict = judge(
+        score(1, reference="dv2"), "3", score(10), metric="fid", margin=0.0, rescore=boom, on_unusable=policy
+    )  # type: ignore[arg-type]
     assert verdict.promoted is (policy == "promote") and verdict.basis == "champion-unusable"
-    assert verdict.reason.startswith("champion unusable: RuntimeError: no checkpoint;") and "second line" not in verdict.reason
+    assert (
+        verdict.reason.startswith("champion unusable: RuntimeError: no checkpoint;")
+        and "second line" not in verdict.reason
+    )
 
 
 def scored(fid: float, classifier_score: float, classifier: str = "clf", reference: str = "dv1") -> FidScore:
     """A score with a classifier part (mean top-class probability ``classifier_score``)."""
-    part = ClassifierScore(mean_top_probability=classifier_score, coverage=9, num_classes=10, confident=0.8, n=100,
-                           classifier_accuracy=0.95, classifier=classifier)
+    part = ClassifierScore(
+        mean_top_probability=classifier_score,
+        coverage=9,
+        num_classes=10,
+        confident=0.8,
+        n=100,
+        classifier_accuracy=0.95,
+        classifier=classifier,
+    )
     return score(fid, reference=reference).model_copy(update={"classifier": part})
 
 
@@ -80,8 +107,9 @@ def test_classifier_scores_compare_only_under_the_same_classifier() -> None:
 
 def test_judge_rescores_a_champion_without_a_classifier_score() -> None:
     """A champion registered before the classifier score existed is re-scored on the candidate's terms."""
-    verdict = judge(scored(3.0, 0.9), "2", score(1.0), metric="classifier_score", margin=0.0,
-                    rescore=lambda v: scored(1.0, 0.6))
+    verdict = judge(
+        scored(3.0, 0.9), "2", score(1.0), metric="classifier_score", margin=0.0, rescore=lambda v: scored(1.0, 0.6)
+    )
     assert verdict.promoted and verdict.basis == "rescored" and verdict.champion is not None
     assert "classifier_score 0.9000" in verdict.summary() and "0.6000" in verdict.summary()
 
@@ -95,6 +123,7 @@ def test_classifier_score_never_promotes_fewer_classes() -> None:
     """A collapsed candidate (confident on one class) loses to a champion that draws more classes."""
     champion = scored(fid=5.0, classifier_score=0.80)
     collapsed = scored(fid=5.0, classifier_score=0.95).model_copy(
-        update={"classifier": scored(0, 0.95).classifier.model_copy(update={"coverage": 1})})
+        update={"classifier": scored(0, 0.95).classifier.model_copy(update={"coverage": 1})}
+    )
     ok, reason = decide(collapsed, champion, "classifier_score", 0.0)
     assert not ok and reason == "classifier_score: draws 1 classes confidently, the champion 9: not promoted"

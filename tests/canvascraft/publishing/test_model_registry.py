@@ -17,14 +17,33 @@ SHA = "a" * 64
 
 
 def score(fid: float, n: int = 100, dims: int = 64, reference: str = "dv1") -> FidScore:
-    return FidScore(fid=fid, kid_mean=fid / 100, kid_std=0.01, n=n, n_real=n, dims=dims, weights_sha256=SHA,
-                    resize="bilinear", reference=reference)
+    return FidScore(
+        fid=fid,
+        kid_mean=fid / 100,
+        kid_std=0.01,
+        n=n,
+        n_real=n,
+        dims=dims,
+        weights_sha256=SHA,
+        resize="bilinear",
+        reference=reference,
+    )
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
-    trainer = build_trainer("dcgan", {"sample_size": 8, "channels": 1, "latent_dim": 4, "g_features": 4,
-                                      "d_features": 4, "steps": 1, "batch_size": 4})
+    trainer = build_trainer(
+        "dcgan",
+        {
+            "sample_size": 8,
+            "channels": 1,
+            "latent_dim": 4,
+            "g_features": 4,
+            "d_features": 4,
+            "steps": 1,
+            "batch_size": 4,
+        },
+    )
     trainer.train(None, torch.rand(8, 1, 8, 8) * 2 - 1)
     return str(trainer.save_checkpoint(tmp_path_factory.mktemp("ckpt") / "final"))
 
@@ -40,9 +59,17 @@ def model(tmp_path: Path, checkpoint: str):
             pass
         s = score(fid, **kwargs)
         version = registry.log_model_version(name, checkpoint, run.info.run_id, registry.save_score_tags(s))
-        return registry.gate_and_alias(name, version, s, metric="fid", margin=0.5, tag="candidate",
-                                       lock=registry.lock_for(tmp_path, name), rescore=rescore,
-                                       on_unusable=on_unusable)
+        return registry.gate_and_alias(
+            name,
+            version,
+            s,
+            metric="fid",
+            margin=0.5,
+            tag="candidate",
+            lock=registry.lock_for(tmp_path, name),
+            rescore=rescore,
+            on_unusable=on_unusable,
+        )
 
     yield name, publish, registry.lock_for(tmp_path, name)
 
@@ -104,12 +131,15 @@ def test_generate_cli_writes_png_of_requested_size(model, tmp_path: Path, monkey
     publish(3.0)
     monkeypatch.setenv("CANVASCRAFT_MLFLOW_TRACKING_URI", mlflow.get_tracking_uri())
     out = tmp_path / "grid.png"
-    result = CliRunner().invoke(app, ["models", "generate", f"{name}@champion", "-n", "9", "--seed", "2", "--out", str(out)])
+    result = CliRunner().invoke(
+        app, ["models", "generate", f"{name}@champion", "-n", "9", "--seed", "2", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     # 3x3 grid of 8x8 images with 1-pixel padding: 3*8 + 4 = 28
     assert Image.open(out).size == (28, 28)
-    scaled = CliRunner().invoke(app, ["models", "generate", f"{name}@champion", "-n", "9", "--seed", "2", "--out",
-                                      str(out), "--scale", "3"])
+    scaled = CliRunner().invoke(
+        app, ["models", "generate", f"{name}@champion", "-n", "9", "--seed", "2", "--out", str(out), "--scale", "3"]
+    )
     assert scaled.exit_code == 0, scaled.output
     assert Image.open(out).size == (3 * 24 + 4, 3 * 24 + 4)  # each pixel 3x3, the 1-pixel padding unchanged
     images = registry.generate(f"{name}@champion", 4, 2)
@@ -156,11 +186,15 @@ def test_unusable_champion_is_a_verdict_not_a_crash(model, policy: str, promoted
 
     outcome = publish(11.0, rescore=broken, on_unusable=policy, reference="dv2")
     assert outcome["promoted"] is promoted and outcome["verdict"]["basis"] == "champion-unusable"
-    assert outcome["reason"].startswith("champion unusable: OSError") and f"on_unusable_champion={policy}" in outcome["reason"]
+    assert (
+        outcome["reason"].startswith("champion unusable: OSError")
+        and f"on_unusable_champion={policy}" in outcome["reason"]
+    )
 
 
-def test_retried_publish_reuses_its_version_and_reports_the_promotion(model, checkpoint: str, tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retried_publish_reuses_its_version_and_reports_the_promotion(
+    model, checkpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A failure after the promotion (here: recording the verdict) and a retry: one version, reported promoted."""
     name, publish, lock = model
     publish(10.0)
@@ -170,7 +204,9 @@ def test_retried_publish_reuses_its_version_and_reports_the_promotion(model, che
     tags = registry.save_score_tags(candidate)
     first = registry.publish_version(name, checkpoint, run.info.run_id, tags, publish_key="run-1/ckpt")
     real_tags = registry.verdict_tags
-    monkeypatch.setattr(registry, "verdict_tags", lambda verdict: (_ for _ in ()).throw(ConnectionError("MLflow went away")))
+    monkeypatch.setattr(
+        registry, "verdict_tags", lambda verdict: (_ for _ in ()).throw(ConnectionError("MLflow went away"))
+    )
     with pytest.raises(ConnectionError):
         registry.gate_and_alias(name, first, candidate, metric="fid", margin=0.5, tag="candidate", lock=lock)
     assert "champion" in registry.aliases_of(name, first)  # promoted before the failure
@@ -183,8 +219,12 @@ def test_retried_publish_reuses_its_version_and_reports_the_promotion(model, che
     versions = mlflow.MlflowClient().search_model_versions(f"name = '{name}'")
     assert len(versions) == 2  # v1 and the candidate: no second registration
     # a third attempt returns the recorded verdict unchanged
-    assert registry.gate_and_alias(name, retried, candidate, metric="fid", margin=0.5, tag="candidate",
-                                   lock=lock)["verdict"] == outcome["verdict"]
+    assert (
+        registry.gate_and_alias(name, retried, candidate, metric="fid", margin=0.5, tag="candidate", lock=lock)[
+            "verdict"
+        ]
+        == outcome["verdict"]
+    )
 
 
 def test_gate_on_classifier_score_promotes_the_better_candidate(tmp_path: Path, checkpoint: str) -> None:
@@ -198,12 +238,26 @@ def test_gate_on_classifier_score_promotes_the_better_candidate(tmp_path: Path, 
     def publish(fid: float, probability: float) -> dict:
         with mlflow.start_run() as run:
             pass
-        part = ClassifierScore(mean_top_probability=probability, coverage=8, num_classes=10, confident=0.8, n=100,
-                               classifier_accuracy=0.93, classifier="clf")
+        part = ClassifierScore(
+            mean_top_probability=probability,
+            coverage=8,
+            num_classes=10,
+            confident=0.8,
+            n=100,
+            classifier_accuracy=0.93,
+            classifier="clf",
+        )
         s = score(fid).model_copy(update={"classifier": part})
         version = registry.log_model_version(name, checkpoint, run.info.run_id, registry.save_score_tags(s))
-        return registry.gate_and_alias(name, version, s, metric="classifier_score", margin=0.0, tag="candidate",
-                                       lock=registry.lock_for(tmp_path, name))
+        return registry.gate_and_alias(
+            name,
+            version,
+            s,
+            metric="classifier_score",
+            margin=0.0,
+            tag="candidate",
+            lock=registry.lock_for(tmp_path, name),
+        )
 
     first = publish(fid=5.0, probability=0.70)
     worse = publish(fid=1.0, probability=0.60)  # better FID, worse classifier score: kept out
@@ -213,4 +267,6 @@ def test_gate_on_classifier_score_promotes_the_better_candidate(tmp_path: Path, 
     assert registry.aliases_of(name, first["version"]) == ["previous"]
     tags = {row["version"]: row["tags"] for row in registry.list_versions(name)}[better["version"]]
     assert tags["classifier_score"] == "0.850000" and tags["classifier_coverage"] == "8/10"
-    assert tags["gate_candidate_classifier_score"] == "0.850000" and tags["gate_champion_classifier_score"] == "0.700000"
+    assert (
+        tags["gate_candidate_classifier_score"] == "0.850000" and tags["gate_champion_classifier_score"] == "0.700000"
+    )

@@ -29,8 +29,9 @@ SERVICES = ["s3", "redis", "pushgateway", "mlflow", "prefect", "worker"]
 
 
 def _cli(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=PROJECT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _get(url: str) -> int:
@@ -50,8 +51,13 @@ def test_stack_up_status_env_down_and_back_up(tmp_path: Path) -> None:
             pytest.skip(f"Debian package {binary} not installed (make apt)")
     ports = {name: free_port() for name in ("s3", "redis", "pushgateway", "mlflow", "prefect")}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CANVASCRAFT_", "PREFECT_API_URL"))}
-    env.update({"CANVASCRAFT_HOME": str(tmp_path / "home"), "PREFECT_HOME": str(tmp_path / "prefect-cli"),
-                **{f"CANVASCRAFT_{name.upper()}_PORT": str(port) for name, port in ports.items()}})
+    env.update(
+        {
+            "CANVASCRAFT_HOME": str(tmp_path / "home"),
+            "PREFECT_HOME": str(tmp_path / "prefect-cli"),
+            **{f"CANVASCRAFT_{name.upper()}_PORT": str(port) for name, port in ports.items()},
+        }
+    )
     try:
         up = _cli(env, "stack", "up")
         assert up.returncode == 0, up.stdout + up.stderr
@@ -70,12 +76,16 @@ def test_stack_up_status_env_down_and_back_up(tmp_path: Path) -> None:
         assert (tmp_path / "home" / "s3" / "canvascraft-artifacts").is_dir()
         mlflow_state = json.loads((tmp_path / "home" / "stack" / "mlflow.json").read_text())
         assert mlflow_state["artifacts_destination"] == "s3://canvascraft-artifacts/mlflow"
-        assert _cli(env, "stack", "env").stdout.strip() == f"export PREFECT_API_URL=http://127.0.0.1:{ports['prefect']}/api"
+        assert (
+            _cli(env, "stack", "env").stdout.strip()
+            == f"export PREFECT_API_URL=http://127.0.0.1:{ports['prefect']}/api"
+        )
 
         again = _cli(env, "stack", "up")  # idempotent: the same processes keep running
         assert again.returncode == 0
         assert {s["name"]: s["pid"] for s in json.loads(_cli(env, "stack", "status", "--json").stdout)} == {
-            name: s["pid"] for name, s in services.items()}
+            name: s["pid"] for name, s in services.items()
+        }
     finally:
         down = _cli(env, "stack", "down")
     assert down.returncode == 0, down.stdout + down.stderr
@@ -94,7 +104,9 @@ def test_stack_up_status_env_down_and_back_up(tmp_path: Path) -> None:
         assert again.returncode == 0, again.stdout + again.stderr
         restarted = {s["name"]: s for s in json.loads(_cli(env, "stack", "status", "--json").stdout)}
         assert all(s["healthy"] for s in restarted.values()), restarted
-        assert _get(f"http://127.0.0.1:{ports['prefect']}/") == 200 and _get(f"http://127.0.0.1:{ports['mlflow']}/") == 200
+        assert (
+            _get(f"http://127.0.0.1:{ports['prefect']}/") == 200 and _get(f"http://127.0.0.1:{ports['mlflow']}/") == 200
+        )
         print(f"stack up after down: {time.monotonic() - began:.1f}s")
 
         for name in ("worker", "s3"):
@@ -114,7 +126,8 @@ def test_stack_up_status_env_down_and_back_up(tmp_path: Path) -> None:
         final = {s["name"]: s for s in json.loads(_cli(env, "stack", "status", "--json").stdout)}
         assert all(s["healthy"] for s in final.values()), final
         assert {n: final[n]["pid"] for n in ("redis", "pushgateway", "mlflow", "prefect")} == {
-            n: restarted[n]["pid"] for n in ("redis", "pushgateway", "mlflow", "prefect")}  # the live ones were kept
+            n: restarted[n]["pid"] for n in ("redis", "pushgateway", "mlflow", "prefect")
+        }  # the live ones were kept
         assert all(final[n]["pid"] != restarted[n]["pid"] for n in ("worker", "s3"))
         print(f"up -> down -> up -> kill -9 -> up: {time.monotonic() - began:.1f}s")
     finally:

@@ -30,13 +30,20 @@ def http_service(home: Path, port: int, *, spawn_child: bool = False) -> Managed
     """A tiny real service; with ``spawn_child`` the listener is a child of the recorded process (like MLflow's uvicorn)."""
     serve = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
     if spawn_child:
-        command = [sys.executable, "-c",
-                   f"import subprocess; subprocess.Popen({serve!r}).wait()"]
+        command = [sys.executable, "-c", f"import subprocess; subprocess.Popen({serve!r}).wait()"]
     else:
         command = serve
     url = f"http://127.0.0.1:{port}/"
-    return ManagedService("web", home, command, url, lambda: http_answers(url), port=port,
-                          port_setting="CANVASCRAFT_WEB_PORT", startup_timeout=30)
+    return ManagedService(
+        "web",
+        home,
+        command,
+        url,
+        lambda: http_answers(url),
+        port=port,
+        port_setting="CANVASCRAFT_WEB_PORT",
+        startup_timeout=30,
+    )
 
 
 def wait_until(predicate, timeout: float = 10.0) -> bool:

@@ -32,7 +32,9 @@ def test_start_is_idempotent_and_stop_is_clean(tmp_path: Path) -> None:
     restarted = s3_service(settings).start()  # keys persist across restarts; data too
     try:
         assert (tmp_path / "home" / "stack" / "s3-credentials.json").read_text() == keys
-        body = make_s3_client(Settings(home=tmp_path / "home", s3_port=settings.s3_port)).get_object(Bucket="bkt1", Key="x/y.txt")
+        body = make_s3_client(Settings(home=tmp_path / "home", s3_port=settings.s3_port)).get_object(
+            Bucket="bkt1", Key="x/y.txt"
+        )
         assert body["Body"].read() == b"hello"
     finally:
         s3_service(settings).stop()
@@ -44,7 +46,12 @@ def test_wrong_keys_are_refused(s3_settings: Settings, tmp_path: Path) -> None:
     import botocore.exceptions
     import pytest
 
-    client = boto3.client("s3", endpoint_url=s3_settings.resolved_s3_endpoint_url, region_name="us-east-1",
-                          aws_access_key_id="wrong", aws_secret_access_key="wrong")
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_settings.resolved_s3_endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="wrong",
+        aws_secret_access_key="wrong",
+    )
     with pytest.raises(botocore.exceptions.ClientError):
         client.list_buckets()

@@ -21,7 +21,7 @@ def pixel_mmd(a: torch.Tensor, b: torch.Tensor) -> float:
     a, b = a.flatten(1).float(), b.flatten(1).float()
     xx, yy, xy = torch.cdist(a, a) ** 2, torch.cdist(b, b) ** 2, torch.cdist(a, b) ** 2
     bandwidth = torch.cat([xx.flatten(), yy.flatten(), xy.flatten()]).median()
-    kernel = lambda d: torch.exp(-d / bandwidth)  # noqa: E731
+    kernel = lambda d: torch.exp(-d / bandwidth)
     return float(kernel(xx).mean() + kernel(yy).mean() - 2 * kernel(xy).mean())
 
 
@@ -64,8 +64,11 @@ def test_checkpoint_roundtrip_and_exact_resume(digits16: torch.Tensor, tmp_path:
     first.train(None, digits16, checkpoint_root=tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step_00000004", "step_00000008"]
     assert {p.name for p in (tmp_path / "step_00000004").iterdir()} == {
-        "canvascraft_trainer.json", "generator.safetensors", "discriminator.safetensors",
-        "training_state.json", "training_state.safetensors",
+        "canvascraft_trainer.json",
+        "generator.safetensors",
+        "discriminator.safetensors",
+        "training_state.json",
+        "training_state.safetensors",
     }
     restored = load_trainer(tmp_path / "step_00000008", device="cpu")
     assert isinstance(restored, DCGANTrainer) and restored.step == 8

@@ -23,13 +23,23 @@ def test_six_hundred_steps_clearly_beat_noise() -> None:
     labels = [str(int(t)) for t in bunch.target]
     classifier = ImageClassifier.fit(images, labels, seed=0, reference="sklearn-digits")
     data = images.float() / 127.5 - 1.0  # the normalize brush's [-1, 1]
-    params = {"sample_size": 8, "channels": 1, "block_out_channels": [32, 64], "layers_per_block": 1,
-              "beta_schedule": "squaredcos_cap_v2", "steps": 600, "batch_size": 64, "warmup_steps": 20,
-              "learning_rate": 0.003, "seed": 0}
+    params = {
+        "sample_size": 8,
+        "channels": 1,
+        "block_out_channels": [32, 64],
+        "layers_per_block": 1,
+        "beta_schedule": "squaredcos_cap_v2",
+        "steps": 600,
+        "batch_size": 64,
+        "warmup_steps": 20,
+        "learning_rate": 0.003,
+        "seed": 0,
+    }
     trainer = build_trainer("ddpm", params, device="cpu")
     untrained = classifier.score(trainer.sample(200, seed=0, inference_steps=10))
-    noise = classifier.score(torch.randint(0, 256, (200, 1, 8, 8), dtype=torch.uint8,
-                                           generator=torch.Generator().manual_seed(0)))
+    noise = classifier.score(
+        torch.randint(0, 256, (200, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    )
     trainer.train(None, data)
     trained = classifier.score(trainer.sample(200, seed=0, inference_steps=10))
     anchor = max(noise.mean_top_probability, untrained.mean_top_probability)

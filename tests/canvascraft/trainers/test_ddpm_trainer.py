@@ -16,8 +16,15 @@ from canvascraft.trainers import DDPMTrainer, TrainingDataError, load_trainer
 
 # Tiny UNet: ~0.1 s/step at batch 32 on 2 idle cores here (up to ~6x slower when the machine is shared).
 TINY = dict(
-    sample_size=16, channels=1, block_out_channels=(16, 32), layers_per_block=1, batch_size=32,
-    learning_rate=1e-3, warmup_steps=1, inference_steps=5, seed=0,
+    sample_size=16,
+    channels=1,
+    block_out_channels=(16, 32),
+    layers_per_block=1,
+    batch_size=32,
+    learning_rate=1e-3,
+    warmup_steps=1,
+    inference_steps=5,
+    seed=0,
 )
 
 
@@ -55,13 +62,17 @@ def test_checkpoint_roundtrip_restores_everything(digits16: torch.Tensor, tmp_pa
     assert_same_state(trainer.optimizer.state_dict(), restored.optimizer.state_dict(), "optimizer")
     assert_same_state(trainer.lr_scheduler.state_dict(), restored.lr_scheduler.state_dict(), "lr_scheduler")
     assert torch.equal(trainer.rng.get_state(), restored.rng.get_state())
-    public = lambda config: {k: v for k, v in config.items() if not k.startswith("_")}  # noqa: E731
+    public = lambda config: {k: v for k, v in config.items() if not k.startswith("_")}
     assert public(restored.noise_scheduler.config) == public(trainer.noise_scheduler.config)
     files = {p.relative_to(tmp_path / "ckpt").as_posix() for p in (tmp_path / "ckpt").rglob("*") if p.is_file()}
     assert {
-        "canvascraft_trainer.json", "training_state.json", "training_state.safetensors",
-        "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
-        "unet_ema/config.json", "unet_ema/diffusion_pytorch_model.safetensors",
+        "canvascraft_trainer.json",
+        "training_state.json",
+        "training_state.safetensors",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "unet_ema/config.json",
+        "unet_ema/diffusion_pytorch_model.safetensors",
         "scheduler/scheduler_config.json",
     } <= files
 

@@ -15,8 +15,17 @@ from canvascraft.preprocess import ShardSet
 from canvascraft.shard_reader import ShardReader
 from canvascraft.trainers import DCGANTrainer, DDPMTrainer, TrainingDataError
 
-TINY = {"sample_size": 16, "channels": 1, "block_out_channels": (16, 32), "layers_per_block": 1, "batch_size": 8,
-        "learning_rate": 1e-3, "warmup_steps": 1, "inference_steps": 5, "seed": 0}
+TINY = {
+    "sample_size": 16,
+    "channels": 1,
+    "block_out_channels": (16, 32),
+    "layers_per_block": 1,
+    "batch_size": 8,
+    "learning_rate": 1e-3,
+    "warmup_steps": 1,
+    "inference_steps": 5,
+    "seed": 0,
+}
 GAN = {"sample_size": 16, "channels": 1, "g_features": 8, "d_features": 8, "batch_size": 16, "steps": 4}
 
 
@@ -28,13 +37,22 @@ def shard_reader(images: torch.Tensor, root: Path, sizes: list[int]) -> ShardRea
     for number, size in enumerate(sizes):
         key = f"shards/pieces/test/{number}.safetensors"
         artifacts.local(key).parent.mkdir(parents=True, exist_ok=True)
-        save_file({"images": images[start:start + size].contiguous()}, str(artifacts.local(key)))
+        save_file({"images": images[start : start + size].contiguous()}, str(artifacts.local(key)))
         keys.append(key)
         start += size
     shard_set = ShardSet(
-        key="shards/v/test", path=str(root / "shards/v/test"), dataset_version="v", stack_key="test",
-        count=len(images), shape=list(images.shape[1:]), pieces=keys, counts=sizes,
-        image_ids=[f"{i:064x}" for i in range(len(images))], labels=[None] * len(images), brushes=[], seed=0,
+        key="shards/v/test",
+        path=str(root / "shards/v/test"),
+        dataset_version="v",
+        stack_key="test",
+        count=len(images),
+        shape=list(images.shape[1:]),
+        pieces=keys,
+        counts=sizes,
+        image_ids=[f"{i:064x}" for i in range(len(images))],
+        labels=[None] * len(images),
+        brushes=[],
+        seed=0,
     )
     return ShardReader(shard_set, artifacts)
 
@@ -76,16 +94,14 @@ def test_resume_on_streamed_data_is_exact(streamed: ShardReader, tmp_path: Path)
     assert_same_state(uninterrupted.optimizer_d.state_dict(), resumed.optimizer_d.state_dict(), "optimizer_d")
 
 
-def test_a_training_set_selection_trains_like_the_indexed_tensor(digits16: torch.Tensor,
-                                                                 streamed: ShardReader) -> None:
+def test_a_training_set_selection_trains_like_the_indexed_tensor(digits16: torch.Tensor, streamed: ShardReader) -> None:
     rows = torch.arange(0, len(digits16), 3)  # what trial_data keeps: an index map over the files, not a copy
     a = DCGANTrainer(GAN, device="cpu").train(None, digits16[rows])
     b = DCGANTrainer(GAN, device="cpu").train(None, streamed.select(rows))
     assert a.losses == b.losses
 
 
-def test_streamed_data_is_checked_by_shape_and_batch_by_batch_by_range(digits16: torch.Tensor,
-                                                                       tmp_path: Path) -> None:
+def test_streamed_data_is_checked_by_shape_and_batch_by_batch_by_range(digits16: torch.Tensor, tmp_path: Path) -> None:
     trainer = DCGANTrainer(GAN, device="cpu")
     with pytest.raises(TrainingDataError, match=r"expected shape N x 1 x 16 x 16 .*got \(64, 3, 16, 16\)"):
         trainer.train(None, shard_reader(torch.zeros(64, 3, 16, 16), tmp_path / "rgb", [64]))

@@ -77,7 +77,12 @@ def test_checkpoint_errors_name_the_problem(tmp_path: Path, digits16: torch.Tens
 
 def test_state_files_roundtrip_without_pickle(tmp_path: Path) -> None:
     state = {
-        "step": 3, "lr": 1e-4, "betas": (0.9, 0.999), "flag": True, "name": "x", "none": None,
+        "step": 3,
+        "lr": 1e-4,
+        "betas": (0.9, 0.999),
+        "flag": True,
+        "name": "x",
+        "none": None,
         "state": {0: {"exp_avg": torch.randn(2, 3), "step": torch.tensor(4.0)}},
         "rng": torch.Generator().manual_seed(1).get_state(),
     }
@@ -109,8 +114,16 @@ def test_training_leaves_the_global_rng_alone(digits16: torch.Tensor) -> None:
 def test_mixed_precision_paths_run(digits16: torch.Tensor, dtype: torch.dtype) -> None:
     # CUDA is absent here: drive the autocast (+ GradScaler for fp16) code paths with CPU autocast instead.
     ddpm = DDPMTrainer(
-        dict(sample_size=16, channels=1, block_out_channels=(16, 32), layers_per_block=1, batch_size=8, steps=2,
-             warmup_steps=1, inference_steps=2),
+        dict(
+            sample_size=16,
+            channels=1,
+            block_out_channels=(16, 32),
+            layers_per_block=1,
+            batch_size=8,
+            steps=2,
+            warmup_steps=1,
+            inference_steps=2,
+        ),
         device="cpu",
     )
     gan = DCGANTrainer(GAN, device="cpu")
