@@ -14,7 +14,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 180
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install apt demo test stack stack-down bench clean
+.PHONY: install apt demo lint test stack stack-down bench clean
 
 install: $(STAMP)
 
@@ -48,8 +48,15 @@ demo: install apt
 	@echo "      '$(BIN)/canvascraft stack status' for the UIs (Prefect, MLflow) and the Pushgateway holding this run's metrics;"
 	@echo "      '$(BIN)/canvascraft models generate canvascraft-digits -n 64 --seed 1 --scale 4 --out grid.png' for the champion's samples; README.md for more."
 
-# Two pytest processes: tests against a real Prefect server apart from those under the session's test harness.
-test: install apt
+# The style and type gate (pyproject.toml: [tool.ruff], [tool.mypy]); part of `make test`.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# Lint first (seconds), then two pytest processes: tests against a real Prefect server apart from those under the
+# session's test harness.
+test: install apt lint
 	$(BIN)/python -m pytest -m "not prefect_server" $(PYTEST_ARGS)
 	$(BIN)/python -m pytest -m prefect_server $(PYTEST_ARGS)
 
