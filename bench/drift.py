@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +47,8 @@ def run(root: Path, sizes: list[int], repeats: int) -> tuple[list[Row], str]:
         evidently_direct(reference.head(200), current.head(200), columns)  # warm-up imports
         ours, theirs = [], []
         for _ in range(repeats):
-            ours.append(timed(lambda: compare_features(reference, current, DriftSpec()))[0])
-            theirs.append(timed(lambda: evidently_direct(reference, current, columns))[0])
+            ours.append(timed(partial(compare_features, reference, current, DriftSpec()))[0])
+            theirs.append(timed(partial(evidently_direct, reference, current, columns))[0])
         ratio, spread = paired_ratio(ours, theirs)
         rows.append(
             Row(

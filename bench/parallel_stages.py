@@ -378,12 +378,13 @@ def run(root: Path, photos: int, repeats: int) -> tuple[list[Row], str]:
     text = "\n".join(
         [
             (
-                "Images/s of the preprocess stage through its core function (the pieces and piece function the Prefect "
-                "`preprocess-shard` tasks run) on a thread pool of 1 and 2 workers, against the single loop it replaced "
-                "(Pillow decode + brushes + one `torch.stack`, one safetensors file), interleaved repeats in one process, "
-                "torch intra-op threads set to 1. Pieces decode with `torchvision.io` (PNG/JPEG/WEBP), which releases the "
-                "GIL; a worker count above the cores the machine gives this process cannot help, so read the 2-worker "
-                "ratio with the CPU-time / wall-time note beside it: this 2-core machine is shared with other jobs."
+                "Images/s of the preprocess stage through its core function (the pieces and piece function the "
+                "Prefect `preprocess-shard` tasks run) on a thread pool of 1 and 2 workers, against the single loop it "
+                "replaced (Pillow decode + brushes + one `torch.stack`, one safetensors file), interleaved repeats in "
+                "one process, torch intra-op threads set to 1. Pieces decode with `torchvision.io` (PNG/JPEG/WEBP), "
+                "which releases the GIL; a worker count above the cores the machine gives this process cannot help, "
+                "so read the 2-worker ratio with the CPU-time / wall-time note beside it: this 2-core machine is "
+                "shared with other jobs."
             ),
             "",
             *[f"- {note}" for note in notes],

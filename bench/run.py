@@ -17,53 +17,53 @@ from pathlib import Path
 
 PROFILES = {
     # a few minutes on 2 loaded cores
-    "quick": dict(
-        ingest_sizes=[200, 500, 1000, 1797],
-        ingest_repeats=3,
-        ingest_large=100,
-        feature_sizes=[200, 500, 1000],
-        feature_repeats=2,
-        fid_images=64,
-        fid_dims=64,
-        fid_repeats=3,
-        sqrtm_repeats=1,
-        train_steps=40,
-        train_trials=3,
-        flow_pairs=3,
-        demo_pairs=1,
-        drift_sizes=[10_000, 100_000],
-        drift_repeats=2,
-        memory_steps=20,
-        memory_repeats=1,
-        parallel_photos=2000,
-        parallel_repeats=3,
-        ddp_steps=60,
-        ddp_repeats=2,
-    ),
+    "quick": {
+        "ingest_sizes": [200, 500, 1000, 1797],
+        "ingest_repeats": 3,
+        "ingest_large": 100,
+        "feature_sizes": [200, 500, 1000],
+        "feature_repeats": 2,
+        "fid_images": 64,
+        "fid_dims": 64,
+        "fid_repeats": 3,
+        "sqrtm_repeats": 1,
+        "train_steps": 40,
+        "train_trials": 3,
+        "flow_pairs": 3,
+        "demo_pairs": 1,
+        "drift_sizes": [10_000, 100_000],
+        "drift_repeats": 2,
+        "memory_steps": 20,
+        "memory_repeats": 1,
+        "parallel_photos": 2000,
+        "parallel_repeats": 3,
+        "ddp_steps": 60,
+        "ddp_repeats": 2,
+    },
     # tens of minutes
-    "full": dict(
-        ingest_sizes=[200, 500, 1000, 1797],
-        ingest_repeats=5,
-        ingest_large=500,
-        feature_sizes=[200, 500, 1000, 1797],
-        feature_repeats=3,
-        fid_images=128,
-        fid_dims=2048,
-        fid_repeats=3,
-        sqrtm_repeats=3,
-        train_steps=60,
-        train_trials=5,
-        flow_pairs=4,
-        demo_pairs=2,
-        drift_sizes=[10_000, 100_000],
-        drift_repeats=3,
-        memory_steps=40,
-        memory_repeats=2,
-        parallel_photos=5000,
-        parallel_repeats=5,
-        ddp_steps=100,
-        ddp_repeats=3,
-    ),
+    "full": {
+        "ingest_sizes": [200, 500, 1000, 1797],
+        "ingest_repeats": 5,
+        "ingest_large": 500,
+        "feature_sizes": [200, 500, 1000, 1797],
+        "feature_repeats": 3,
+        "fid_images": 128,
+        "fid_dims": 2048,
+        "fid_repeats": 3,
+        "sqrtm_repeats": 3,
+        "train_steps": 60,
+        "train_trials": 5,
+        "flow_pairs": 4,
+        "demo_pairs": 2,
+        "drift_sizes": [10_000, 100_000],
+        "drift_repeats": 3,
+        "memory_steps": 40,
+        "memory_repeats": 2,
+        "parallel_photos": 5000,
+        "parallel_repeats": 5,
+        "ddp_steps": 100,
+        "ddp_repeats": 3,
+    },
 }
 SECTIONS = ["ingest", "fid", "features", "training", "orchestration", "drift", "memory", "parallel", "ddp"]
 
@@ -201,8 +201,8 @@ def main(argv: list[str] | None = None) -> int:
 
             if ray.is_initialized():
                 ray.shutdown()
-        except Exception:
-            pass
+        except Exception as exc:  # the report still gets written; say why Ray did not stop cleanly
+            print(f"bench: ray shutdown failed: {exc!r}", file=sys.stderr, flush=True)
         report.machine["load_end"] = load_average()
         profiling = REPO / "bench" / "profiling.md"
         if profiling.is_file():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +158,7 @@ def run(root: Path, steps: int, trials: int, source: str = "s3://bench/digits-10
     for spec in specs:
         bare_repeat()
         seconds, result = timed(
-            lambda: run_search(spec, shards, None, settings, dataset_version=report.dataset_version)
+            partial(run_search, spec, shards, None, settings, dataset_version=report.dataset_version)
         )
         search_seconds.append(seconds)
         tune_overhead.append(result.tune_overhead_seconds)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -39,10 +40,8 @@ def ensure_experiment(settings: Settings, name: str) -> None:
     if uri.startswith("sqlite:") and mlflow.get_experiment_by_name(name) is None:
         location = settings.home / "mlflow-artifacts" / name
         location.mkdir(parents=True, exist_ok=True)
-        try:
+        with contextlib.suppress(mlflow.exceptions.MlflowException):  # created concurrently by another run
             mlflow.create_experiment(name, artifact_location=location.as_uri())
-        except mlflow.exceptions.MlflowException:  # created concurrently by another run
-            pass
     mlflow.set_experiment(name)
 
 

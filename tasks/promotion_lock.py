@@ -42,11 +42,9 @@ def prefect_lease(registered_model: str, api_url: str) -> Iterator[None]:
 
     name = limit_name(registered_model)
     with temporary_settings(updates={PREFECT_API_URL: api_url}):
-        with get_client(sync_client=True) as client:
-            try:  # create-or-keep: the server enforces unique names (upsert is not atomic and would race)
-                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
-            except ObjectAlreadyExists:
-                pass
+        # create-or-keep: the server enforces unique names (upsert is not atomic and would race)
+        with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
         # strict: a missing or unreachable limit is an error, never a silently unlocked gate
         with concurrency(name, occupy=1, timeout_seconds=WAIT_SECONDS, lease_duration=LEASE_SECONDS, strict=True):
             yield

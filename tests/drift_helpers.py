@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -64,10 +65,8 @@ def make_champion(spec: PipelineSpec, settings: Settings, client: Any) -> str:
     tracking.configure(settings)
     mlflow = MlflowClient()
     name = spec.publish.registered_model
-    try:
+    with contextlib.suppress(MlflowException):  # may exist already; a new version is added either way
         mlflow.create_registered_model(name)
-    except MlflowException:
-        pass
     source = settings.home / "placeholder-model"
     source.mkdir(parents=True, exist_ok=True)
     version = mlflow.create_model_version(

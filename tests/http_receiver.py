@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -23,10 +24,8 @@ class Received:
         """Bodies that parse as JSON."""
         out = []
         for request in self.requests:
-            try:
+            with contextlib.suppress(ValueError):  # not JSON: only JSON bodies are returned
                 out.append(json.loads(request["body"]))
-            except ValueError:
-                pass
         return out
 
     def wait_for(self, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:

@@ -212,8 +212,10 @@ def drift_markdown(result: DriftResult, max_rows: int = 60) -> str:
     lines = [
         f"# Drift check of `{result.pipeline}`: {verdict}",
         "",
-        f"- incoming `{result.incoming}`: {result.incoming_images} images, {result.new_images} not in the champion's "
-        "training snapshot (only those are compared)",
+        (
+            f"- incoming `{result.incoming}`: {result.incoming_images} images, {result.new_images} not in the "
+            "champion's training snapshot (only those are compared)"
+        ),
     ]
     if result.retrained_by:
         lines.append(
@@ -232,12 +234,18 @@ def drift_markdown(result: DriftResult, max_rows: int = 60) -> str:
         )
     lines.append(f"- event raised on: {result.raise_on} -> {'yes' if result.event_due else 'no'}")
     lines += [
-        f"- drift share **{result.drift_share:.3f}** (dataset drift at >= {result.drift_share_threshold}); "
-        f"method {result.method or 'Evidently default'}, threshold {result.threshold or 'default'}",
-        f"- reference: dataset version `{result.reference_dataset_version}` ({result.reference_rows} rows, "
-        f"{result.reference_model} v{result.reference_model_version} @champion)",
-        f"- incoming: `{result.incoming}` dataset version `{result.incoming_dataset_version}` "
-        f"({result.current_rows} images)",
+        (
+            f"- drift share **{result.drift_share:.3f}** (dataset drift at >= {result.drift_share_threshold}); "
+            f"method {result.method or 'Evidently default'}, threshold {result.threshold or 'default'}"
+        ),
+        (
+            f"- reference: dataset version `{result.reference_dataset_version}` ({result.reference_rows} rows, "
+            f"{result.reference_model} v{result.reference_model_version} @champion)"
+        ),
+        (
+            f"- incoming: `{result.incoming}` dataset version `{result.incoming_dataset_version}` "
+            f"({result.current_rows} images)"
+        ),
         f"- HTML report: `{result.report_uri or result.report_html}`",
         "",
         "| feature | score | method | drifted |",

@@ -216,7 +216,7 @@ class InceptionFeatureExtractor(nn.Module):
     ) -> None:
         super().__init__()
         self.weights = weights
-        self.dims: int = as_feature_dims(dims, "evaluator.dims")
+        self.dims: FeatureDims = as_feature_dims(dims, "evaluator.dims")
         self.resize = as_resize_mode(resize, "evaluator.resize")
         self.device = _torch_device(device)
         self.net = _network_from_file(torch_fidelity_weights_path(weights, cache_dir), str(dims)).to(self.device)

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,8 +50,8 @@ class ReferenceKey(BaseModel):
 
     dataset_version: str = Field(min_length=1)
     weights_sha256: str = Field(pattern=SHA256_PATTERN)
-    dims: Literal[64, 192, 768, 2048]
-    resize: Literal["bilinear", "bicubic", "nearest"]
+    dims: FeatureDims
+    resize: ResizeMode
     n: int = Field(ge=2)
     # Which images of the dataset version were the reference (the evaluation stage samples N of them): statistics
     # of another sample of the same version are another key. None only for keys made by hand.
@@ -167,7 +167,7 @@ def images_digest(images: Images) -> str:
 
 
 def reference_key(
-    real_uint8: Images, weights_sha256: str, dims: int, resize: str, dataset_version: str | None
+    real_uint8: Images, weights_sha256: str, dims: FeatureDims, resize: ResizeMode, dataset_version: str | None
 ) -> ReferenceKey:
     """The cache key of reference statistics (one rule for the one-shot and the chunked computation)."""
     if not dataset_version:
@@ -176,7 +176,7 @@ def reference_key(
         dataset_version=dataset_version,
         weights_sha256=weights_sha256,
         dims=dims,
-        resize=resize,  # type: ignore[arg-type]
+        resize=resize,
         n=count_images(real_uint8, "real_uint8"),
         images=images_digest(real_uint8),
     )
@@ -268,7 +268,7 @@ def score_images(
         kid_subset_size=kid_result.subset_size if kid_result else None,
         n=n_fake,
         n_real=real.n,
-        dims=extractor.dims,  # type: ignore[arg-type]
+        dims=extractor.dims,
         weights_sha256=located.sha256,
         resize=extractor.resize,
         reference=dataset_version,

@@ -194,15 +194,15 @@ def write_part(folder: str | Path, frame: pd.DataFrame, now: datetime | None = N
     if is_remote(folder):
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
-        fs, path = data_filesystem(folder)
-        fs.pipe_file(f"{path}/{name}", buffer.getvalue())  # an S3 object appears only once complete
+        fs, remote_path = data_filesystem(folder)
+        fs.pipe_file(f"{remote_path}/{name}", buffer.getvalue())  # an S3 object appears only once complete
         return f"{folder}/{name}"
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    path = Path(folder) / name
-    tmp = Path(folder) / f".{name}.tmp"  # not matched by the source glob until renamed
+    local = Path(folder)
+    local.mkdir(parents=True, exist_ok=True)
+    tmp = local / f".{name}.tmp"  # not matched by the source glob until renamed
     frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-    return str(path)
+    os.replace(tmp, local / name)
+    return str(local / name)
 
 
 def as_utc(moment: datetime) -> pd.Timestamp:

@@ -66,10 +66,8 @@ def release_duckdb() -> None:
     ibis = sys.modules.get("ibis")
     backend = getattr(getattr(ibis, "options", None), "default_backend", None)
     if ibis is not None and backend is not None:
-        try:
+        with contextlib.suppress(Exception):  # exit-time cleanup must never raise
             backend.disconnect()
-        except Exception:  # noqa: BLE001 - exit-time cleanup must never raise
-            pass
         ibis.options.default_backend = None
     gc.collect()
 

@@ -153,9 +153,15 @@ def _process_object(
         )
     data, etag = fetched
     # the record pairs these bytes with the ETag of the response that carried them, never the listing's ETag
-    version = {"etag": etag, "size": len(data)}
+    size = len(data)
     return _judge(
-        data, sha256_bytes(data), rules, cache, partial(admitted, **version), partial(quarantined, **version), len(data)
+        data,
+        sha256_bytes(data),
+        rules,
+        cache,
+        partial(admitted, etag=etag, size=size),
+        partial(quarantined, etag=etag, size=size),
+        size,
     )
 
 
@@ -253,7 +259,7 @@ def ingest(
     Raises IngestError (after saving the report) when valid images fall below the configured minimum.
     """
     started = time.perf_counter()
-    reader = reader or SettingsReader(client)
+    chosen: ObjectReader = reader if reader is not None else SettingsReader(client)
     cache = ObjectCache(cache_root)
     rules_hash = rules.rules_hash()
     entries: list[ManifestEntry] = []
@@ -274,7 +280,7 @@ def ingest(
         def work(
             obj: dict[str, Any], uri: S3Uri = uri, labels: dict[str, str] = labels, index: dict = index
         ) -> _Outcome:
-            outcome = _process_object(obj, uri, reader, cache, rules, rules_hash, index.get(obj["Key"]), labels, verify)
+            outcome = _process_object(obj, uri, chosen, cache, rules, rules_hash, index.get(obj["Key"]), labels, verify)
             if on_progress:
                 on_progress(1)
             return outcome

@@ -8,6 +8,7 @@ surviving members of the old process group) by the next start.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -196,18 +197,18 @@ class ManagedService:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         if self.log_path.exists():  # keep one previous log; the probe reads only this start's lines
             os.replace(self.log_path, self.log_path.with_suffix(".log.1"))
-        log = open(self.log_path, "ab")
-        # A new session detaches the service from the terminal and lets stop() signal its whole group.
-        process = subprocess.Popen(
-            self.command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env={**os.environ, **self.env},
-            cwd=self.cwd,
-        )
-        log.close()
+        # A new session detaches the service from the terminal and lets stop() signal its whole group; the child
+        # keeps its own copy of the log descriptor, so ours closes as soon as it is started.
+        with open(self.log_path, "ab") as log:
+            process = subprocess.Popen(
+                self.command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env={**os.environ, **self.env},
+                cwd=self.cwd,
+            )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -233,9 +234,8 @@ class ManagedService:
     def _clear_previous(self) -> None:
         """Stop what a previous start left: a live but unhealthy process, or the survivors of a dead leader's group."""
         recorded = self._recorded()
-        if recorded is not None:
-            if _ours_to_stop(recorded):
-                self._kill(int(recorded["pid"]))
+        if recorded is not None and _ours_to_stop(recorded):
+            self._kill(int(recorded["pid"]))
         self.state_path.unlink(missing_ok=True)
 
     def stop(self, timeout: float = 20.0) -> bool:
@@ -260,10 +260,8 @@ class ManagedService:
         while time.monotonic() < deadline and (pid_alive(pgid) or group_alive(pgid)):
             time.sleep(0.1)
         if group_alive(pgid):
-            try:
+            with contextlib.suppress(ProcessLookupError):  # it ended between the check and the signal
                 os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     def tail_log(self, lines: int = 20) -> str:
         """Last lines of this start's log, for error messages and log-based probes."""

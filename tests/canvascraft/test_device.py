@@ -89,4 +89,4 @@ def test_optimizer_flags_fused_on_cuda_foreach_on_cpu_and_same_update() -> None:
             optimizer.step()
             optimizer.zero_grad()
         params[name] = [p.detach().clone() for p in layer.parameters()]
-    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(params["loop"], params["multi"]))
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(params["loop"], params["multi"], strict=True))

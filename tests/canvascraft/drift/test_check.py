@@ -51,12 +51,12 @@ def test_inverted_digits_drift_and_fresh_digits_do_not(s3_settings, s3_client, b
 def test_missing_pieces_are_named(s3_settings, s3_client, bucket: str) -> None:
     settings = get_settings()
     spec = load_spec(drift_spec(bucket, f"drift-{bucket}", f"m-{bucket}"))
-    with pytest.raises(DriftError, match="drift.incoming is not set.*--incoming"):
+    with pytest.raises(DriftError, match=r"drift\.incoming is not set.*--incoming"):
         check_drift(spec, settings)
     with pytest.raises(DriftError, match=f"registered model 'm-{bucket}'.*does not exist"):
         locate_reference(spec, settings)
     no_publish = load_spec({**drift_spec(bucket, "x", "m"), "publish": None})
-    with pytest.raises(DriftError, match="publish.registered_model is not set"):
+    with pytest.raises(DriftError, match=r"publish\.registered_model is not set"):
         locate_reference(no_publish, settings)
 
     from mlflow import MlflowClient
@@ -70,7 +70,7 @@ def test_missing_pieces_are_named(s3_settings, s3_client, bucket: str) -> None:
     with pytest.raises(DriftError, match="has no 'dataset_version' tag"):
         locate_reference(spec, settings)
     client.set_model_version_tag(f"m-{bucket}", version.version, "dataset_version", "feedbeef")
-    with pytest.raises(DriftError, match="reference table .*feedbeef.* does not exist"):
+    with pytest.raises(DriftError, match=r"reference table .*feedbeef.* does not exist"):
         locate_reference(spec, settings)
 
 

@@ -56,7 +56,7 @@ def test_html_report_is_written(tmp_path) -> None:
 
 
 def test_missing_columns_and_tiny_tables_are_named() -> None:
-    with pytest.raises(DriftError, match="lack reference columns \\['entropy'\\].*brightness, contrast"):
+    with pytest.raises(DriftError, match=r"lack reference columns \['entropy'\].*brightness, contrast"):
         compare_features(table(20, 0), table(20, 1).drop(columns="entropy"), DriftSpec())
     with pytest.raises(DriftError, match="incoming feature table has 1 rows"):
         compare_features(table(20, 0), table(1, 1), DriftSpec())
@@ -86,9 +86,9 @@ def test_with_extra_sources_appends_once_and_only_under_drift_incoming() -> None
     # an event or a Run form may add the new images, never point training anywhere else
     for outside in ("s3://bkt/a", "s3://bkt/incoming-other", "s3://evil/incoming", "/tmp/x"):
         with pytest.raises(
-            SpecError, match="not under the spec's drift.incoming prefix; allowed values: s3://bkt/incoming"
+            SpecError, match=r"not under the spec's drift\.incoming prefix; allowed values: s3://bkt/incoming"
         ):
             with_extra_sources(spec, [outside])
     closed = PipelineSpec.model_validate({"name": "p", "data": {"source": "s3://bkt/a"}})
-    with pytest.raises(SpecError, match="sets no drift.incoming prefix"):
+    with pytest.raises(SpecError, match=r"sets no drift\.incoming prefix"):
         with_extra_sources(closed, ["s3://bkt/incoming"])

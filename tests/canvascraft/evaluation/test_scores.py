@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +71,7 @@ def test_fid_is_zero_for_identical_sets_and_grows_with_noise(extractor64: Incept
         features = real_features if level == 0 else extractor64.extract(noisy)
         fids.append(frechet_distance(mu, sigma, *gaussian_stats(features)))
     assert fids[0] == pytest.approx(0.0, abs=1e-6)
-    assert all(later > earlier for earlier, later in zip(fids, fids[1:], strict=False)), fids
+    assert all(later > earlier for earlier, later in itertools.pairwise(fids)), fids
 
 
 def test_score_images_reports_kid_and_uses_the_reference_cache(
@@ -87,7 +88,13 @@ def test_score_images_reports_kid_and_uses_the_reference_cache(
         return features
 
     monkeypatch.setattr(InceptionFeatureExtractor, "extract", counting)
-    common = dict(cache_dir=fid_cache_dir, weights=fid_weights, dims=64, reference_cache=cache, kid_subsets=20)
+    common = {
+        "cache_dir": fid_cache_dir,
+        "weights": fid_weights,
+        "dims": 64,
+        "reference_cache": cache,
+        "kid_subsets": 20,
+    }
     totals: list[int] = []
     first = score_images(real, fake, dataset_version="digits-v1", on_total=totals.append, **common)
     assert (cache.hits, cache.misses, extracted) == (0, 1, [12, 12]) and totals == [24]

@@ -109,7 +109,7 @@ def test_a_new_image_computes_one_chunk(settings: Settings) -> None:
     before = plan_palettes(first, SPEC, settings)
     materialize_snapshot(first, SPEC, settings)
 
-    grown = manifest_of(settings, list(range(20)) + [100] + list(range(20, 40)))  # one new digit in the middle
+    grown = manifest_of(settings, [*range(20), 100, *range(20, 40)])  # one new digit in the middle
     plan = plan_palettes(grown, SPEC, settings)
     new_keys = {c.key for c in plan.chunks} - {c.key for c in before.chunks}
     assert len(new_keys) == 1  # content-defined chunks: only the chunk holding the new image changed

@@ -239,15 +239,17 @@ def _ingest_in_process(
 ) -> None:
     """One run of ingest in its own process, started together with the other by the barrier."""
     try:
-        client = boto3.session.Session().client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name=region,
-            **credentials,
-            config=Config(s3={"addressing_style": "path"}),
+        from canvascraft.settings import get_settings
+
+        # a spawned child imports tests.conftest again, which gives it another home (no embedded S3 state): the
+        # settings' keys are not the client's, so the reader gets the session the client was made from
+        session = boto3.session.Session(**credentials)
+        client = session.client(
+            "s3", endpoint_url=endpoint, region_name=region, config=Config(s3={"addressing_style": "path"})
         )
+        reader = make_object_reader(get_settings(), client, session=session)
         barrier.wait(timeout=120)
-        report = ingest([source], client, Path(cache), ImageRules(), max_workers=4)
+        report = ingest([source], client, Path(cache), ImageRules(), max_workers=4, reader=reader)
         results.put(("ok", report.model_dump_json()))
     except BaseException:  # the parent asserts on this text: a crash in a child must fail the test visibly
         import traceback

@@ -52,7 +52,7 @@ def test_not_utf8_names_file_line_and_encoding() -> None:
 
 
 def test_utf16_is_named() -> None:
-    with pytest.raises(IngestError, match="labels.csv is UTF-16.*allowed encoding: UTF-8"):
+    with pytest.raises(IngestError, match=r"labels\.csv is UTF-16.*allowed encoding: UTF-8"):
         parse("key,label\na.png,a\n".encode("utf-16"))
 
 
@@ -160,8 +160,14 @@ def test_rejected_rows_appear_in_the_ingest_report(s3_client, bucket: str, tmp_p
     assert (report.total, report.valid) == (3, 3)  # rows are reported, not counted as objects
     rows = [q for q in report.quarantined if q.key == "imgs/labels.csv"]
     assert [q.reason for q in rows] == [
-        "labels.csv row rejected: row 3, key 'dog/1.png': 1 field, the header has 2 (key,label); give both key and label",
-        "labels.csv row rejected: row 4, key 'cat/1.png': duplicate of row 2 (label 'tabby' kept, this row says 'lion')",
+        (
+            "labels.csv row rejected: row 3, key 'dog/1.png': 1 field, the header has 2 (key,label); "
+            "give both key and label"
+        ),
+        (
+            "labels.csv row rejected: row 4, key 'cat/1.png': duplicate of row 2 "
+            "(label 'tabby' kept, this row says 'lion')"
+        ),
     ]
     assert {q.uri for q in rows} == {f"s3://{bucket}/imgs/labels.csv"}
     assert report.summary()["quarantined"][0]["reason"].startswith("labels.csv row rejected")

@@ -173,5 +173,5 @@ def test_spec_validation_uses_the_palette_registry() -> None:
         load_spec(spec)
     assert "features.palettes[1].params.bins" in str(caught.value)
     spec["features"]["palettes"][1] = {"name": "sift"}
-    with pytest.raises(SpecError, match="features.palettes\\[1\\].name: unknown palette 'sift'"):
+    with pytest.raises(SpecError, match=r"features\.palettes\[1\]\.name: unknown palette 'sift'"):
         load_spec(spec)

@@ -1,7 +1,7 @@
 """`canvascraft stack up|status|env|down` of the whole local stack, as a user runs it: real processes (rclone S3,
-Debian redis-server and Pushgateway, MLflow server, Prefect server, a process worker on gpu-pool) on free loopback ports under a
-temp home: up, idempotent up, down, up again after down, and recovery after `kill -9` of services. A few minutes
-on 2 cores (MLflow and Prefect servers start twice)."""
+Debian redis-server and Pushgateway, MLflow server, Prefect server, a process worker on gpu-pool) on free loopback
+ports under a temp home: up, idempotent up, down, up again after down, and recovery after `kill -9` of services. A
+few minutes on 2 cores (MLflow and Prefect servers start twice)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,13 @@ SERVICES = ["s3", "redis", "pushgateway", "mlflow", "prefect", "worker"]
 
 def _cli(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "cli.main", *args],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,  # callers read the return code (status exits 1 when a service is down)
     )
 
 

@@ -27,12 +27,11 @@ from canvascraft.stack.process import (
 
 
 def http_service(home: Path, port: int, *, spawn_child: bool = False) -> ManagedService:
-    """A tiny real service; with ``spawn_child`` the listener is a child of the recorded process (like MLflow's uvicorn)."""
+    """A tiny real service; with ``spawn_child`` the listener is a child of the recorded process (like MLflow's
+    uvicorn)."""
     serve = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
-    if spawn_child:
-        command = [sys.executable, "-c", f"import subprocess; subprocess.Popen({serve!r}).wait()"]
-    else:
-        command = serve
+    wrapper = [sys.executable, "-c", f"import subprocess; subprocess.Popen({serve!r}).wait()"]
+    command = wrapper if spawn_child else serve
     url = f"http://127.0.0.1:{port}/"
     return ManagedService(
         "web",

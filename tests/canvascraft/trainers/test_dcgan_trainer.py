@@ -13,7 +13,7 @@ from canvascraft.errors import ParameterError
 from canvascraft.trainers import DCGANTrainer, load_trainer
 from canvascraft.trainers.dcgan import Discriminator, Generator
 
-SMALL = dict(sample_size=16, channels=1, g_features=32, d_features=32, batch_size=64, seed=0)
+SMALL = {"sample_size": 16, "channels": 1, "g_features": 32, "d_features": 32, "batch_size": 64, "seed": 0}
 
 
 def pixel_mmd(a: torch.Tensor, b: torch.Tensor) -> float:

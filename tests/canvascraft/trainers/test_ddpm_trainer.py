@@ -15,17 +15,17 @@ from canvascraft.errors import ParameterError
 from canvascraft.trainers import DDPMTrainer, TrainingDataError, load_trainer
 
 # Tiny UNet: ~0.1 s/step at batch 32 on 2 idle cores here (up to ~6x slower when the machine is shared).
-TINY = dict(
-    sample_size=16,
-    channels=1,
-    block_out_channels=(16, 32),
-    layers_per_block=1,
-    batch_size=32,
-    learning_rate=1e-3,
-    warmup_steps=1,
-    inference_steps=5,
-    seed=0,
-)
+TINY = {
+    "sample_size": 16,
+    "channels": 1,
+    "block_out_channels": (16, 32),
+    "layers_per_block": 1,
+    "batch_size": 32,
+    "learning_rate": 1e-3,
+    "warmup_steps": 1,
+    "inference_steps": 5,
+    "seed": 0,
+}
 
 
 def test_loss_decreases_on_real_digits(digits16: torch.Tensor) -> None:

@@ -15,13 +15,13 @@ from canvascraft.trainers import TRAINERS, CheckpointError, DCGANTrainer, DDPMTr
 from canvascraft.trainers.checkpoint import load_state, save_state
 from canvascraft.trainers.sampler import MinibatchSampler, derive_seed
 
-GAN = dict(sample_size=16, channels=1, g_features=8, d_features=8, batch_size=16, steps=5)
+GAN = {"sample_size": 16, "channels": 1, "g_features": 8, "d_features": 8, "batch_size": 16, "steps": 5}
 
 
 def test_registry_holds_both_trainers_and_names_allowed_values() -> None:
     assert {"ddpm", "dcgan"} <= set(TRAINERS.names())
     assert TRAINERS.get("ddpm") is DDPMTrainer and TRAINERS.get("dcgan") is DCGANTrainer
-    with pytest.raises(UnknownComponentError, match="unknown trainer 'vae'; allowed values: .*dcgan, ddpm"):
+    with pytest.raises(UnknownComponentError, match=r"unknown trainer 'vae'; allowed values: .*dcgan, ddpm"):
         build_trainer("vae")
 
 
@@ -65,7 +65,7 @@ def test_finished_run_trains_no_further(digits16: torch.Tensor) -> None:
 
 
 def test_checkpoint_errors_name_the_problem(tmp_path: Path, digits16: torch.Tensor) -> None:
-    with pytest.raises(CheckpointError, match="has no canvascraft_trainer.json"):
+    with pytest.raises(CheckpointError, match=r"has no canvascraft_trainer\.json"):
         DDPMTrainer(device="cpu").load_checkpoint(tmp_path)
     trainer = DCGANTrainer(GAN, device="cpu")
     trainer.save_checkpoint(tmp_path / "gan")
@@ -114,16 +114,16 @@ def test_training_leaves_the_global_rng_alone(digits16: torch.Tensor) -> None:
 def test_mixed_precision_paths_run(digits16: torch.Tensor, dtype: torch.dtype) -> None:
     # CUDA is absent here: drive the autocast (+ GradScaler for fp16) code paths with CPU autocast instead.
     ddpm = DDPMTrainer(
-        dict(
-            sample_size=16,
-            channels=1,
-            block_out_channels=(16, 32),
-            layers_per_block=1,
-            batch_size=8,
-            steps=2,
-            warmup_steps=1,
-            inference_steps=2,
-        ),
+        {
+            "sample_size": 16,
+            "channels": 1,
+            "block_out_channels": (16, 32),
+            "layers_per_block": 1,
+            "batch_size": 8,
+            "steps": 2,
+            "warmup_steps": 1,
+            "inference_steps": 2,
+        },
         device="cpu",
     )
     gan = DCGANTrainer(GAN, device="cpu")
