@@ -55,12 +55,19 @@ def seed_large(client: Any, bucket: str, n: int, side: int = 256) -> str:
     return f"s3://{bucket}/{prefix}"
 
 
-def stock_client(client: Any) -> Any:
+def frozen_keys(settings: Any) -> Any:
+    """The keys the product client signs with (``make_s3_client`` builds it from the same session)."""
+    from canvascraft.object_reader import settings_session
+
+    return settings_session(settings).get_credentials().get_frozen_credentials()
+
+
+def stock_client(client: Any, settings: Any) -> Any:
     """A plain boto3 client with the product client's endpoint, region, keys and Config, and nothing else of
     CanvasCraft's (botocore's own response parsing): what the bare baselines run on."""
     import boto3
 
-    frozen = client._request_signer._credentials.get_frozen_credentials()  # botocore keeps them only there
+    frozen = frozen_keys(settings)
     return boto3.session.Session().client(
         "s3",
         endpoint_url=client.meta.endpoint_url,
@@ -89,12 +96,12 @@ def boto3_download(client: Any, bucket: str, prefix: str, out: Path, workers: in
     return len(keys), total
 
 
-def obstore_download(client: Any, bucket: str, prefix: str, out: Path, workers: int) -> tuple[int, int]:
+def obstore_download(client: Any, settings: Any, bucket: str, prefix: str, out: Path, workers: int) -> tuple[int, int]:
     """The bare obstore baseline: ``obstore.list``, then ThreadPoolExecutor + ``obstore.get``, bytes to files."""
     import obstore
     from obstore.store import S3Store
 
-    frozen = client._request_signer._credentials.get_frozen_credentials()  # the bench client's own keys
+    frozen = frozen_keys(settings)  # the bench client's own keys
     store = S3Store(
         bucket,
         endpoint=client.meta.endpoint_url,
@@ -155,7 +162,7 @@ def run(client: Any, bucket: str, sizes: list[int], repeats: int, root: Path, la
     if large:
         cases.append((f"{large} objects, 256x256 RGB", large, seed_large(client, bucket, large)))
     baseline = f"boto3 get_object x{workers} threads"
-    plain = stock_client(client)  # the baselines' client: stock boto3, same endpoint, keys and Config
+    plain = stock_client(client, settings)  # the baselines' client: stock boto3, same endpoint, keys and Config
     rows: list[Row] = []
     for size, n, source in cases:
         prefix = source.split("/", 3)[3] + "/"
@@ -180,7 +187,9 @@ def run(client: Any, bucket: str, sizes: list[int], repeats: int, root: Path, la
                 raise RuntimeError(f"boto3 baseline fetched {count} objects of {source}, expected {n}")
             base_obj.append(n / seconds)
             base_mb.append(nbytes / seconds / 1e6)
-            seconds, (count, _) = timed(partial(obstore_download, client, bucket, prefix, work / "obstore", workers))
+            seconds, (count, _) = timed(
+                partial(obstore_download, client, settings, bucket, prefix, work / "obstore", workers)
+            )
             bare_obstore.append(count / seconds)
             list_s.append(timed(partial(boto3_list, plain, bucket, prefix))[0])
             shutil.rmtree(work, ignore_errors=True)

@@ -15,17 +15,21 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import urlsplit
 
+import boto3.session
 from botocore import UNSIGNED
+from botocore.credentials import Credentials, RefreshableCredentials
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
 from canvascraft.errors import StorageError
 from canvascraft.redaction import redact
 from canvascraft.settings import Settings, get_settings
+
+if TYPE_CHECKING:  # obstore's config and credential types exist only in its stubs
+    from obstore.store import ClientConfig, RetryConfig, S3Config, S3Credential, S3CredentialProvider
 
 Engine = Literal["obstore", "boto3"]
 PRECONDITION_FAILED = frozenset({"PreconditionFailed", "412"})
@@ -36,7 +40,10 @@ _CODE = re.compile(r"<Code>([^<]+)</Code>")
 class ObjectReader(Protocol):
     """Reads single objects for ingest; one instance is shared by all download threads."""
 
-    engine: str
+    @property
+    def engine(self) -> str:
+        """The engine's name (read-only: a class attribute or a property satisfies it)."""
+        ...
 
     def get(self, bucket: str, key: str, if_match: str) -> tuple[bytes, str] | None:
         """(bytes, ETag of this response) while the object's ETag is ``if_match``; None when S3 answers 412."""
@@ -102,24 +109,24 @@ class ObstoreReader:
         endpoint_url: str | None,
         region: str,
         max_retries: int,
-        credentials: Callable[[], dict[str, Any]] | None,
+        credentials: S3CredentialProvider | None,
         fallback: ObjectReader | None = None,
     ) -> None:
         self.endpoint_url = endpoint_url
         self.fallback = fallback
-        self._config: dict[str, Any] = {"region": region}
+        self._config: S3Config = {"region": region}
         if endpoint_url:
             self._config["endpoint"] = endpoint_url
         if credentials is None:
             self._config["skip_signature"] = True
         self._credentials = credentials
         # botocore's standard mode (max_attempts counts retries, base-2 backoff with jitter, capped at 20 s)
-        self._retry = {
+        self._retry: RetryConfig = {
             "max_retries": max_retries,
             "retry_timeout": timedelta(minutes=3),
             "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=20), "base": 2},
         }
-        self._client_options = {
+        self._client_options: ClientConfig = {
             "allow_http": bool(endpoint_url and endpoint_url.startswith("http://")),
             "connect_timeout": timedelta(seconds=60),
             "timeout": timedelta(minutes=5),
@@ -211,26 +218,26 @@ def as_botocore_error(exc: Exception, detail: str, operation: str, endpoint_url:
     return translated
 
 
-class ClientCredentials:
-    """obstore credential provider handing out a botocore client's own credentials (static keys, env, profile, role).
+class SessionCredentials:
+    """obstore credential provider handing out a boto3 session's credentials (static keys, env, profile, role).
 
     Refreshable credentials (an instance role, SSO) are re-read every few minutes; botocore refreshes them.
     """
 
-    def __init__(self, credentials: Any) -> None:
+    def __init__(self, credentials: Credentials) -> None:
         self.credentials = credentials
 
     @property
     def secret(self) -> str | None:
         """The secret key (for redaction only)."""
-        return getattr(self.credentials, "secret_key", None)
+        return self.credentials.secret_key
 
-    def __call__(self) -> dict[str, Any]:
+    def __call__(self) -> S3Credential:
         """One S3Credential; static keys never expire (obstore then asks once)."""
         frozen = self.credentials.get_frozen_credentials()
         if frozen.access_key is None or frozen.secret_key is None:
             raise NoCredentialsError()
-        refreshable = hasattr(self.credentials, "refresh_needed")
+        refreshable = isinstance(self.credentials, RefreshableCredentials)
         return {
             "access_key_id": frozen.access_key,
             "secret_access_key": frozen.secret_key,
@@ -239,23 +246,34 @@ class ClientCredentials:
         }
 
 
-def make_object_reader(settings: Settings, client: Any, engine: Engine | None = None) -> ObjectReader:
+def settings_session(settings: Settings) -> boto3.session.Session:
+    """A boto3 session with the credentials ``make_s3_client(settings)`` signs with (embedded keys, else the chain)."""
+    return boto3.session.Session(**settings.s3_credentials())
+
+
+def make_object_reader(
+    settings: Settings, client: Any, engine: Engine | None = None, *, session: boto3.session.Session | None = None
+) -> ObjectReader:
     """The reader ``settings.ingest_engine`` (or ``engine``) names, reading the same S3 as ``client``, as it.
 
-    obstore uses the client's credentials, region and endpoint (on AWS obstore's own endpoint for that region), so
-    listing and GETs meet one server with one identity, a test's fault proxy included. Retries:
-    ``settings.s3_max_attempts``, as botocore's.
+    obstore takes the client's region and endpoint (on AWS obstore's own endpoint for that region) and the
+    credentials of ``session``, by default the settings' (:func:`settings_session`: what ``make_s3_client`` builds
+    the client from), so listing and GETs meet one server with one identity, a test's fault proxy included. A client
+    made with other keys passes the session it was made from. Retries: ``settings.s3_max_attempts``, as botocore's.
     """
     engine = engine or settings.ingest_engine
     boto3_reader = Boto3Reader(client)
     if engine == "boto3":
         return boto3_reader
-    # botocore keeps a client's credentials on its request signer only (no public accessor)
-    credentials = getattr(getattr(client, "_request_signer", None), "_credentials", None)
-    if credentials is None and client.meta.config.signature_version is not UNSIGNED:
-        raise StorageError(
-            "ingest's obstore reader found no S3 credentials on the boto3 client"
-        ) from NoCredentialsError()
+    credentials = None
+    if client.meta.config.signature_version is not UNSIGNED:
+        credentials = (session or settings_session(settings)).get_credentials()
+        if credentials is None:
+            raise StorageError(
+                "ingest's obstore reader found no S3 credentials: neither the embedded stack's keys nor boto3's "
+                "chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, an instance role) gave any; "
+                "configure one, or set CANVASCRAFT_INGEST_ENGINE to one of: obstore, boto3 (boto3 then decides)"
+            ) from NoCredentialsError()
     endpoint = client.meta.endpoint_url
     if (urlsplit(endpoint).hostname or "").endswith(".amazonaws.com"):
         endpoint = None
@@ -263,13 +281,16 @@ def make_object_reader(settings: Settings, client: Any, engine: Engine | None = 
         endpoint_url=endpoint,
         region=client.meta.region_name or settings.s3_region,
         max_retries=settings.s3_max_attempts,
-        credentials=ClientCredentials(credentials) if credentials is not None else None,
+        credentials=SessionCredentials(credentials) if credentials is not None else None,
         fallback=boto3_reader,
     )
 
 
 class SettingsReader:
     """The reader the current settings choose for ``client`` (:func:`make_object_reader`), made on first use.
+
+    obstore then signs with the settings' credentials: ``client`` is one ``make_s3_client`` made from the same
+    settings (ingest's callers all pass one); a client with other keys comes with its own reader.
 
     A re-ingest that downloads nothing never reads the settings (pydantic-settings takes 10-40 ms here, which was
     most of a 100-object re-ingest).

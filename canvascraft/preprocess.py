@@ -82,7 +82,8 @@ def shard_set_key(dataset_version: str, key: str) -> str:
 
 
 def stack_key(stack: BrushStack, seed: int) -> str:
-    """Cache key of a brush stack's output: its resolved config, plus the seed when a brush is random."""
+    """Cache key of a brush stack's output: its resolved config (each brush's name, params and code version above
+    1), plus the seed when a brush is random."""
     random = any(b.random for b in stack.brushes)
     return stable_hash({"brushes": stack.config(), "seed": seed if random else None})
 

@@ -11,6 +11,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torchvision.transforms import v2
 
+from canvascraft.errors import CanvasCraftError
 from canvascraft.hashing import stable_hash
 from canvascraft.registry import Registry, name_and_params, validate_params
 
@@ -27,6 +28,23 @@ class Brush(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: ClassVar[str] = ""
     random: ClassVar[bool] = False  # True when the transform draws from torch's RNG
+    # Code version: bump it when a change to the brush changes its output for the same params. It is part of the
+    # resolved config (when above 1, so keys of brushes never bumped stay as they were), hence of the stack key, so
+    # the pieces and shard sets of the old code are not reused.
+    version: ClassVar[int] = 1
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        version = cls.__dict__.get("version", cls.version)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise CanvasCraftError(f"brush class {cls.__qualname__}: version must be an int >= 1, got {version!r}")
+
+    def config(self) -> dict[str, Any]:
+        """The resolved brush as plain data: name, params (defaults filled in) and its code version when above 1."""
+        entry: dict[str, Any] = {"name": self.name, "params": self.model_dump(mode="json")}
+        if self.version != 1:
+            entry["version"] = self.version
+        return entry
 
     def transform(self) -> torch.nn.Module:
         """The torchvision ``v2`` transform this brush applies to a float CHW image tensor in [0, 1]."""
@@ -72,7 +90,7 @@ class BrushStack:
 
     def config(self) -> list[dict[str, Any]]:
         """The resolved stack (defaults filled in) as plain data: logged with runs and hashed."""
-        return [{"name": b.name, "params": b.model_dump(mode="json")} for b in self.brushes]
+        return [b.config() for b in self.brushes]
 
     def stack_hash(self) -> str:
         """Content hash of the resolved stack: part of the preprocessed-shard cache key."""

@@ -23,13 +23,6 @@ class GrayscaleBrush(Brush):
         return v2.Grayscale(num_output_channels=self.channels)
 
 
-class _ToRGB(torch.nn.Module):
-    """Repeat a single channel three times; leave 3-channel images alone."""
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return image.expand(3, -1, -1).clone() if image.shape[-3] == 1 else image
-
-
 @BRUSHES.register("rgb")
 class RGBBrush(Brush):
     """Make every image 3-channel (grayscale inputs are repeated)."""
@@ -37,8 +30,8 @@ class RGBBrush(Brush):
     name = "rgb"
 
     def transform(self) -> torch.nn.Module:
-        """Channel repeat for 1-channel tensors."""
-        return _ToRGB()
+        """``v2.RGB``: a 1-channel image becomes 3 equal channels (a copy); a 3-channel image passes unchanged."""
+        return v2.RGB()
 
 
 @BRUSHES.register("normalize")

@@ -1,6 +1,7 @@
 """Run a Ray Tune search for a spec: Tuner over the search space, schedulers, search algorithms, resume.
 
-The experiment name is derived from content (pipeline, dataset version, spec hash), so rerunning a flow whose
+The experiment name is derived from content (pipeline, dataset version, spec hash, the shard set's brush-stack key,
+which changes when a brush's code version does), so rerunning a flow whose
 search crashed restores the same Tune experiment (``Tuner.restore``) and continues every unfinished trial from
 its last checkpoint instead of starting over.
 """
@@ -169,9 +170,9 @@ def stop_hard() -> None:
     os._exit(128 + signal.SIGTERM)
 
 
-def experiment_name(spec: PipelineSpec, dataset_version: str) -> str:
-    """Content-derived name: the resume key of a crashed search."""
-    return f"{spec.name}-{dataset_version}-{spec.spec_hash()}"
+def experiment_name(spec: PipelineSpec, dataset_version: str, stack_key: str) -> str:
+    """Content-derived name: the resume key of a crashed search (a new brush version trains anew)."""
+    return f"{spec.name}-{dataset_version}-{spec.spec_hash()}-{stack_key[:12]}"
 
 
 def build_tune_config(spec: PipelineSpec, max_concurrent: int | None = None) -> tune.TuneConfig:
@@ -231,7 +232,7 @@ def run_search(
         workers=spec.tuner.workers_per_trial,
         cluster_cpus=cluster_cpus,
     )
-    name = experiment_name(spec, dataset_version)
+    name = experiment_name(spec, dataset_version, shard_set.stack_key)
     storage_path, storage_fs = tune_storage(settings)
     checkpoints = settings.home / "cache" / "checkpoints"
     params = {**spec.trainer.params, "seed": spec.seed, "checkpoint_every": spec.tuner.checkpoint_every}

@@ -125,6 +125,17 @@ def test_grayscale_rgb_and_normalize() -> None:
     assert torch.allclose(normalized, torch.ones(1, 4, 4))  # (1 - 0.5) / 0.5
 
 
+def test_rgb_repeats_one_channel_into_a_new_tensor_and_keeps_three() -> None:
+    rgb = BrushStack([build_brush("rgb")])
+    gray = image(channels=1)
+    out = rgb(gray, seed=0, key="k")
+    assert torch.equal(out, gray.expand(3, -1, -1)) and out.dtype == torch.float32
+    out[0, 0, 0] = -1.0  # a copy, not a view of the input: later in-place brushes cannot write through to it
+    assert float(gray[0, 0, 0]) != -1.0
+    colour = image(channels=3)
+    assert torch.equal(rgb(colour, seed=0, key="k"), colour)
+
+
 def test_normalize_channel_mismatch_is_a_clear_error() -> None:
     stack = BrushStack([build_brush("normalize", {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]})])
     with pytest.raises(ValueError, match="1 channels but mean/std give 3"):

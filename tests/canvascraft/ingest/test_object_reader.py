@@ -65,15 +65,18 @@ def moto_url() -> Iterator[str]:
         server.stop()
 
 
+MOTO_SESSION = boto3.session.Session(aws_access_key_id="moto", aws_secret_access_key="moto-secret")
+
+
 def moto_client(url: str) -> Any:
-    return boto3.session.Session().client(
-        "s3",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="moto",
-        aws_secret_access_key="moto-secret",
-        config=Config(s3={"addressing_style": "path"}),
+    return MOTO_SESSION.client(
+        "s3", endpoint_url=url, region_name="us-east-1", config=Config(s3={"addressing_style": "path"})
     )
+
+
+def moto_reader(client: Any) -> Any:
+    """The obstore reader of a moto client: its keys are not the settings', so it passes the session it came from."""
+    return make_object_reader(get_settings(), client, "obstore", session=MOTO_SESSION)
 
 
 # -- the engine the settings choose ----------------------------------------------------------------------------------
@@ -174,7 +177,7 @@ def test_obstore_meets_a_real_412_then_heads_and_fetches_the_new_version(moto_ur
         client.get_object(Bucket=bucket, Key="imgs/a.png", IfMatch='"0123456789abcdef0123456789abcdef"')
     writer = moto_client(moto_url)
     replaced = after_listing(client, lambda: writer.put_object(Bucket=bucket, Key="imgs/a.png", Body=V2))
-    reader = make_object_reader(get_settings(), client)
+    reader = moto_reader(client)
     calls: list[tuple[str, str]] = []
     get, head = reader.get, reader.head_etag
     reader.get = lambda b, k, etag: (calls.append(("GET", etag)), get(b, k, etag))[1]  # type: ignore[method-assign]
@@ -192,7 +195,7 @@ def test_obstore_quarantines_an_object_changing_on_every_attempt(moto_url: str, 
     bucket = "churning"
     client.create_bucket(Bucket=bucket)
     client.put_object(Bucket=bucket, Key="imgs/a.png", Body=V1)
-    reader = make_object_reader(get_settings(), client)
+    reader = moto_reader(client)
     versions = iter(range(100))
     head = reader.head_etag
 
@@ -216,7 +219,7 @@ def test_a_key_obstore_cannot_address_is_read_through_boto3(moto_url: str, tmp_p
     client.create_bucket(Bucket=bucket)
     client.put_object(Bucket=bucket, Key="imgs/cat//0.png", Body=V1)
     client.put_object(Bucket=bucket, Key="imgs/cat/1.png", Body=V2)
-    report = run(client, bucket, tmp_path / "cache")
+    report = run(client, bucket, tmp_path / "cache", moto_reader(client))
     assert report.valid == 2 and report.downloaded == 2
     assert {e["key"] for e in entries(report)} == {"imgs/cat//0.png", "imgs/cat/1.png"}
 
@@ -247,14 +250,9 @@ def test_an_object_deleted_after_listing_fails_naming_it_with_either_engine(
 def test_refused_keys_surface_as_a_credential_error_without_the_secret(
     s3_settings: Settings, bucket: str, tmp_path: Path
 ) -> None:
-    wrong = boto3.session.Session().client(
-        "s3",
-        endpoint_url=s3_settings.resolved_s3_endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="AKIANOTAKEY",
-        aws_secret_access_key="wrong-secret-value-123",
-    )
-    reader = make_object_reader(s3_settings, wrong, "obstore")
+    session = boto3.session.Session(aws_access_key_id="AKIANOTAKEY", aws_secret_access_key="wrong-secret-value-123")
+    wrong = session.client("s3", endpoint_url=s3_settings.resolved_s3_endpoint_url, region_name="us-east-1")
+    reader = make_object_reader(s3_settings, wrong, "obstore", session=session)
     with pytest.raises(StorageError) as caught:
         reader.get(bucket, "imgs/a.png", "0" * 32)
     message = str(caught.value)
@@ -269,15 +267,32 @@ def test_an_endpoint_that_does_not_answer_is_a_connection_error(tmp_path: Path) 
     from canvascraft.stack.process import free_port
 
     url = f"http://127.0.0.1:{free_port()}"
-    client = boto3.session.Session().client(
-        "s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b"
-    )
-    reader = make_object_reader(get_settings(s3_max_attempts=1), client, "obstore")
+    session = boto3.session.Session(aws_access_key_id="a", aws_secret_access_key="b")
+    client = session.client("s3", endpoint_url=url, region_name="us-east-1")
+    reader = make_object_reader(get_settings(s3_max_attempts=1), client, "obstore", session=session)
     expected = re.escape("download of s3://some-bucket/k.png failed after retries")
     with pytest.raises(StorageError, match=expected) as caught:
         reader.get("some-bucket", "k.png", "0" * 32)
     assert isinstance(caught.value.__cause__, EndpointConnectionError)
     assert url in str(caught.value.__cause__)
+
+
+def test_no_credentials_anywhere_is_an_error_naming_the_sources_and_the_engine_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    for var in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+        monkeypatch.setenv(var, str(tmp_path / "absent"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    settings = Settings(home=tmp_path / "home")  # no embedded stack: boto3's chain decides, and finds nothing
+    client = boto3.session.Session(aws_access_key_id="a", aws_secret_access_key="client-secret-456").client(
+        "s3", endpoint_url="http://127.0.0.1:9", region_name="us-east-1"
+    )
+    with pytest.raises(StorageError, match=r"found no S3 credentials.*CANVASCRAFT_INGEST_ENGINE") as caught:
+        make_object_reader(settings, client, "obstore")
+    assert "client-secret-456" not in str(caught.value)
+    assert isinstance(make_object_reader(settings, client, "boto3"), Boto3Reader)  # boto3 signs as its client does
 
 
 def test_obstore_retries_a_503_as_botocore_does(s3_settings: Settings, s3_client, bucket: str, tmp_path: Path) -> None:

@@ -9,10 +9,8 @@ from pathlib import Path
 
 import mlflow
 import pytest
-import torch
 
 from canvascraft import tracking
-from canvascraft.artifact_root import artifact_root
 from canvascraft.preprocess import ShardSet
 from canvascraft.settings import Settings
 from canvascraft.spec import load_spec
@@ -20,47 +18,12 @@ from canvascraft.trainers import DDPMTrainer, load_trainer
 from canvascraft.tuning.search import run_search
 from canvascraft.tuning.trial_runs import log_trial_samples
 
-# A real Ray run: 5-6.5 min on this 2-core machine at load average 10-14 (shared), most of it process start-up of
-# the Tune actor, the Train controller and workers (twice: the crash). No prefect_server mark, so it
-# runs in the main pytest process of `make test`.
+# A real Ray run: most of its time is process start-up (the Tune actor, the Train controller and workers, twice: the
+# crash), so the run is as short as the proof allows: 4 steps, a checkpoint and a crash at step 2, the resume to
+# step 4. Ray starts once for the folder and Train polls its workers every 0.5 s (conftest.py). Call time on this
+# shared 2-core machine, load average 2-10: 56-89 s (12 steps and its own Ray before: 70-119 s). No prefect_server
+# mark: it runs in the main pytest process.
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def ray_settings(tmp_path_factory: pytest.TempPathFactory):
-    import ray
-
-    home = tmp_path_factory.mktemp("rayhome-ddp")
-    settings = Settings(home=home, mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
-    yield settings
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def shard_set(tmp_path_factory: pytest.TempPathFactory, ray_settings: Settings) -> ShardSet:
-    """64 real digits at 8x8 in [-1, 1], published as a shard set to the settings' artifact root."""
-    from safetensors.torch import save_file
-    from sklearn.datasets import load_digits
-
-    images = torch.tensor(load_digits().images[:64], dtype=torch.float32).unsqueeze(1) / 8.0 - 1.0
-    folder = tmp_path_factory.mktemp("shards-ddp")
-    save_file({"images": images.contiguous()}, str(folder / "shard-00000.safetensors"))
-    shard_set = ShardSet(
-        key="shards/digits64-ddp/k",
-        path=str(folder),
-        dataset_version="digits64",
-        stack_key="k",
-        count=64,
-        shape=[1, 8, 8],
-        shards=["shard-00000.safetensors"],
-        image_ids=[f"id{i}" for i in range(64)],
-        labels=[None] * 64,
-        brushes=[],
-        seed=0,
-    )
-    (folder / "index.json").write_text(shard_set.model_dump_json())
-    artifact_root(ray_settings).put_folder(shard_set.key, folder)
-    return shard_set
 
 
 def ddp_spec(workers: int = 2) -> object:
@@ -78,10 +41,11 @@ def ddp_spec(workers: int = 2) -> object:
                     "block_out_channels": [16, 32],
                     "layers_per_block": 1,
                     "attention_head_dim": 8,
-                    "steps": 12,
+                    "steps": 4,
                     "batch_size": 16,
-                    "warmup_steps": 2,
+                    "warmup_steps": 1,
                     "log_every": 2,
+                    "inference_steps": 4,  # the samples only need the right shape: 4 denoising steps, not 50
                 },
             },
             "tuner": {
@@ -89,7 +53,7 @@ def ddp_spec(workers: int = 2) -> object:
                 "metric": "loss",
                 "mode": "min",
                 "resources": {"cpu": 1, "gpu": 0},
-                "checkpoint_every": 4,
+                "checkpoint_every": 2,
                 "max_failures": 1,
                 "workers_per_trial": workers,
             },
@@ -110,18 +74,18 @@ def test_two_worker_ddp_trial_trains_checkpoints_and_resumes(
         ray_settings,
         parent_run_id=parent,
         dataset_version="digits64",
-        extra_config={"_crash_once_at_step": 4, "_crash_marker": str(marker)},
+        extra_config={"_crash_once_at_step": 2, "_crash_marker": str(marker)},
     )
     assert result.plan is not None and result.plan.workers == 2
     (trial,) = result.trials
-    assert trial.error is None and trial.metrics["step"] == 12 and trial.metrics["workers"] == 2
-    assert marker.read_text() == "4"  # the trial really failed after its step-4 checkpoint...
-    assert trial.metrics["resumed_from"] == 4  # ...and Tune restarted it, every rank loading that checkpoint
+    assert trial.error is None and trial.metrics["step"] == 4 and trial.metrics["workers"] == 2
+    assert marker.read_text() == "2"  # the trial really failed after its step-2 checkpoint...
+    assert trial.metrics["resumed_from"] == 2  # ...and Tune restarted it, every rank loading that checkpoint
     assert trial.metrics["images_per_sec"] > 0
     # the best checkpoint is an ordinary DDPM checkpoint, written by rank 0 and copied by Tune
     assert result.best_checkpoint == trial.checkpoint
     manifest = json.loads(Path(result.best_checkpoint, "canvascraft_trainer.json").read_text())
-    assert manifest["trainer"] == "ddpm" and manifest["step"] == 12
+    assert manifest["trainer"] == "ddpm" and manifest["step"] == 4
     trained = load_trainer(result.best_checkpoint, device="cpu")
     assert isinstance(trained, DDPMTrainer) and trained.sample(4, seed=0).shape == (4, 1, 8, 8)
     # Tune kept its own checkpoints of the trial; the scratch Train runs are gone

@@ -19,7 +19,7 @@ def test_auto_with_gpus_requests_them_fractional_allowed() -> None:
 
 
 def test_cuda_without_gpus_is_a_clear_error() -> None:
-    with pytest.raises(DeviceUnavailableError, match="device: 'cuda'.*allowed values here: auto, cpu"):
+    with pytest.raises(DeviceUnavailableError, match=r"device: 'cuda'.*allowed values here: auto, cpu"):
         plan_trials("cuda", cpu=1, gpu=1, cluster_gpus=0)
 
 

@@ -6,42 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
-import pytest
-import torch
 
 from canvascraft import tracking
-from canvascraft.artifact_root import artifact_root
 from canvascraft.preprocess import ShardSet
 from canvascraft.settings import Settings
 from canvascraft.spec import load_spec
 from canvascraft.tuning.search import run_search
-
-
-@pytest.fixture(scope="module")
-def shard_set(tmp_path_factory: pytest.TempPathFactory, ray_settings: Settings) -> ShardSet:
-    """64 real digits at 8x8, normalised to [-1, 1], published as a shard set to the settings' artifact root."""
-    from safetensors.torch import save_file
-    from sklearn.datasets import load_digits
-
-    images = torch.tensor(load_digits().images[:64], dtype=torch.float32).unsqueeze(1) / 8.0 - 1.0
-    folder = tmp_path_factory.mktemp("shards")
-    save_file({"images": images.contiguous()}, str(folder / "shard-00000.safetensors"))
-    shard_set = ShardSet(
-        key="shards/digits64/k",
-        path=str(folder),
-        dataset_version="digits64",
-        stack_key="k",
-        count=64,
-        shape=[1, 8, 8],
-        shards=["shard-00000.safetensors"],
-        image_ids=[f"id{i}" for i in range(64)],
-        labels=[None] * 64,
-        brushes=[],
-        seed=0,
-    )
-    (folder / "index.json").write_text(shard_set.model_dump_json())
-    artifact_root(ray_settings).put_folder(shard_set.key, folder)
-    return shard_set
 
 
 def spec(name: str, steps: int, checkpoint_every: int, max_failures: int = 0) -> object:
@@ -77,16 +47,6 @@ def spec(name: str, steps: int, checkpoint_every: int, max_failures: int = 0) ->
             },
         }
     )
-
-
-@pytest.fixture(scope="module")
-def ray_settings(tmp_path_factory: pytest.TempPathFactory):
-    import ray
-
-    home = tmp_path_factory.mktemp("rayhome")
-    settings = Settings(home=home, mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
-    yield settings
-    ray.shutdown()
 
 
 def test_two_trials_best_by_metric_and_mlflow_runs(shard_set: ShardSet, ray_settings: Settings) -> None:
@@ -174,7 +134,9 @@ def test_search_resumes_after_its_driver_is_killed(shard_set: ShardSet, ray_sett
         },
     }
     pipeline = load_spec(raw)
-    experiment = ray_settings.home / "artifacts" / "ray_results" / experiment_name(pipeline, "digits64")
+    experiment = (
+        ray_settings.home / "artifacts" / "ray_results" / experiment_name(pipeline, "digits64", shard_set.stack_key)
+    )
     env = {
         **os.environ,
         "CANVASCRAFT_HOME": str(ray_settings.home),
