@@ -2,7 +2,7 @@
 functions called in plain Python in the same order, on the same tiny spec (dcgan tiny), each run in a fresh home
 with a Ray started for that home; Prefect's own floor (empty flows) is measured between the pairs.
 
-Where the difference goes is measured too: the flow's stage timings (its progress marks) against the plain run's
+Where the difference goes is measured too: the flow's stage timings (from its task runs) against the plain run's
 at the same boundaries, and the time outside every stage (flow start, hooks, end-of-run waits).
 """
 
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Row, Sample, fresh_home, timed
+from bench.prefect_floor import floor_flows
 
 STAGES = ["ingest", "preprocess", "features", "training_set", "tune", "evaluate", "publish"]
 
@@ -27,7 +28,7 @@ def tiny_spec(source: str, name: str) -> dict[str, Any]:
 
 
 class StageClock:
-    """Stage wall times at the flow's progress boundaries (tasks/reporting.py TRAIN_STAGES)."""
+    """Stage wall times of the plain run at the boundaries of the flow's stages (tasks/stage_timings.py)."""
 
     def __init__(self) -> None:
         self.mark = time.monotonic()
@@ -127,7 +128,8 @@ def plain_train(spec: dict[str, Any], clock: StageClock | None = None) -> dict[s
         with ThreadPoolExecutor(max_workers=workers) as pool:
             list(
                 pool.map(
-                    lambda c_i: chunk_features(c_i[0], c_i[1], extractor, artifacts), zip(plan.chunks, plan.images)
+                    lambda c_i: chunk_features(c_i[0], c_i[1], extractor, artifacts),
+                    zip(plan.chunks, plan.images, strict=True),
                 )
             )
         combine_reference(plan.key, plan.chunks, artifacts, ReferenceStatsCache.for_artifacts(artifacts))
@@ -188,62 +190,6 @@ def demo_spec(source: str, name: str) -> dict[str, Any]:
     return spec
 
 
-# -- Prefect's floor: flows with no CanvasCraft code ------------------------------------------------------------------
-
-
-def floor_flows() -> dict[str, Callable[[], Any]]:
-    """Flows with no CanvasCraft code, shaped like the train flow (10 tasks; its 3 parallel stages as subflows of 4
-    mapped tasks on a 2-thread runner, as tasks/task_runners.py runs them), beside the variants that tell the costs
-    apart: heartbeats off (PREFECT_FLOWS_HEARTBEAT_FREQUENCY unset), the stages' tasks mapped in the flow itself,
-    the subflows without heartbeats of their own."""
-    from prefect import flow, task
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-    from prefect.task_runners import ThreadPoolTaskRunner
-
-    @task(name="noop")
-    def noop(i: int) -> int:
-        return i
-
-    @flow(name="bench-stage")
-    def stage(i: int) -> int:
-        return sum(noop.map(range(4)).result())
-
-    def run_stage(i: int, own_heartbeat: bool) -> int:
-        subflow = stage.with_options(task_runner=ThreadPoolTaskRunner(max_workers=2))
-        if own_heartbeat:
-            return subflow(i)
-        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-            return subflow(i)
-
-    @flow(name="bench-empty")
-    def empty(tasks: int, stages: str) -> int:
-        total = sum(noop(i) for i in range(tasks))
-        for i in range(3 if stages != "none" else 0):
-            total += (
-                sum(noop.map(range(4)).result())
-                if stages == "mapped"
-                else run_stage(i, own_heartbeat=stages == "subflows")
-            )
-        return total
-
-    def no_heartbeat(fn: Callable[[], Any]) -> Callable[[], Any]:
-        def run() -> Any:
-            with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-                return fn()
-
-        return run
-
-    return {
-        "0 tasks": lambda: empty(0, "none"),
-        "0 tasks, heartbeats off": no_heartbeat(lambda: empty(0, "none")),
-        "10 tasks": lambda: empty(10, "none"),
-        "10 tasks + 3 stage subflows (train flow's shape)": lambda: empty(10, "subflows"),
-        "10 tasks + the stages' tasks mapped in the flow": lambda: empty(10, "mapped"),
-        "10 tasks + 3 stage subflows without their own heartbeat": lambda: empty(10, "subflows-no-heartbeat"),
-        "10 tasks + 3 stage subflows, heartbeats off": no_heartbeat(lambda: empty(10, "subflows")),
-    }
-
-
 # -- the pairs --------------------------------------------------------------------------------------------------------
 
 
@@ -268,43 +214,29 @@ def fresh_run(root: Path, name: str) -> None:
     ray.get([ray.remote(num_cpus=1)(lambda: None).remote() for _ in range(cpus)])
 
 
-def capture_flow_stages() -> list[dict[str, float]]:
-    """Every train flow run's stage durations, as its progress artifact records them (appended at finish)."""
-    from tasks.reporting import RunProgress
-
-    captured: list[dict[str, float]] = []
-    finish = RunProgress.finish
-
-    def recording(self: RunProgress, ok: bool) -> None:
-        captured.append(dict(self.durations))
-        finish(self, ok)
-
-    RunProgress.finish = recording  # type: ignore[method-assign]
-    return captured
-
-
 def _pairs(
     label: str, make_spec: Any, source: str, root: Path, pairs: int, between: Callable[[], None] | None = None
 ) -> tuple[list[float], list[float], list[dict], list[dict]]:
     """Interleaved (flow, plain) runs of one spec, each in a fresh home and Ray; the order alternates per pair."""
     from flows.train import train
+    from tasks.stage_timings import read_stage_timings
 
     flow_s, plain_s, flow_stages, plain_stages = [], [], [], []
-    captured = capture_flow_stages()
     for index in range(pairs):
         order = ["flow", "plain"] if index % 2 == 0 else ["plain", "flow"]
         for variant in order:
             fresh_run(root, f"orchestration-{label}-{variant}")
             spec = make_spec(source, f"bench-orch-{label}-{variant}-{index}")
             if variant == "flow":
-                seconds, result = timed(lambda: train(spec))
-                if not result["publish"]["published"]:
-                    raise RuntimeError(f"train flow did not publish: {result['publish']}")
+                seconds, state = timed(lambda spec=spec: train(spec, return_state=True))
+                result = state.result()
+                if result.publish is None or not result.publish.published:
+                    raise RuntimeError(f"train flow did not publish: {result.publish}")
                 flow_s.append(seconds)
-                flow_stages.append(captured[-1])
+                flow_stages.append(read_stage_timings(state.state_details.flow_run_id))
             else:
                 clock = StageClock()
-                seconds, _ = timed(lambda: plain_train(spec, clock))
+                seconds, _ = timed(lambda spec=spec, clock=clock: plain_train(spec, clock))
                 plain_s.append(seconds)
                 plain_stages.append(clock.durations)
             print(f"bench: orchestration {label} pair {index} {variant}: {seconds:.1f} s", flush=True)
@@ -314,8 +246,8 @@ def _pairs(
 
 
 def _rows(figure: str, size: str, flow_s: list[float], plain_s: list[float]) -> list[Row]:
-    overhead = [f - p for f, p in zip(flow_s, plain_s)]
-    pct = [(f - p) / p for f, p in zip(flow_s, plain_s)]
+    overhead = [f - p for f, p in zip(flow_s, plain_s, strict=True)]
+    pct = [(f - p) / p for f, p in zip(flow_s, plain_s, strict=True)]
     ratio = Sample(flow_s).median / Sample(plain_s).median - 1
     return [
         Row(
@@ -353,8 +285,8 @@ def _stage_rows(
         f = [s.get(stage, 0.0) for s in flow_stages]
         p = [s.get(stage, 0.0) for s in plain_stages]
         rows.append(Row(f"stage {stage}", size, "s", Sample(f), Sample(p), "plain", digits=2))
-    outside_flow = [total - sum(s.values()) for total, s in zip(flow_s, flow_stages)]
-    outside_plain = [total - sum(s.values()) for total, s in zip(plain_s, plain_stages)]
+    outside_flow = [total - sum(s.values()) for total, s in zip(flow_s, flow_stages, strict=True)]
+    outside_plain = [total - sum(s.values()) for total, s in zip(plain_s, plain_stages, strict=True)]
     rows.append(
         Row(
             "outside the stages",
@@ -364,7 +296,7 @@ def _stage_rows(
             Sample(outside_plain),
             "plain",
             digits=2,
-            note="flow: flow-run creation, resolve-spec, progress artifact, the state hooks (metrics push, "
+            note="flow: flow-run creation, resolve-spec, the report tasks, the state hooks (metrics push, "
             "summary artifact), end-of-run waits; plain: load_spec",
         )
     )
@@ -429,7 +361,7 @@ def run(
         f"{harness_seconds:.1f} s. One unmeasured warm-up pair ran first; each run used a fresh CANVASCRAFT_HOME "
         f"(empty caches, Feast store, MLflow db, artifact root) and its own local Ray, started (and every CPU run "
         f"once) before the clock; pairs alternate which variant runs first; the floor flows ran after each pair. "
-        f"The stage rows split each run at the flow's progress marks (tasks/reporting.py TRAIN_STAGES); the "
-        f"plain run marks the same boundaries. The Prefect test server shares the same 2 cores."
+        f"The flow's stage rows are the spans of each stage's task runs (tasks/stage_timings.py); the plain run "
+        f"marks the same boundaries. The Prefect test server shares the same 2 cores."
     )
     return rows, text

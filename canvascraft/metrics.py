@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, push_to_gateway, pushadd_to_gat
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from canvascraft.errors import CanvasCraftError
+from canvascraft.outcomes import TrainRunResult
 
 log = logging.getLogger(__name__)
 
@@ -251,25 +252,24 @@ class RunMetrics:
         return True
 
 
-def train_result_metrics(metrics: RunMetrics, result: Mapping[str, Any], metric: str = "loss") -> RunMetrics:
-    """Fill ``metrics`` from the ``train`` flow's result dict (every part optional: a run may stop early)."""
-    metrics.ingest(result.get("valid", 0), result.get("quarantined", 0), result.get("images"))
-    features = result.get("features") or {}
-    training = result.get("training_set") or {}
-    metrics.features(features.get("rows_materialized", 0), training.get("kept"))
-    search = result.get("search") or {}
-    if search.get("trials"):
-        metrics.trials(search["trials"], metric)
-        metrics.record("canvascraft_best_trial_loss", (search.get("best_metrics") or {}).get(metric))
-    score = (result.get("evaluation") or {}).get("score") or {}
-    if score:
-        metrics.scores(score.get("fid"), score.get("kid_mean"), score.get("n"))
-        classifier = score.get("classifier") or {}
-        metrics.record("canvascraft_classifier_score", classifier.get("mean_top_probability"))
-        metrics.record("canvascraft_classifier_coverage", classifier.get("coverage"))
-    published = result.get("publish") or {}
-    if published.get("published"):
-        metrics.promotion("promoted" if published.get("promoted") else "kept", published.get("version"))
-        champion = (published.get("verdict") or {}).get("champion") or {}
-        metrics.record("canvascraft_champion_fid", champion.get("fid"))
+def train_result_metrics(metrics: RunMetrics, result: TrainRunResult, metric: str = "loss") -> RunMetrics:
+    """Fill ``metrics`` from the ``train`` flow's result (search, evaluation and publish are absent without a
+    trainer)."""
+    metrics.ingest(result.valid, result.quarantined, result.images)
+    metrics.features(result.features.rows_materialized, result.training_set.kept)
+    search = result.search
+    if search is not None and search.trials:
+        metrics.trials(search.trials, metric)
+        metrics.record("canvascraft_best_trial_loss", search.best_metrics.get(metric))
+    if result.evaluation is not None:
+        score = result.evaluation.score
+        metrics.scores(score.fid, score.kid_mean, score.n)
+        if score.classifier is not None:
+            metrics.record("canvascraft_classifier_score", score.classifier.mean_top_probability)
+            metrics.record("canvascraft_classifier_coverage", score.classifier.coverage)
+    published = result.publish
+    if published is not None and published.published:
+        metrics.promotion("promoted" if published.promoted else "kept", published.version)
+        champion = published.verdict.champion if published.verdict is not None else None
+        metrics.record("canvascraft_champion_fid", champion.fid if champion is not None else None)
     return metrics

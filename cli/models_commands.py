@@ -34,41 +34,35 @@ def models_list(
     """Versions with aliases, scores and lineage."""
     rows = _registry().list_versions(name)
     if as_json:
-        typer.echo(json.dumps(rows, indent=1))
+        typer.echo(json.dumps([r.model_dump(mode="json") for r in rows], indent=1))
         return
     from rich.table import Table
 
-    from canvascraft.reports import classifier_summary, gate_metric_value
+    from canvascraft.reports import classifier_summary
     from cli.common import print_table
 
     table = Table(
         "version", "aliases", "FID", "KID", "classifier score", "N", "dims", "reference", "gate verdict (like for like)"
     )
     for r in rows:
-        score = r["score"] or {}
-        gate = r.get("gate") or {}
-        champion = gate.get("champion") or {}
+        score, gate = r.score, r.gate
         verdict = ""
-        if gate:
-            metric = gate.get("metric", "fid")
-            champion_value = gate_metric_value(champion, metric)
+        if gate is not None:
+            champion_value = gate.champion.metric(gate.metric) if gate.champion is not None else None
             versus = (
-                f" vs v{gate.get('champion_version')} {metric} {champion_value:.3f}"
-                if champion_value is not None
-                else ""
+                f" vs v{gate.champion_version} {gate.metric} {champion_value:.3f}" if champion_value is not None else ""
             )
-            reason = "" if champion or gate.get("basis") == "first-version" else f": {gate.get('reason')}"
-            verdict = f"{'promoted' if gate.get('promoted') else 'kept champion'} ({gate.get('basis')}){versus}{reason}"
-        kid = score.get("kid_mean")
+            reason = "" if gate.champion is not None or gate.basis == "first-version" else f": {gate.reason}"
+            verdict = f"{'promoted' if gate.promoted else 'kept champion'} ({gate.basis}){versus}{reason}"
         table.add_row(
-            r["version"],
-            ",".join(r["aliases"]),
-            f"{score.get('fid', float('nan')):.3f}",
-            "" if kid is None else f"{kid:.4f}",
+            r.version,
+            ",".join(r.aliases),
+            f"{score.fid:.3f}" if score is not None else "nan",
+            "" if score is None or score.kid_mean is None else f"{score.kid_mean:.4f}",
             classifier_summary(score),
-            str(score.get("n")),
-            str(score.get("dims")),
-            str(score.get("reference") or r["tags"].get("dataset_version", ""))[:16],
+            str(score.n) if score is not None else "None",
+            str(score.dims) if score is not None else "None",
+            str((score.reference if score is not None else None) or r.tags.get("dataset_version", ""))[:16],
             verdict,
         )
     print_table(table)

@@ -7,7 +7,6 @@ from typing import Any
 
 from prefect import flow
 
-from canvascraft.drift.detect import drift_line
 from tasks.drift import (
     check_incoming,
     emit_drift_detected,
@@ -15,6 +14,7 @@ from tasks.drift import (
     record_drift,
 )
 from tasks.observability import observe_run
+from tasks.reporting import summarize_drift
 from tasks.spec import resolve_spec
 
 
@@ -38,13 +38,7 @@ def drift_check(
     result = record_drift(pipeline, check.result)
     features = push_incoming_features(check.incoming_report, pipeline) if push_features else None
     event_id = emit_drift_detected(result) if result.event_due else None
-    print(drift_line(result, event_id))
-    return {
-        **result.model_dump(mode="json"),
-        "event_due": result.event_due,
-        "event_id": event_id,
-        "features": {k: features[k] for k in ("rows_written", "rows_materialized")} if features else None,
-    }
+    return summarize_drift(result, event_id, features)
 
 
 if __name__ == "__main__":

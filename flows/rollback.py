@@ -9,6 +9,7 @@ from prefect import flow
 
 from tasks.observability import observe_run
 from tasks.publish import rollback_model
+from tasks.reporting import report_rollback
 
 
 @flow(name="rollback", log_prints=True, on_completion=[observe_run], on_failure=[observe_run], on_crashed=[observe_run])
@@ -20,7 +21,7 @@ def rollback(registered_model: str) -> dict[str, Any]:
             version, which the promotion gate sets when it replaces a champion.
     """
     outcome = rollback_model(registered_model)
-    print(f"{registered_model}: @champion is now v{outcome['champion']} (was v{outcome['replaced']})")
+    report_rollback(registered_model, outcome)
     return outcome
 
 

@@ -7,11 +7,10 @@ own it is a flow on that runner. ``tasks/task_runners.py`` says why.
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow, unmapped
 
 from canvascraft.ingest import IngestReport
+from canvascraft.outcomes import FeaturesOutcome, ReferenceOutcome
 from canvascraft.pieces import largest_first
 from canvascraft.preprocess import ShardSet
 from canvascraft.spec import PipelineSpec
@@ -34,7 +33,7 @@ def preprocess_stage(report: IngestReport, spec: PipelineSpec) -> ShardSet:
 
 
 @flow(name="palettes")
-def palettes_stage(report: IngestReport, spec: PipelineSpec) -> dict[str, Any]:
+def palettes_stage(report: IngestReport, spec: PipelineSpec) -> FeaturesOutcome:
     """Palettes of every chunk's images missing offline (one task run per chunk), appended and materialized once."""
     plan = plan_palettes_task(report, spec)
     chunks = palette_chunk.map(plan.chunks, unmapped(spec))
@@ -43,7 +42,7 @@ def palettes_stage(report: IngestReport, spec: PipelineSpec) -> dict[str, Any]:
 
 
 @flow(name="fid-reference")
-def fid_reference_stage(spec: PipelineSpec, shards: ShardSet, kept_ids: list[str] | None) -> dict[str, Any]:
+def fid_reference_stage(spec: PipelineSpec, shards: ShardSet, kept_ids: list[str] | None) -> ReferenceOutcome:
     """Inception features of the evaluation's real images per chunk (one task run per chunk), combined into the
     reference statistics ``evaluate`` reads from the cache."""
     plan = plan_fid_reference(spec, shards, kept_ids)

@@ -19,9 +19,11 @@ from prefect.cache_policies import NO_CACHE
 from canvascraft import tracking
 from canvascraft.artifact_root import artifact_root
 from canvascraft.evaluation.reference_chunks import ChunkFeatures, ReferenceChunk, chunk_features, combine_reference
+from canvascraft.evaluation.score_records import FidScore
 from canvascraft.evaluation.scores import ReferenceStatsCache
 from canvascraft.evaluation.stage import ReferencePlan, evaluate_checkpoint, plan_reference, reference_extractor
 from canvascraft.hashing import stable_hash
+from canvascraft.outcomes import Evaluation, ReferenceOutcome, TrainingSelection
 from canvascraft.preprocess import ShardSet
 from canvascraft.reports import evaluation_markdown
 from canvascraft.settings import Settings, get_settings
@@ -80,66 +82,76 @@ def fid_reference_chunk(chunk: ReferenceChunk, images: torch.Tensor, spec: Pipel
 @task(
     name="fid-reference", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_on_io
 )
-def combine_fid_reference(plan: ReferencePlan, chunks: list[ChunkFeatures]) -> dict[str, Any]:
+def combine_fid_reference(plan: ReferencePlan, chunks: list[ChunkFeatures]) -> ReferenceOutcome:
     """Reference mu/sigma from the chunks' features (exact: concatenated, one covariance), into the reference cache."""
     if not plan.found:
         artifacts = artifact_root(get_settings())
         combine_reference(plan.key, plan.chunks, artifacts, ReferenceStatsCache.for_artifacts(artifacts))
-    return {
-        "reference": plan.key.model_dump(),
-        "found": plan.found,
-        "chunks": len(plan.chunks),
-        "chunks_computed": sum(1 for c in chunks if c.computed),
-        "seconds": round(sum(c.seconds for c in chunks), 3),
-    }
+    return ReferenceOutcome(
+        reference=plan.key.model_dump(),
+        found=plan.found,
+        chunks=len(plan.chunks),
+        chunks_computed=sum(1 for c in chunks if c.computed),
+        seconds=round(sum(c.seconds for c in chunks), 3),
+    )
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
 def evaluate_model(
-    spec: PipelineSpec, checkpoint: str, shards: ShardSet, selection: dict[str, Any], parent_run_id: str
-) -> dict[str, Any]:
+    spec: PipelineSpec, checkpoint: str, shards: ShardSet, selection: TrainingSelection, parent_run_id: str
+) -> Evaluation:
     """Score the best checkpoint; log FID/KID with their comparability keys and the sample grid."""
     settings = get_settings()
     tracking.configure(settings)
     s3 = _weights_client(spec, settings)
-    result = evaluate_checkpoint(checkpoint, shards, selection["kept_image_ids"], spec, settings, s3_client=s3)
-    score = result["score"]
-    classifier = score.get("classifier") or {}
+    evaluation = Evaluation.model_validate(
+        evaluate_checkpoint(checkpoint, shards, selection.kept_image_ids, spec, settings, s3_client=s3)
+    )
+    score, grid = evaluation.score, Path(evaluation.grid)
     tracking.log_to_run(
         parent_run_id,
-        metrics={
-            "fid": score["fid"],
-            **({"kid_mean": score["kid_mean"], "kid_std": score["kid_std"]} if score["kid_mean"] is not None else {}),
-            **(
-                {
-                    "classifier_score": classifier["mean_top_probability"],
-                    "classifier_coverage": classifier["coverage"],
-                    "classifier_accuracy": classifier["classifier_accuracy"],
-                }
-                if classifier
-                else {}
-            ),
-        },
-        params={
-            "fid_n": score["n"],
-            "fid_dims": score["dims"],
-            "fid_resize": score["resize"],
-            "fid_weights_sha256": score["weights_sha256"],
-            **({"classifier_confident": classifier["confident"]} if classifier else {}),
-        },
-        artifacts=[Path(result["grid"])],
+        metrics=score_metrics(score),
+        params=score_params(score),
+        artifacts=[grid],
         artifact_path="samples",
     )
     create_markdown_artifact(
         key=artifact_key(spec.name, "evaluation"),
-        markdown=evaluation_markdown(spec.name, score, parent_run_id, Path(result["grid"]).name),
+        markdown=evaluation_markdown(spec.name, score, parent_run_id, grid.name),
         description="FID/KID of the best trial",
     )
     uri = settings.resolved_mlflow_tracking_uri
     if uri.startswith("http"):  # an MLflow server serves the grid: show it inline in the Prefect UI
         create_image_artifact(
-            image_url=f"{uri}/get-artifact?path=samples/{Path(result['grid']).name}&run_uuid={parent_run_id}",
+            image_url=f"{uri}/get-artifact?path=samples/{grid.name}&run_uuid={parent_run_id}",
             key=artifact_key(spec.name, "samples"),
             description="Samples of the best trial",
         )
-    return result
+    return evaluation
+
+
+def score_metrics(score: FidScore) -> dict[str, float]:
+    """The MLflow metrics of a score: FID, KID when computed, the classifier score when computed."""
+    metrics = {"fid": score.fid}
+    if score.kid_mean is not None and score.kid_std is not None:
+        metrics |= {"kid_mean": score.kid_mean, "kid_std": score.kid_std}
+    if score.classifier is not None:
+        metrics |= {
+            "classifier_score": score.classifier.mean_top_probability,
+            "classifier_coverage": float(score.classifier.coverage),
+            "classifier_accuracy": score.classifier.classifier_accuracy,
+        }
+    return metrics
+
+
+def score_params(score: FidScore) -> dict[str, Any]:
+    """The MLflow params of a score: its comparability keys."""
+    params: dict[str, Any] = {
+        "fid_n": score.n,
+        "fid_dims": score.dims,
+        "fid_resize": score.resize,
+        "fid_weights_sha256": score.weights_sha256,
+    }
+    if score.classifier is not None:
+        params["classifier_confident"] = score.classifier.confident
+    return params

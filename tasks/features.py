@@ -7,8 +7,6 @@ join.
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -23,6 +21,7 @@ from canvascraft.features.stage import (
 )
 from canvascraft.ingest import IngestReport
 from canvascraft.ingest.snapshots import load_manifest
+from canvascraft.outcomes import FeaturesOutcome, TrainingSelection
 from canvascraft.settings import get_settings
 from canvascraft.spec import PipelineSpec
 from tasks.retry_policy import retry_on_io
@@ -41,19 +40,21 @@ def plan_palettes_task(report: IngestReport, spec: PipelineSpec) -> PalettePlan:
 @task(name="materialize-features", cache_policy=NO_CACHE, log_prints=False)  # Feast prints its own report
 def materialize_features(
     report: IngestReport, spec: PipelineSpec, plan: PalettePlan | None = None, chunks: list[ChunkRows] | None = None
-) -> dict[str, Any]:
+) -> FeaturesOutcome:
     """Append the chunks' new rows (one part file per view) and materialize them online.
 
     Without ``plan``/``chunks`` it runs the whole palette step in this process (plan, every chunk, append).
     """
     settings = get_settings()
     if plan is None or chunks is None:
-        return materialize_snapshot(load_manifest(report.dataset_version, artifact_root(settings)), spec, settings)
-    return finish_palettes(plan, chunks, spec, settings)
+        manifest = load_manifest(report.dataset_version, artifact_root(settings))
+        return FeaturesOutcome.model_validate(materialize_snapshot(manifest, spec, settings))
+    return FeaturesOutcome.model_validate(finish_palettes(plan, chunks, spec, settings))
 
 
 @task(name="training-set", cache_policy=NO_CACHE)
-def training_set(report: IngestReport, spec: PipelineSpec) -> dict[str, Any]:
+def training_set(report: IngestReport, spec: PipelineSpec) -> TrainingSelection:
     """Historical features of the snapshot saved as the drift reference; the spec's filters curate the set."""
     settings = get_settings()
-    return build_training_set(load_manifest(report.dataset_version, artifact_root(settings)), spec, settings)
+    manifest = load_manifest(report.dataset_version, artifact_root(settings))
+    return TrainingSelection.model_validate(build_training_set(manifest, spec, settings))

@@ -2,9 +2,10 @@
 
 ``observe_run`` is a Prefect flow state hook: give it as ``on_completion``, ``on_failure`` and ``on_crashed`` of a
 flow. At the end of a run it pushes the run's metrics to the Pushgateway (grouping key job=canvascraft_<flow>,
-pipeline=<name>), finishes the progress artifact, publishes the run summary (train) and sends the notifications
-(flow failure, model promoted, rollback, drift detected). Every step is best effort: an outage of the Pushgateway,
-the alert channel or the API is logged and never changes the run's state.
+pipeline=<name>) with the stage timings read from the run's task runs (tasks/stage_timings.py), publishes the run
+summary (train) and sends the notifications (flow failure, model promoted, rollback, drift detected). Every step
+is best effort: an outage of the Pushgateway, the alert channel or the API is logged and never changes the run's
+state.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 
 from canvascraft.errors import SpecError
 from canvascraft.metrics import RunMetrics, train_result_metrics
+from canvascraft.outcomes import TrainRunResult
 from canvascraft.settings import get_settings
 from canvascraft.spec import NotificationsSpec, read_spec
 from tasks.notify import (
@@ -26,14 +28,15 @@ from tasks.notify import (
     notify_model_promoted,
     notify_rollback,
 )
-from tasks.reporting import pop_progress, publish_run_summary
+from tasks.reporting import publish_run_summary
 from tasks.run_log import run_logger
+from tasks.stage_timings import read_stage_timings
 
 
 def push_run_metrics(
     flow: str,
     pipeline: str,
-    result: Mapping[str, Any] | None = None,
+    result: TrainRunResult | Mapping[str, Any] | None = None,
     *,
     ok: bool = True,
     stages: Mapping[str, float] | None = None,
@@ -46,15 +49,15 @@ def push_run_metrics(
     try:
         settings = get_settings()
         metrics = RunMetrics(flow, pipeline)
-        if result:
+        if isinstance(result, TrainRunResult):
+            train_result_metrics(metrics, result, metric)
+        elif result:
             if flow == "drift_check":
                 metrics.drift(
                     result["drift_share"], bool(result.get("dataset_drift")), len(result.get("drifted_columns") or [])
                 )
             elif flow == "rollback":
                 metrics.promotion("rolled_back", result.get("champion"))
-            else:
-                train_result_metrics(metrics, result, metric)
         metrics.stage_durations(dict(stages or {}))
         metrics.finished(ok, duration_seconds)
         target = gateway or settings.resolved_pushgateway_url
@@ -85,6 +88,8 @@ def raw_spec(parameters: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def pipeline_name(spec: Mapping[str, Any], parameters: Mapping[str, Any], result: Any = None) -> str:
     """The pipeline a run was for: from its result, else its spec's name, else the registered model (rollback)."""
+    if isinstance(result, TrainRunResult):
+        return result.pipeline
     if isinstance(result, Mapping) and result.get("pipeline"):
         return str(result["pipeline"])
     if spec.get("name"):
@@ -114,31 +119,35 @@ def _duration(flow_run: Any) -> float | None:
     return max(0.0, (datetime.now(UTC) - start).total_seconds())
 
 
+def run_result(state: Any) -> TrainRunResult | Mapping[str, Any] | None:
+    """A completed run's result as the flow returned it (a train run's typed result, another flow's mapping)."""
+    if not state.is_completed():
+        return None
+    try:
+        result = state.result(raise_on_failure=False)
+    except Exception as exc:  # noqa: BLE001 - e.g. a result that was not kept in memory
+        run_logger(__name__).warning("run result unavailable to the observability hook: %s", exc)
+        return None
+    return result if isinstance(result, (TrainRunResult, Mapping)) else None
+
+
 def observe_run(flow: Any, flow_run: Any, state: Any) -> None:
-    """Flow state hook (on_completion / on_failure / on_crashed): metrics, progress, summary, notifications."""
+    """Flow state hook (on_completion / on_failure / on_crashed): metrics, summary, notifications."""
     log = run_logger(__name__)
     ok = bool(state.is_completed())
-    result: Any = None
-    if ok:
-        try:
-            result = state.result(raise_on_failure=False)
-        except Exception as exc:  # noqa: BLE001 - e.g. a result that was not kept in memory
-            log.warning("run result unavailable to the observability hook: %s", exc)
-    result = (
-        result
-        if isinstance(result, Mapping)
-        else (result.model_dump(mode="json") if hasattr(result, "model_dump") else None)
-    )
+    result = run_result(state)
     parameters = flow_run.parameters or {}
     spec = raw_spec(parameters)  # read once: name and notification routing both come from it
     pipeline = pipeline_name(spec, parameters, result)
     config = notifications_config(spec)
-    progress = pop_progress(flow_run.id)
-    stages = progress.durations if progress else {}
-    if progress is not None:
-        progress.finish(ok)
+    stages: dict[str, float] = {}
+    try:
+        stages = read_stage_timings(flow_run.id)
+    except Exception as exc:  # noqa: BLE001 - timings are best effort; the run's other metrics still count
+        log.warning("stage timings unavailable: %s: %s", type(exc).__name__, exc)
     push_run_metrics(flow.name, pipeline, result, ok=ok, stages=stages, duration_seconds=_duration(flow_run))
-    _best_effort(log, "run summary", _summarise, flow.name, result, stages)
+    if isinstance(result, TrainRunResult):
+        _best_effort(log, "run summary", publish_run_summary, result, stages)
     if not ok:
         _best_effort(
             log,
@@ -152,30 +161,26 @@ def observe_run(flow: Any, flow_run: Any, state: Any) -> None:
             config,
         )
         return
+    if isinstance(result, TrainRunResult):
+        published = result.publish
+        if published is not None and published.promoted:
+            _best_effort(
+                log,
+                "promotion notification",
+                notify_model_promoted,
+                pipeline,
+                published.notification(),
+                result.mlflow_run_id,
+                config,
+            )
+        return
     if not result:
         return
-    published = result.get("publish") or {}
-    if published.get("promoted"):
-        _best_effort(
-            log,
-            "promotion notification",
-            notify_model_promoted,
-            pipeline,
-            published,
-            result.get("mlflow_run_id"),
-            config,
-        )
     if flow.name == "drift_check" and result.get("event_due"):
         _best_effort(log, "drift notification", notify_drift_detected, result, config)
     if flow.name == "rollback":
         model = str(parameters.get("registered_model", pipeline))
         _best_effort(log, "rollback notification", notify_rollback, model, result, config)
-
-
-def _summarise(flow_name: str, result: Mapping[str, Any] | None, stages: Mapping[str, float]) -> None:
-    """The markdown run summary of a completed train run (other flows publish their own artifacts)."""
-    if result and "dataset_version" in result and "valid" in result:
-        publish_run_summary(dict(result), dict(stages))
 
 
 def _best_effort(log: Any, what: str, fn: Any, *args: Any) -> None:

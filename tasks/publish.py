@@ -22,9 +22,10 @@ from canvascraft.evaluation.stage import (
 )
 from canvascraft.hashing import stable_hash
 from canvascraft.ingest import IngestReport
+from canvascraft.outcomes import Evaluation, FeaturesOutcome, PublishOutcome, TrainingSelection
 from canvascraft.preprocess import ShardSet
 from canvascraft.publishing import model_registry as registry
-from canvascraft.reports import evaluation_markdown, gate_metric_value
+from canvascraft.reports import evaluation_markdown
 from canvascraft.settings import get_settings
 from canvascraft.spec import PipelineSpec
 from canvascraft.storage import make_s3_client
@@ -37,23 +38,23 @@ from tasks.retry_policy import retry_on_io
 def publish_model(
     spec: PipelineSpec,
     checkpoint: str,
-    evaluation: dict[str, Any],
+    evaluation: Evaluation,
     report: IngestReport,
     shards: ShardSet,
-    features: dict[str, Any],
+    features: FeaturesOutcome,
     parent_run_id: str,
-    selection: dict[str, Any] | None = None,
+    selection: TrainingSelection | None = None,
     incoming_dataset_version: str | None = None,
-) -> dict[str, Any]:
+) -> PublishOutcome:
     """New registered version with lineage tags (once per run and checkpoint); ``@champion`` only through the gate."""
     if spec.publish is None:
-        return {"published": False, "reason": "spec has no publish section"}
+        return PublishOutcome(published=False, reason="spec has no publish section")
     settings = get_settings()
     tracking.configure(settings)
-    score = FidScore.model_validate(evaluation["score"])
+    score = evaluation.score
     tags = {
         "dataset_version": report.dataset_version,
-        "feature_views": ",".join(features.get("feature_views", [])),
+        "feature_views": ",".join(features.feature_views),
         "brush_stack_hash": shards.stack_key,
         "spec_hash": spec.spec_hash(),
         "code_version": registry.code_version(),
@@ -67,7 +68,7 @@ def publish_model(
     version = registry.publish_version(
         name, checkpoint, parent_run_id, tags, publish_key=stable_hash({"run": parent_run_id, "checkpoint": checkpoint})
     )
-    kept = (selection or {}).get("kept_image_ids")
+    kept = selection.kept_image_ids if selection is not None else None
     s3 = make_s3_client(settings) if (spec.evaluator.weights or "").startswith("s3://") else None
 
     def rescore(champion: str) -> FidScore:
@@ -91,27 +92,21 @@ def publish_model(
         rescore=rescore,
         on_unusable=gate.on_unusable_champion,
     )
-    verdict = outcome["verdict"]
-    champion_value = gate_metric_value(verdict.get("champion"), gate.metric)
+    verdict = outcome.verdict
+    champion_value = verdict.champion.metric(gate.metric) if verdict.champion is not None else None
     tracking.log_to_run(
         parent_run_id,
         tags={
             "registered_model": name,
             "registered_version": version,
-            "promoted": str(outcome["promoted"]),
-            "gate_basis": verdict["basis"],
+            "promoted": str(outcome.promoted),
+            "gate_basis": verdict.basis,
         },
         metrics={f"gate_champion_{gate.metric}": champion_value} if champion_value is not None else None,
     )
     create_markdown_artifact(  # the evaluation artifact again, now with the champion's side and the verdict
         key=artifact_key(spec.name, "evaluation"),
-        markdown=evaluation_markdown(
-            spec.name,
-            evaluation["score"],
-            parent_run_id,
-            Path(evaluation["grid"]).name,
-            verdict={**verdict, "promoted": outcome["promoted"]},
-        ),
+        markdown=evaluation_markdown(spec.name, score, parent_run_id, Path(evaluation.grid).name, verdict=verdict),
         description="FID/KID of the best trial and the promotion verdict",
     )
     emit_event(
@@ -119,38 +114,24 @@ def publish_model(
         resource={
             "prefect.resource.id": f"canvascraft.pipeline.{spec.name}",
             "canvascraft.model": name,
-            "canvascraft.promoted": str(outcome["promoted"]).lower(),
+            "canvascraft.promoted": str(outcome.promoted).lower(),
         },  # automations match labels, not payload
         payload={
             "version": version,
-            "promoted": outcome["promoted"],
-            "reason": outcome["reason"],
-            "summary": outcome["summary"],
-            "basis": verdict["basis"],
+            "promoted": outcome.promoted,
+            "reason": outcome.reason,
+            "summary": outcome.summary,
+            "basis": verdict.basis,
             "metric": gate.metric,
-            "candidate_score": verdict["candidate"],
-            "champion_score": verdict.get("champion"),
-            "champion_version": verdict.get("champion_version"),
+            "candidate_score": verdict.candidate.model_dump(mode="json"),
+            "champion_score": verdict.champion.model_dump(mode="json") if verdict.champion is not None else None,
+            "champion_version": verdict.champion_version,
             "fid": score.fid,
             "dataset_version": report.dataset_version,
             "incoming_dataset_version": incoming_dataset_version,
         },
     )
-    return {
-        "published": True,
-        "model": name,
-        **outcome,
-        "fid": score.fid,
-        "kid_mean": score.kid_mean,
-        "classifier_score": score.metric("classifier_score"),
-        "comparability": {
-            "n": score.n,
-            "dims": score.dims,
-            "resize": score.resize,
-            "weights_sha256": score.weights_sha256,
-            "reference": score.reference,
-        },
-    }
+    return PublishOutcome.from_gate(name, outcome, score)
 
 
 @task(name="rollback", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)

@@ -13,6 +13,7 @@ from prefect.runtime import flow_run
 
 from canvascraft import tracking
 from canvascraft.ingest import IngestReport
+from canvascraft.outcomes import BestConfig, TrainingSelection, TuneOutcome
 from canvascraft.preprocess import ShardSet
 from canvascraft.settings import get_settings
 from canvascraft.spec import PipelineSpec
@@ -73,11 +74,11 @@ def watch_for_cancel(deadline: float = CANCEL_EXIT_DEADLINE_S) -> None:
 def tune_trainer(
     spec: PipelineSpec,
     shards: ShardSet,
-    selection: dict[str, Any],
+    selection: TrainingSelection,
     report: IngestReport,
     parent_run_id: str,
     extra_config: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> TuneOutcome:
     """Run (or resume) the Ray Tune search; log sample grids per trial; return the best checkpoint and config."""
     settings = get_settings()
     tracking.configure(settings)
@@ -85,7 +86,7 @@ def tune_trainer(
     result = run_search(
         spec,
         shards,
-        selection.get("kept_ids_key"),
+        selection.kept_ids_key,
         settings,
         parent_run_id=parent_run_id,
         dataset_version=report.dataset_version,
@@ -107,17 +108,17 @@ def tune_trainer(
         params={"best_hp": result.best_config.get("hp", {})},
         tags={"tune_restored": str(result.restored)},
     )
-    return {
-        "best_checkpoint": result.best_checkpoint,
-        "best_config": {
-            "trainer": result.best_config["trainer"],
-            "params": result.best_config["params"],
-            "hp": result.best_config.get("hp", {}),
-        },
-        "best_metrics": {k: v for k, v in result.best_metrics.items() if isinstance(v, (int, float))},
-        "trials": table,
-        "wall_seconds": result.wall_seconds,
-        "tune_overhead_seconds": result.tune_overhead_seconds,
-        "restored": result.restored,
-        "device_note": result.plan.note if result.plan else "",
-    }
+    return TuneOutcome(
+        best_checkpoint=result.best_checkpoint,
+        best_config=BestConfig(
+            trainer=result.best_config["trainer"],
+            params=result.best_config["params"],
+            hp=result.best_config.get("hp", {}),
+        ),
+        best_metrics={k: v for k, v in result.best_metrics.items() if isinstance(v, (int, float))},
+        trials=table,
+        wall_seconds=result.wall_seconds,
+        tune_overhead_seconds=result.tune_overhead_seconds,
+        restored=result.restored,
+        device_note=result.plan.note if result.plan else "",
+    )

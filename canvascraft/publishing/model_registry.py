@@ -8,19 +8,19 @@ publishes at once leave exactly one champion.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from canvascraft.errors import CanvasCraftError
-from canvascraft.evaluation.score_records import FidScore
+from canvascraft.evaluation.score_records import FidScore, GateMetric
+from canvascraft.outcomes import GateOutcome, RegisteredVersion
 from canvascraft.publishing.gate import GateVerdict, Rescorer, judge, rescore_key
 from canvascraft.publishing.pyfunc_model import GeneratorModel
 
@@ -140,13 +140,13 @@ def gate_and_alias(
     version: str,
     score: FidScore,
     *,
-    metric: str,
+    metric: GateMetric,
     margin: float,
     tag: str,
     lock: Callable[[], contextlib.AbstractContextManager[Any]],
     rescore: Rescorer | None = None,
-    on_unusable: str = "keep",
-) -> dict[str, Any]:
+    on_unusable: Literal["promote", "keep"] = "keep",
+) -> GateOutcome:
     """Set the publish tag alias; promote to champion through the like-for-like gate (under ``lock``).
 
     Idempotent: a version whose verdict is recorded returns it; a version that already is the champion (an attempt
@@ -184,10 +184,9 @@ def gate_and_alias(
         and cached is None
         and (registered is None or not score.comparable_with(registered))
     ):
-        try:
-            remembered(current)  # outside the lock: sampling the champion may take minutes on a big model
-        except Exception:  # noqa: BLE001 - judged under the lock
-            pass
+        # outside the lock: sampling the champion may take minutes on a big model; a failure is judged under it
+        with contextlib.suppress(Exception):
+            remembered(current)
     with lock():
         client.set_registered_model_alias(name, tag, version)
         current = _alias_version(client, name, CHAMPION)
@@ -197,7 +196,7 @@ def gate_and_alias(
                 reason="already champion (promoted by an earlier attempt of this publish)",
                 metric=metric,
                 basis="already-champion",
-                candidate=score,  # type: ignore[arg-type]
+                candidate=score,
                 champion_version=current,
             )
         else:
@@ -207,11 +206,11 @@ def gate_and_alias(
                 current,
                 registered,
                 metric=metric,
-                margin=margin,  # type: ignore[arg-type]
+                margin=margin,
                 rescore=remembered if rescore is not None else None,
                 cached=cached,
                 on_unusable=on_unusable,
-            )  # type: ignore[arg-type]
+            )
             if verdict.basis == "rescored" and verdict.champion is not None and current is not None:
                 client.set_model_version_tag(
                     name, current, RESCORE_TAG_PREFIX + rescore_key(score), verdict.champion.model_dump_json()
@@ -226,17 +225,17 @@ def gate_and_alias(
     return _outcome(name, version, verdict, previous)
 
 
-def _outcome(name: str, version: str, verdict: GateVerdict, previous: str | None) -> dict[str, Any]:
-    """The publish outcome: version, promoted, reason, the verdict with both scores, aliases."""
-    return {
-        "version": version,
-        "promoted": verdict.promoted,
-        "reason": verdict.reason,
-        "previous_champion": verdict.champion_version if verdict.champion_version != version else previous,
-        "verdict": verdict.model_dump(mode="json"),
-        "summary": verdict.summary(),
-        "aliases": aliases_of(name, version),
-    }
+def _outcome(name: str, version: str, verdict: GateVerdict, previous: str | None) -> GateOutcome:
+    """The gate's outcome: version, promoted, reason, the verdict with both scores, aliases."""
+    return GateOutcome(
+        version=version,
+        promoted=verdict.promoted,
+        reason=verdict.reason,
+        previous_champion=verdict.champion_version if verdict.champion_version != version else previous,
+        verdict=verdict,
+        summary=verdict.summary(),
+        aliases=aliases_of(name, version),
+    )
 
 
 def verdict_tags(verdict: GateVerdict) -> dict[str, str]:
@@ -297,7 +296,7 @@ def promote(name: str, version: str, lock: Callable[[], contextlib.AbstractConte
     return {"champion": version, "previous": current}
 
 
-def list_versions(name: str) -> list[dict[str, Any]]:
+def list_versions(name: str) -> list[RegisteredVersion]:
     """Every version with aliases, scores and lineage tags, newest first."""
     client = MlflowClient()
     try:
@@ -307,24 +306,23 @@ def list_versions(name: str) -> list[dict[str, Any]]:
     if not versions:
         names = sorted(m.name for m in client.search_registered_models())
         raise RegistryError(f"no registered model {name!r}; allowed values: {', '.join(names) or '(none)'}")
-    rows = []
+    rows: list[RegisteredVersion] = []
     for v in sorted(versions, key=lambda v: int(v.version), reverse=True):
         full = client.get_model_version(name, v.version)
-        score = json.loads(full.tags.get(SCORE_TAG, "null") or "null")
-        verdict = json.loads(full.tags.get(VERDICT_TAG, "null") or "null")
+        score, verdict = full.tags.get(SCORE_TAG), full.tags.get(VERDICT_TAG)
         rows.append(
-            {
-                "version": str(v.version),
-                "aliases": sorted(full.aliases),
-                "score": score,
-                "gate": verdict,
-                "tags": {
+            RegisteredVersion(
+                version=str(v.version),
+                aliases=sorted(full.aliases),
+                score=FidScore.model_validate_json(score) if score else None,
+                gate=GateVerdict.model_validate_json(verdict) if verdict else None,
+                tags={
                     k: val
                     for k, val in full.tags.items()
                     if k not in (SCORE_TAG, VERDICT_TAG) and not k.startswith(RESCORE_TAG_PREFIX)
                 },
-                "run_id": full.run_id,
-            }
+                run_id=full.run_id,
+            )
         )
     return rows
 

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from canvascraft.metrics import GROUPING_LABELS, METRICS, MetricsError, RunMetrics, exposed_names, train_result_metrics
+from canvascraft.outcomes import FeaturesOutcome, TrainingSelection
 from canvascraft.stack.process import free_port
 from tests.observability_helpers import run_gateway, scrape, value
+from tests.outcome_factories import classifier, published, score, search, train_result
 
 
 @pytest.fixture(scope="module")
@@ -25,24 +27,20 @@ needs_pushgateway = pytest.mark.skipif(
     reason="Debian package prometheus-pushgateway not installed (make apt)",
 )
 
-TRAIN_RESULT = {
-    "pipeline": "digits-quick",
-    "dataset_version": "abc",
-    "valid": 1797,
-    "quarantined": 3,
-    "images": 1797,
-    "features": {"rows_materialized": 1797},
-    "training_set": {"kept": 1790, "rows": 1797},
-    "search": {
-        "trials": [
+TRAIN_RESULT = train_result(
+    quarantined=3,
+    features=FeaturesOutcome(rows_materialized=1797),
+    training_set=TrainingSelection(kept=1790, rows=1797),
+    search=search(
+        [
             {"trial": "t_0001", "loss": 0.25, "images_per_sec": 410.5, "status": "ok"},
             {"trial": "t_0002", "loss": 0.31, "images_per_sec": 395.0, "status": "error"},
         ],
-        "best_metrics": {"loss": 0.25, "images_per_sec": 410.5},
-    },
-    "evaluation": {"score": {"fid": 41.5, "kid_mean": 0.012, "n": 200}},
-    "publish": {"published": True, "model": "canvascraft-digits", "version": "7", "promoted": True},
-}
+        {"loss": 0.25, "images_per_sec": 410.5},
+    ),
+    evaluation=score(41.5, kid_mean=0.012),
+    publish=published(score(41.5, kid_mean=0.012), version="7"),
+)
 
 
 def test_catalogue_follows_conventions() -> None:
@@ -80,6 +78,9 @@ def test_train_metrics_arrive_under_the_grouping_key(gateway: str) -> None:
     assert value(samples, "canvascraft_trials_total", status="error", **group) == 1
     assert value(samples, "canvascraft_fid", **group) == 41.5
     assert value(samples, "canvascraft_kid", **group) == 0.012
+    assert value(samples, "canvascraft_fid_samples", **group) == 200
+    assert value(samples, "canvascraft_best_trial_loss", **group) == 0.25
+    assert value(samples, "canvascraft_training_set_images", **group) == 1790
     assert value(samples, "canvascraft_promotions_total", outcome="promoted", **group) == 1
     assert value(samples, "canvascraft_promotions_total", outcome="kept", **group) == 0
     assert value(samples, "canvascraft_model_version", **group) == 7
@@ -153,3 +154,26 @@ def test_runs_in_one_process_do_not_add_up_in_multiprocess_mode(
     assert value(samples, "canvascraft_images_ingested_total", pipeline="multiproc") == 10
     assert value(samples, "canvascraft_flow_failures_total", pipeline="multiproc") == 1
     assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+
+
+def test_train_metrics_read_the_typed_result() -> None:
+    """Every part of the typed result lands in its metric; a run without a trainer records only its data."""
+    with_classifier = score(3.1, classifier=classifier(0.9, 8))
+    full = train_result(
+        evaluation=with_classifier,
+        publish=published(with_classifier, version="3", champion=score(3.0), promoted=False),
+    )
+    metrics = train_result_metrics(RunMetrics("train", "p"), full)
+    assert metrics.value("canvascraft_classifier_score") == 0.9
+    assert metrics.value("canvascraft_classifier_coverage") == 8
+    assert metrics.value("canvascraft_champion_fid") == 3.0
+    assert metrics.value("canvascraft_promotions_total", outcome="kept") == 1
+    assert metrics.value("canvascraft_model_version") == 3
+    data_only = train_result_metrics(RunMetrics("train", "p"), train_result())
+    assert data_only.names == {
+        "canvascraft_images_ingested_total",
+        "canvascraft_images_quarantined_total",
+        "canvascraft_images_preprocessed",
+        "canvascraft_features_materialized_total",
+        "canvascraft_training_set_images",
+    }

@@ -51,8 +51,8 @@ print(
     json.dumps(
         {
             "version": version,
-            "promoted": outcome["promoted"],
-            "previous_champion": outcome["previous_champion"],
+            "promoted": outcome.promoted,
+            "previous_champion": outcome.previous_champion,
             "entered": entered,
             "left": time.time(),
         }

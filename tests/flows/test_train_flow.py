@@ -21,10 +21,10 @@ def test_train_flow_ingests_and_preprocesses_with_caching(prefect_harness, s3_cl
     first = train(spec, return_state=True)
     assert first.is_completed()
     result = first.result()
-    assert result["valid"] == 24 and result["quarantined"] == 0 and result["images"] == 24
+    assert result.valid == 24 and result.quarantined == 0 and result.images == 24
 
     second = train(spec, return_state=True)  # shards exist now: this run stores the cache record
-    assert second.result()["dataset_version"] == result["dataset_version"]
+    assert second.result().dataset_version == result.dataset_version
     third = train(spec, return_state=True)
     with get_client(sync_client=True) as client:  # this test's third flow run only, not the shared server's runs
         runs = client.read_task_runs(
@@ -40,7 +40,7 @@ def test_train_flow_ingests_and_preprocesses_with_caching(prefect_harness, s3_cl
     assert preprocess_states == ["Cached"], [(r.name, r.state.name) for r in runs]
     assert subflows == []  # the stages ran inside the train flow run (a subflow costs ~1.7 s of Prefect's own)
     artifact = Artifact.get("flowtest-ingest")
-    assert artifact is not None and result["dataset_version"] in artifact.data
+    assert artifact is not None and result.dataset_version in artifact.data
 
 
 def test_train_flow_fails_clearly_on_bad_spec(prefect_harness) -> None:

@@ -1,5 +1,6 @@
-"""The train flow's observability hooks under the Prefect test harness: metrics on a real Pushgateway, progress and
-summary artifacts, failure notification to a real loopback webhook, and an unreachable gateway that changes nothing."""
+"""The train flow's observability hooks under the Prefect test harness: metrics on a real Pushgateway (stage timings
+from the task runs), summary artifacts, failure notification to a real loopback webhook, and an unreachable gateway
+that changes nothing."""
 
 from __future__ import annotations
 
@@ -55,21 +56,22 @@ def test_completed_run_pushes_metrics_and_publishes_artifacts(
     assert value(samples, "canvascraft_stage_duration_seconds", stage="tune", **group) > 0
     assert value(samples, "canvascraft_run_duration_seconds", **group) > 0
     assert value(samples, "canvascraft_trials_total", status="ok", **group) == 2
-    assert value(samples, "canvascraft_fid", **group) == pytest.approx(result["evaluation"]["score"]["fid"])
-    classifier = result["evaluation"]["score"]["classifier"]
-    assert value(samples, "canvascraft_classifier_score", **group) == pytest.approx(classifier["mean_top_probability"])
-    assert value(samples, "canvascraft_classifier_coverage", **group) == classifier["coverage"]
+    assert value(samples, "canvascraft_fid", **group) == pytest.approx(result.evaluation.score.fid)
+    classifier = result.evaluation.score.classifier
+    assert value(samples, "canvascraft_classifier_score", **group) == pytest.approx(classifier.mean_top_probability)
+    assert value(samples, "canvascraft_classifier_coverage", **group) == classifier.coverage
     assert value(samples, "canvascraft_promotions_total", outcome="promoted", **group) == 1
-    assert value(samples, "canvascraft_model_version", **group) == int(result["publish"]["version"])
+    assert value(samples, "canvascraft_model_version", **group) == int(result.publish.version)
 
     mlflow.set_tracking_uri(f"sqlite:///{session_dir / 'home' / 'mlflow.db'}")
-    logged = mlflow.get_run(result["mlflow_run_id"]).data.metrics
-    assert logged["classifier_score"] == pytest.approx(classifier["mean_top_probability"])
+    logged = mlflow.get_run(result.mlflow_run_id).data.metrics
+    assert logged["classifier_score"] == pytest.approx(classifier.mean_top_probability)
     assert 0.0 < logged["classifier_accuracy"] <= 1.0
-    progress = Artifact.get("obs-ok-progress")
-    assert progress is not None and progress.type == "progress" and float(progress.data) == 100.0
+    for stage in ("ingest", "preprocess", "features", "training_set", "tune", "evaluate", "publish"):  # task runs
+        assert value(samples, "canvascraft_stage_duration_seconds", stage=stage, **group) > 0, stage
     summary = Artifact.get("obs-ok-summary")
-    assert summary is not None and result["dataset_version"] in summary.data and "| tune |" in summary.data
+    assert summary is not None and result.dataset_version in summary.data and "| tune |" in summary.data
+    assert "| publish |" in summary.data and f"v{result.publish.version}" in summary.data
     evaluation = Artifact.get("obs-ok-evaluation")
     assert evaluation is not None and "classifier score" in evaluation.data
 
@@ -103,7 +105,7 @@ def test_unreachable_gateway_does_not_fail_the_run(
     seed_dataset("digits", s3_client, f"s3://{bucket}/digits", limit=12)
     with caplog.at_level(logging.WARNING):
         state = train(_spec(bucket, "obs_nogw"), return_state=True)
-    assert state.is_completed() and state.result()["valid"] == 12
+    assert state.is_completed() and state.result().valid == 12
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert f"Pushgateway 127.0.0.1:{port} unreachable: metrics of train/obs_nogw dropped; the run goes on" in warnings
 

@@ -77,23 +77,23 @@ def test_palettes_stage_maps_chunks_and_recomputes_one_for_a_new_image(
     report = ingest_snapshot.fn(spec)
     state = run_stage(palettes_stage, report, spec, return_state=True)
     first = state.result()
-    runs = task_runs(state.state_details.flow_run_id, "palette-chunk", first["chunks"])
-    assert first["chunks"] >= 3 and len(runs) == first["chunks"]  # one task run per chunk
-    assert first["chunks_computed"] == first["chunks"] and first["images_new"] == 30
-    assert first["rows_written"] == 60 and first["rows_materialized"] == 60
+    runs = task_runs(state.state_details.flow_run_id, "palette-chunk", first.chunks)
+    assert first.chunks >= 3 and len(runs) == first.chunks  # one task run per chunk
+    assert first.chunks_computed == first.chunks and first.images_new == 30
+    assert first.rows_written == 60 and first.rows_materialized == 60
 
     add_one_image(s3_client, bucket, "d", tmp_path)  # a digit that is not a chunk boundary at DIVISOR 4
     report = ingest_snapshot.fn(spec)
     state = run_stage(palettes_stage, report, spec, return_state=True)
     second = state.result()
-    assert (second["chunks_computed"], second["images_new"], second["rows_written"]) == (1, 1, 2)
+    assert (second.chunks_computed, second.images_new, second.rows_written) == (1, 1, 2)
 
     # nothing new: each chunk's key (content + palette set + ids to compute) names an earlier result, except the
     # chunk the last run computed (its ids-to-compute went from [new image] to []): it runs, computing nothing
     state = run_stage(palettes_stage, report, spec, return_state=True)
     third = state.result()
-    runs = task_runs(state.state_details.flow_run_id, "palette-chunk", third["chunks"])
-    assert third["rows_written"] == 0 and third["chunks_computed"] == 0 and len(runs) == third["chunks"]
+    runs = task_runs(state.state_details.flow_run_id, "palette-chunk", third.chunks)
+    assert third.rows_written == 0 and third.chunks_computed == 0 and len(runs) == third.chunks
     assert sorted(r.state.name for r in runs) == ["Cached"] * (len(runs) - 1) + ["Completed"]
 
 
@@ -105,8 +105,8 @@ def test_fid_reference_stage_fills_the_cache_the_evaluation_reads(
     shards = run_stage(preprocess_stage, report, spec)
     state = run_stage(fid_reference_stage, spec, shards, None, return_state=True)
     first = state.result()
-    runs = task_runs(state.state_details.flow_run_id, "fid-reference-chunk", first["chunks"])
-    assert first["chunks"] >= 3 and len(runs) == first["chunks"] == first["chunks_computed"]
+    runs = task_runs(state.state_details.flow_run_id, "fid-reference-chunk", first.chunks)
+    assert first.chunks >= 3 and len(runs) == first.chunks == first.chunks_computed
 
     # what evaluate does: the one-shot path on the same sample builds the same key and hits the stage's statistics
     settings = get_settings()
@@ -123,7 +123,7 @@ def test_fid_reference_stage_fills_the_cache_the_evaluation_reads(
     # the same reference again: found in the cache, no chunk runs (a grown set recomputing one chunk is shown on
     # the core functions in tests/canvascraft/evaluation/test_reference_chunks.py, without Prefect's cost)
     again = run_stage(fid_reference_stage, spec, shards, None, return_state=True)
-    assert again.result()["found"] and task_runs(again.state_details.flow_run_id, "fid-reference-chunk") == []
+    assert again.result().found and task_runs(again.state_details.flow_run_id, "fid-reference-chunk") == []
 
 
 def test_train_flow_runs_palettes_as_a_stage_of_mapped_chunks(
@@ -136,7 +136,7 @@ def test_train_flow_runs_palettes_as_a_stage_of_mapped_chunks(
 
     state = train(spec_for(s3_client, bucket, features=PALETTES), return_state=True)
     assert state.is_completed(), state.message
-    features = state.result()["features"]
+    features = state.result().features
     with get_client(sync_client=True) as client:
         stages = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
@@ -144,5 +144,5 @@ def test_train_flow_runs_palettes_as_a_stage_of_mapped_chunks(
             )
         )
     assert stages == []  # without a Ray address the stages run inside the train flow run (tasks/task_runners.py)
-    runs = task_runs(state.state_details.flow_run_id, "palette-chunk", features["chunks"])
-    assert features["chunks"] >= 3 and len(runs) == features["chunks"] and features["rows_written"] == 60
+    runs = task_runs(state.state_details.flow_run_id, "palette-chunk", features.chunks)
+    assert features.chunks >= 3 and len(runs) == features.chunks and features.rows_written == 60

@@ -35,15 +35,15 @@ def test_materialize_is_incremental_and_training_set_filters(s3_client, bucket: 
     spec = load_spec(spec_for(bucket, filters=[{"feature": "sharpness", "op": ">=", "value": 0.035}]))
     report = ingest_snapshot.fn(spec)
     first = materialize_features.fn(report, spec)
-    assert first["images_new"] == 30 and first["rows_written"] == 60 and first["rows_materialized"] >= 60
+    assert first.images_new == 30 and first.rows_written == 60 and first.rows_materialized >= 60
     again = materialize_features.fn(report, spec)
-    assert again["rows_computed"] == 0 and again["rows_written"] == 0  # nothing new on a rerun
+    assert again.rows_computed == 0 and again.rows_written == 0  # nothing new on a rerun
 
     selection = training_set.fn(report, spec)
-    table = pd.read_parquet(selection["reference_table"])
+    table = pd.read_parquet(selection.reference_table)
     assert len(table) == 30 and table["brightness"].notna().all()
     expected_kept = int((table["sharpness"] >= 0.035).sum())
-    assert selection["kept"] == expected_kept and selection["dropped"] == 30 - expected_kept
+    assert selection.kept == expected_kept and selection.dropped == 30 - expected_kept
     assert 0 < expected_kept < 30  # the threshold really splits digits
 
 
@@ -52,12 +52,12 @@ def test_unknown_filter_feature_names_allowed_columns(s3_client, bucket: str) ->
     spec = load_spec(spec_for(bucket, filters=[{"feature": "sharpnes", "op": ">", "value": 0}]))
     report = ingest_snapshot.fn(spec)
     materialize_features.fn(report, spec)
-    with pytest.raises(ParameterError, match="features.filters\\[0\\].feature.*sharpness"):
+    with pytest.raises(ParameterError, match=r"features.filters\[0\].feature.*sharpness"):
         training_set.fn(report, spec)
 
 
 def test_unknown_palette_and_bad_param_in_spec() -> None:
-    with pytest.raises(SpecError, match="features.palettes\\[0\\].name.*image_stats"):
+    with pytest.raises(SpecError, match=r"features.palettes\[0\].name.*image_stats"):
         load_spec(spec_for("bkt", palettes=[{"name": "oil"}]))
-    with pytest.raises(SpecError, match="features.palettes\\[0\\].params.bins"):
+    with pytest.raises(SpecError, match=r"features.palettes\[0\].params.bins"):
         load_spec(spec_for("bkt", palettes=[{"name": "rgb_histogram", "params": {"bins": 1}}]))

@@ -131,7 +131,7 @@ def test_webhook_secret_never_reaches_logs_artifacts_or_mlflow(
         monkeypatch.setenv("CANVASCRAFT_NOTIFY_WEBHOOK_URL", f"{good_url}/hooks/{secret}")
         with caplog.at_level(logging.DEBUG):
             promoted = train(spec, return_state=True)
-            assert promoted.is_completed() and promoted.result()["publish"]["promoted"]
+            assert promoted.is_completed() and promoted.result().publish.promoted
             assert received.wait_for(1)[0]["path"] == f"/hooks/{secret}"  # the secret was really used
             monkeypatch.setenv("CANVASCRAFT_NOTIFY_WEBHOOK_URL", f"{bad_url}/hooks/{secret}")
             failed = train({**spec, "device": "tpu"}, return_state=True)  # 500 from the webhook: not delivered
@@ -139,7 +139,7 @@ def test_webhook_secret_never_reaches_logs_artifacts_or_mlflow(
     run_ids = [promoted.state_details.flow_run_id, failed.state_details.flow_run_id]
 
     tracking.configure(get_settings())
-    run = mlflow.MlflowClient().get_run(promoted.result()["mlflow_run_id"])
+    run = mlflow.MlflowClient().get_run(promoted.result().mlflow_run_id)
     APILogHandler().flush()  # run logs reach the API in batches
     with get_client(sync_client=True) as client:
         deadline = time.monotonic() + 20

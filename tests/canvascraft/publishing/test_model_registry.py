@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from canvascraft.evaluation.scores import FidScore
+from canvascraft.outcomes import GateOutcome
 from canvascraft.publishing import model_registry as registry
 from canvascraft.trainers import build_trainer
 
@@ -54,7 +55,7 @@ def model(tmp_path: Path, checkpoint: str):
     mlflow.set_experiment("registry-test")
     name = f"m-{tmp_path.name[-12:]}"
 
-    def publish(fid: float, rescore=None, on_unusable: str = "keep", **kwargs: object) -> dict:
+    def publish(fid: float, rescore=None, on_unusable: str = "keep", **kwargs: object) -> GateOutcome:
         with mlflow.start_run() as run:
             pass
         s = score(fid, **kwargs)
@@ -77,21 +78,21 @@ def model(tmp_path: Path, checkpoint: str):
 def test_gate_promotes_better_rejects_worse_and_rollback_restores(model) -> None:
     name, publish, lock = model
     first = publish(10.0)
-    assert first["promoted"] and first["aliases"] == ["candidate", "champion"]
+    assert first.promoted and first.aliases == ["candidate", "champion"]
     worse = publish(12.0)
-    assert not worse["promoted"] and worse["aliases"] == ["candidate"]
+    assert not worse.promoted and worse.aliases == ["candidate"]
     better = publish(5.0)
-    assert better["promoted"] and better["previous_champion"] == first["version"]
-    assert registry.aliases_of(name, first["version"]) == ["previous"]
-    listed = {row["version"]: row for row in registry.list_versions(name)}
-    assert listed[better["version"]]["score"]["fid"] == 5.0 and listed[better["version"]]["tags"]["fid_dims"] == "64"
+    assert better.promoted and better.previous_champion == first.version
+    assert registry.aliases_of(name, first.version) == ["previous"]
+    listed = {row.version: row for row in registry.list_versions(name)}
+    assert listed[better.version].score.fid == 5.0 and listed[better.version].tags["fid_dims"] == "64"
 
     back = registry.rollback(name, lock)
-    assert back == {"champion": first["version"], "replaced": better["version"]}
-    assert "champion" in registry.aliases_of(name, first["version"])
+    assert back == {"champion": first.version, "replaced": better.version}
+    assert "champion" in registry.aliases_of(name, first.version)
     with pytest.raises(registry.RegistryError, match="no @previous version"):
         registry.rollback(name, lock)
-    assert registry.promote(name, better["version"], lock)["champion"] == better["version"]
+    assert registry.promote(name, better.version, lock)["champion"] == better.version
     with pytest.raises(registry.RegistryError, match="has no version 99"):
         registry.promote(name, "99", lock)
 
@@ -99,7 +100,7 @@ def test_gate_promotes_better_rejects_worse_and_rollback_restores(model) -> None
 def test_concurrent_publishes_leave_one_consistent_champion(model) -> None:
     name, publish, _ = model
     base = publish(20.0)
-    results: dict[str, dict] = {}
+    results: dict[str, GateOutcome] = {}
     barrier = threading.Barrier(2)
 
     def run(label: str, fid: float) -> None:
@@ -113,11 +114,11 @@ def test_concurrent_publishes_leave_one_consistent_champion(model) -> None:
         t.join()
     champion = mlflow.MlflowClient().get_model_version_by_alias(name, "champion").version
     previous = mlflow.MlflowClient().get_model_version_by_alias(name, "previous").version
-    assert str(champion) == results["best"]["version"]  # the best score wins whatever the interleaving
+    assert str(champion) == results["best"].version  # the best score wins whatever the interleaving
     # @previous is the champion "best" replaced: "good" if "good" was promoted first, else the base version. The
     # verdict recorded on "good" says which order the lock gave; the chain must agree with it. (The cross-process
     # race, which fails without the lock, is tests/flows/test_two_machines.py::test_concurrent_publishes_...)
-    expected_previous = results["good"]["version"] if results["good"]["promoted"] else base["version"]
+    expected_previous = results["good"].version if results["good"].promoted else base.version
     assert str(previous) == expected_previous
 
 
@@ -158,22 +159,22 @@ def test_gate_rescores_the_champion_on_the_candidates_terms_and_caches_it(model)
 
     # same terms: the registered scores are compared, the champion is not re-scored
     same = publish(12.0, rescore=rescore)
-    assert not same["promoted"] and same["verdict"]["basis"] == "as-registered" and asked == []
+    assert not same.promoted and same.verdict.basis == "as-registered" and asked == []
     # a retrain on new data (reference dv2): re-scored, compared like with like, promoted, verdict recorded
     retrain = publish(13.0, rescore=rescore, reference="dv2")
-    assert asked == [first["version"]] and retrain["promoted"], retrain["reason"]
-    verdict = retrain["verdict"]
-    assert verdict["basis"] == "rescored" and verdict["champion_version"] == first["version"]
-    assert verdict["champion"]["fid"] == 14.0 and verdict["champion"]["reference"] == "dv2"
-    assert verdict["champion_registered"]["reference"] == "dv1"
-    assert "13.0000" in retrain["summary"] and "14.0000" in retrain["summary"]
-    row = {r["version"]: r for r in registry.list_versions(name)}[retrain["version"]]
-    assert row["gate"]["basis"] == "rescored" and row["tags"]["gate_verdict"] == "promoted"
-    assert row["tags"]["gate_champion_fid"] == "14.000000"
+    assert asked == [first.version] and retrain.promoted, retrain.reason
+    verdict = retrain.verdict
+    assert verdict.basis == "rescored" and verdict.champion_version == first.version
+    assert verdict.champion.fid == 14.0 and verdict.champion.reference == "dv2"
+    assert verdict.champion_registered.reference == "dv1"
+    assert "13.0000" in retrain.summary and "14.0000" in retrain.summary
+    row = {r.version: r for r in registry.list_versions(name)}[retrain.version]
+    assert row.gate.basis == "rescored" and row.tags["gate_verdict"] == "promoted"
+    assert row.tags["gate_champion_fid"] == "14.000000"
     # cached per (champion version, reference key): a second candidate on dv2's terms against v1 reuses it
-    mlflow.MlflowClient().set_registered_model_alias(name, "champion", first["version"])
+    mlflow.MlflowClient().set_registered_model_alias(name, "champion", first.version)
     again = publish(12.0, rescore=rescore, reference="dv2")
-    assert again["verdict"]["basis"] == "rescore-cached" and asked == [first["version"]] and again["promoted"]
+    assert again.verdict.basis == "rescore-cached" and asked == [first.version] and again.promoted
 
 
 @pytest.mark.parametrize(("policy", "promoted"), [("keep", False), ("promote", True)])
@@ -185,10 +186,9 @@ def test_unusable_champion_is_a_verdict_not_a_crash(model, policy: str, promoted
         raise OSError(f"models:/{name}/{champion}: checkpoint folder is empty")
 
     outcome = publish(11.0, rescore=broken, on_unusable=policy, reference="dv2")
-    assert outcome["promoted"] is promoted and outcome["verdict"]["basis"] == "champion-unusable"
+    assert outcome.promoted is promoted and outcome.verdict.basis == "champion-unusable"
     assert (
-        outcome["reason"].startswith("champion unusable: OSError")
-        and f"on_unusable_champion={policy}" in outcome["reason"]
+        outcome.reason.startswith("champion unusable: OSError") and f"on_unusable_champion={policy}" in outcome.reason
     )
 
 
@@ -215,15 +215,13 @@ def test_retried_publish_reuses_its_version_and_reports_the_promotion(
     retried = registry.publish_version(name, checkpoint, run.info.run_id, tags, publish_key="run-1/ckpt")
     assert retried == first
     outcome = registry.gate_and_alias(name, retried, candidate, metric="fid", margin=0.5, tag="candidate", lock=lock)
-    assert outcome["promoted"] and outcome["verdict"]["basis"] == "already-champion"
+    assert outcome.promoted and outcome.verdict.basis == "already-champion"
     versions = mlflow.MlflowClient().search_model_versions(f"name = '{name}'")
     assert len(versions) == 2  # v1 and the candidate: no second registration
     # a third attempt returns the recorded verdict unchanged
     assert (
-        registry.gate_and_alias(name, retried, candidate, metric="fid", margin=0.5, tag="candidate", lock=lock)[
-            "verdict"
-        ]
-        == outcome["verdict"]
+        registry.gate_and_alias(name, retried, candidate, metric="fid", margin=0.5, tag="candidate", lock=lock).verdict
+        == outcome.verdict
     )
 
 
@@ -262,11 +260,35 @@ def test_gate_on_classifier_score_promotes_the_better_candidate(tmp_path: Path, 
     first = publish(fid=5.0, probability=0.70)
     worse = publish(fid=1.0, probability=0.60)  # better FID, worse classifier score: kept out
     better = publish(fid=9.0, probability=0.85)
-    assert (first["promoted"], worse["promoted"], better["promoted"]) == (True, False, True)
-    assert registry.aliases_of(name, better["version"]) == ["candidate", "champion"]
-    assert registry.aliases_of(name, first["version"]) == ["previous"]
-    tags = {row["version"]: row["tags"] for row in registry.list_versions(name)}[better["version"]]
+    assert (first.promoted, worse.promoted, better.promoted) == (True, False, True)
+    assert registry.aliases_of(name, better.version) == ["candidate", "champion"]
+    assert registry.aliases_of(name, first.version) == ["previous"]
+    tags = {row.version: row.tags for row in registry.list_versions(name)}[better.version]
     assert tags["classifier_score"] == "0.850000" and tags["classifier_coverage"] == "8/10"
     assert (
         tags["gate_candidate_classifier_score"] == "0.850000" and tags["gate_champion_classifier_score"] == "0.700000"
     )
+
+
+def test_models_list_cli_shows_typed_rows(model, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``models list`` renders the typed rows: scores, the gate's verdict against the champion, JSON round-trips."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    name, publish, _ = model
+    first = publish(10.0)
+    worse = publish(12.0)
+    monkeypatch.setenv("CANVASCRAFT_MLFLOW_TRACKING_URI", mlflow.get_tracking_uri())
+    monkeypatch.setenv("COLUMNS", "250")
+    table = CliRunner().invoke(app, ["models", "list", name])
+    assert table.exit_code == 0, table.output
+    assert "12.000" in table.output and "kept champion (as-registered)" in table.output
+    assert f"vs v{first.version} fid 10.000" in table.output
+    listed = CliRunner().invoke(app, ["models", "list", name, "--json"])
+    assert listed.exit_code == 0, listed.output
+    rows = {row["version"]: row for row in json.loads(listed.output)}
+    assert rows[worse.version]["score"]["fid"] == 12.0 and rows[worse.version]["gate"]["promoted"] is False
+    assert rows[first.version]["gate"]["basis"] == "first-version"
