@@ -132,7 +132,7 @@ class Row:
 
 def paired_ratio(a: list[float], b: list[float]) -> tuple[float, tuple[float, float]]:
     """Median and spread of per-repeat ratios a_i / b_i (interleaved repeats share the machine's load)."""
-    ratios = [x / y for x, y in zip(a, b) if y]
+    ratios = [x / y for x, y in zip(a, b, strict=True) if y]
     return statistics.median(ratios), (min(ratios), max(ratios))
 
 

@@ -1,6 +1,6 @@
 """One real Prefect stack for the flow tests that need a server: an MLflow server, `prefect server start`,
-`canvascraft deploy` of prefect.yaml, and a process worker polling gpu-pool. Started once per pytest process, on first use (only the
-``prefect_server`` process of `make test` uses it)."""
+`canvascraft deploy` of prefect.yaml, and a process worker polling gpu-pool. Started once per pytest process, on
+first use (only the ``prefect_server`` process of `make test` uses it)."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ def prefect_stack(s3_settings, tmp_path_factory) -> Iterator[PrefectStack]:
         env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(settings.home / "prefect-cli")}
         deploy = subprocess.run(
             [sys.executable, "-m", "cli.main", "deploy"],
+            check=False,  # the exit code is checked below, with the output
             cwd=PROJECT,
             env=env,
             capture_output=True,

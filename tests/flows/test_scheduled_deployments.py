@@ -4,6 +4,7 @@ has scheduled runs and the server's scheduler logs no error; an interval deploym
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from datetime import timedelta
@@ -28,7 +29,7 @@ def scheduler_errors(log: str) -> list[str]:
     ``schedule_recent_deployments`` on every pass.
     """
     starts = [m.start() for m in ENTRY.finditer(log)] + [len(log)]
-    entries = [log[a:b] for a, b in zip(starts, starts[1:])]
+    entries = [log[a:b] for a, b in itertools.pairwise(starts)]
     # by the logger of the scheduler services, not by the word: another service's entry may quote a state's
     # "scheduled_time" (e.g. the task-run recorder's "database is locked" retry)
     return [
