@@ -48,7 +48,7 @@ def plain_train(spec: dict[str, Any], clock: StageClock | None = None) -> dict[s
     from canvascraft.artifact_root import artifact_root
     from canvascraft.brushes import BrushStack
     from canvascraft.evaluation.reference_chunks import chunk_features, combine_reference
-    from canvascraft.evaluation.scores import FidScore, ReferenceStatsCache
+    from canvascraft.evaluation.scores import ReferenceStatsCache
     from canvascraft.evaluation.stage import evaluate_checkpoint, plan_reference, reference_extractor
     from canvascraft.features.stage import build_training_set, materialize_snapshot
     from canvascraft.hashing import stable_hash
@@ -103,7 +103,7 @@ def plain_train(spec: dict[str, Any], clock: StageClock | None = None) -> dict[s
     result = run_search(
         pipeline,
         shards,
-        selection.get("kept_ids_key"),
+        selection.kept_ids_key,
         settings,
         parent_run_id=parent,
         dataset_version=report.dataset_version,
@@ -120,7 +120,7 @@ def plain_train(spec: dict[str, Any], clock: StageClock | None = None) -> dict[s
         params={"best_hp": result.best_config.get("hp", {})},
     )
     clock.done("tune")
-    plan = plan_reference(shards, selection["kept_image_ids"], pipeline, settings)
+    plan = plan_reference(shards, selection.kept_image_ids, pipeline, settings)
     if not plan.found:  # the fid-reference stage: features per chunk on the stage's threads, then mu/sigma
         from concurrent.futures import ThreadPoolExecutor
 
@@ -133,20 +133,20 @@ def plain_train(spec: dict[str, Any], clock: StageClock | None = None) -> dict[s
                 )
             )
         combine_reference(plan.key, plan.chunks, artifacts, ReferenceStatsCache.for_artifacts(artifacts))
-    evaluation = evaluate_checkpoint(result.best_checkpoint, shards, selection["kept_image_ids"], pipeline, settings)
-    score = FidScore.model_validate(evaluation["score"])
+    evaluation = evaluate_checkpoint(result.best_checkpoint, shards, selection.kept_image_ids, pipeline, settings)
+    score = evaluation.score
     tracking.log_to_run(
         parent,
         metrics={"fid": score.fid},
         params={"fid_n": score.n, "fid_dims": score.dims},
-        artifacts=[Path(evaluation["grid"])],
+        artifacts=[Path(evaluation.grid)],
         artifact_path="samples",
     )
     clock.done("evaluate")
     name = pipeline.publish.registered_model
     tags = {
         "dataset_version": report.dataset_version,
-        "feature_views": ",".join(features.get("feature_views", [])),
+        "feature_views": ",".join(features.feature_views),
         "brush_stack_hash": shards.stack_key,
         "spec_hash": pipeline.spec_hash(),
         "code_version": registry.code_version(),

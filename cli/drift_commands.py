@@ -52,7 +52,7 @@ def drift_check_command(
         features = materialize_snapshot(manifest, spec, settings)
     if as_json:
         data = result.model_dump(mode="json")
-        data["features"] = {k: features[k] for k in ("rows_written", "rows_materialized")} if features else None
+        data["features"] = features.model_dump(include={"rows_written", "rows_materialized"}) if features else None
         typer.echo(json.dumps(data, indent=1))
     else:
         from rich.table import Table

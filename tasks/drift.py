@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
@@ -21,6 +19,7 @@ from canvascraft.drift import (
 from canvascraft.features.stage import materialize_snapshot
 from canvascraft.ingest import IngestReport
 from canvascraft.ingest.snapshots import load_manifest
+from canvascraft.outcomes import FeaturesOutcome
 from canvascraft.settings import get_settings
 from canvascraft.spec import PipelineSpec
 from tasks.reporting import artifact_key
@@ -59,7 +58,7 @@ def record_drift(spec: PipelineSpec, result: DriftResult) -> DriftResult:
     cache_policy=NO_CACHE,
     log_prints=False,
 )  # Feast prints a materialize report the core swallows
-def push_incoming_features(report: IngestReport, spec: PipelineSpec) -> dict[str, Any]:
+def push_incoming_features(report: IngestReport, spec: PipelineSpec) -> FeaturesOutcome:
     """Write the incoming images' palettes to Feast's offline store (new ids only) and materialize them online."""
     settings = get_settings()
     return materialize_snapshot(load_manifest(report.dataset_version, artifact_root(settings)), spec, settings)

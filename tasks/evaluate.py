@@ -104,9 +104,7 @@ def evaluate_model(
     settings = get_settings()
     tracking.configure(settings)
     s3 = _weights_client(spec, settings)
-    evaluation = Evaluation.model_validate(
-        evaluate_checkpoint(checkpoint, shards, selection.kept_image_ids, spec, settings, s3_client=s3)
-    )
+    evaluation = evaluate_checkpoint(checkpoint, shards, selection.kept_image_ids, spec, settings, s3_client=s3)
     score, grid = evaluation.score, Path(evaluation.grid)
     tracking.log_to_run(
         parent_run_id,

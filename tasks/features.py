@@ -48,8 +48,8 @@ def materialize_features(
     settings = get_settings()
     if plan is None or chunks is None:
         manifest = load_manifest(report.dataset_version, artifact_root(settings))
-        return FeaturesOutcome.model_validate(materialize_snapshot(manifest, spec, settings))
-    return FeaturesOutcome.model_validate(finish_palettes(plan, chunks, spec, settings))
+        return materialize_snapshot(manifest, spec, settings)
+    return finish_palettes(plan, chunks, spec, settings)
 
 
 @task(name="training-set", cache_policy=NO_CACHE)
@@ -57,4 +57,4 @@ def training_set(report: IngestReport, spec: PipelineSpec) -> TrainingSelection:
     """Historical features of the snapshot saved as the drift reference; the spec's filters curate the set."""
     settings = get_settings()
     manifest = load_manifest(report.dataset_version, artifact_root(settings))
-    return TrainingSelection.model_validate(build_training_set(manifest, spec, settings))
+    return build_training_set(manifest, spec, settings)

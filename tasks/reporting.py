@@ -127,7 +127,7 @@ def publish_run_summary(result: TrainRunResult, stages: dict[str, float] | None 
 
 @task(name="report-drift", cache_policy=NO_CACHE)
 def summarize_drift(
-    result: DriftResult, event_id: str | None, features: dict[str, Any] | None = None
+    result: DriftResult, event_id: str | None, features: FeaturesOutcome | None = None
 ) -> dict[str, Any]:
     """Log the drift check's one-line outcome; the drift_check flow's result (what its hook reads)."""
     run_logger(__name__).info(drift_line(result, event_id))
@@ -135,7 +135,7 @@ def summarize_drift(
         **result.model_dump(mode="json"),
         "event_due": result.event_due,
         "event_id": event_id,
-        "features": {k: features[k] for k in ("rows_written", "rows_materialized")} if features else None,
+        "features": features.model_dump(include={"rows_written", "rows_materialized"}) if features else None,
     }
 
 

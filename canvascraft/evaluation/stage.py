@@ -28,6 +28,7 @@ from canvascraft.evaluation.scores import (
 )
 from canvascraft.hashing import stable_hash
 from canvascraft.ingest.snapshots import load_manifest
+from canvascraft.outcomes import Evaluation
 from canvascraft.preprocess import ShardSet, load_shards
 from canvascraft.sampling import display_scale, save_grid
 from canvascraft.settings import Settings
@@ -156,7 +157,7 @@ def evaluate_checkpoint(
     settings: Settings,
     *,
     s3_client: Any | None = None,
-) -> dict[str, Any]:
+) -> Evaluation:
     """Sample from the checkpoint, score FID/KID with comparability keys, save a sample grid; return both."""
     evaluator = spec.evaluator
     artifacts = artifact_root(settings)
@@ -184,7 +185,7 @@ def evaluate_checkpoint(
         classifier = fit_classifier(images, labels, shard_set, kept_ids, spec)
         score = score.model_copy(update={"classifier": classifier.score(fake, confident=evaluator.confident)})
     grid = save_grid(fake[:64], Path(checkpoint).parent / "evaluation_samples.png", scale=display_scale(fake.shape[-1]))
-    return {"score": score.model_dump(), "grid": str(grid), "n": n}
+    return Evaluation(score=score, grid=str(grid), n=n)
 
 
 def rescore_registered(

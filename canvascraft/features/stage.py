@@ -42,6 +42,7 @@ from canvascraft.features.store import apply_definitions, open_store
 from canvascraft.hashing import stable_hash
 from canvascraft.ingest.cache import ObjectCache
 from canvascraft.ingest.manifest import SnapshotManifest
+from canvascraft.outcomes import FeaturesOutcome, TrainingSelection
 from canvascraft.settings import Settings
 from canvascraft.spec import PipelineSpec
 
@@ -104,22 +105,10 @@ def append_chunk_rows(store: Any, spec: PipelineSpec, rows: Sequence[ChunkRows])
 
 def finish_palettes(
     plan: PalettePlan, rows: Sequence[ChunkRows], spec: PipelineSpec, settings: Settings, store: Any = None
-) -> dict[str, Any]:
+) -> FeaturesOutcome:
     """Append the chunks' rows and materialize once; the stage's summary (counts, timings)."""
     if plan.feature_service is None:
-        return {
-            "feature_service": None,
-            "feature_views": [],
-            "images": plan.images,
-            "images_new": 0,
-            "rows_computed": 0,
-            "rows_written": 0,
-            "rows_materialized": 0,
-            "materialize_rows_per_second": 0.0,
-            "chunks": 0,
-            "chunks_computed": 0,
-            "seconds": {},
-        }
+        return FeaturesOutcome(images=plan.images)
     if [r.key for r in rows] != [c.key for c in plan.chunks]:
         raise CanvasCraftError(
             f"palettes of {spec.name!r}: {len(rows)} chunk results do not match the "
@@ -134,24 +123,24 @@ def finish_palettes(
         "write": written.seconds,
         "materialize": materialized.seconds,
     }
-    return {
-        "feature_service": plan.feature_service,
-        "feature_views": plan.feature_views,
-        "images": plan.images,
-        "images_new": sum(r.computed for r in rows),
-        "rows_computed": written.rows_computed,
-        "rows_written": written.rows_written,
-        "rows_materialized": materialized.rows,
-        "materialize_rows_per_second": materialized.rows_per_second,
-        "chunks": len(plan.chunks),
-        "chunks_computed": sum(1 for r in rows if r.computed),
-        "seconds": timings,
-    }
+    return FeaturesOutcome(
+        feature_service=plan.feature_service,
+        feature_views=plan.feature_views,
+        images=plan.images,
+        images_new=sum(r.computed for r in rows),
+        rows_computed=written.rows_computed,
+        rows_written=written.rows_written,
+        rows_materialized=materialized.rows,
+        materialize_rows_per_second=materialized.rows_per_second,
+        chunks=len(plan.chunks),
+        chunks_computed=sum(1 for r in rows if r.computed),
+        seconds=timings,
+    )
 
 
 def materialize_snapshot(
     manifest: SnapshotManifest, spec: PipelineSpec, settings: Settings, *, max_workers: int = 1
-) -> dict[str, Any]:
+) -> FeaturesOutcome:
     """Apply definitions, compute+write palettes for images not yet offline, materialize: all in this process
     (chunks on ``max_workers`` threads)."""
     palette_set = palette_set_for(spec)
@@ -168,22 +157,12 @@ def training_set_key(kept_ids: list[str]) -> str:
     return f"training-sets/{stable_hash(kept_ids, length=24)}.json"
 
 
-def build_training_set(manifest: SnapshotManifest, spec: PipelineSpec, settings: Settings) -> dict[str, Any]:
+def build_training_set(manifest: SnapshotManifest, spec: PipelineSpec, settings: Settings) -> TrainingSelection:
     """Point-in-time join of the snapshot's features; save table + statistics as drift reference; apply filters."""
     palette_set = palette_set_for(spec)
     ids = snapshot_image_ids(manifest)
     if not len(palette_set):  # no palettes: no reference table, every image is kept
-        return {
-            "reference_table": None,
-            "reference_statistics": None,
-            "rows": len(ids),
-            "rows_missing": 0,
-            "kept_image_ids": ids,
-            "kept": len(ids),
-            "dropped": 0,
-            "filters": [],
-            "seconds": 0.0,
-        }
+        return TrainingSelection(rows=len(ids), kept_image_ids=ids, kept=len(ids))
     store = open_store(settings)
     frame, retrieval = historical_features(store, ids, spec.name)
     artifacts = artifact_root(settings)
@@ -200,16 +179,16 @@ def build_training_set(manifest: SnapshotManifest, spec: PipelineSpec, settings:
     kept_ids = kept["image_id"].astype(str).tolist()
     kept_key = training_set_key(kept_ids)
     artifacts.put_json(kept_key, kept_ids)  # trials on any Ray node read the curated ids from here
-    return {
-        "reference_table": str(folder / TABLE),
-        "reference_statistics": str(folder / STATISTICS),
-        "reference_uri": artifacts.uri(folder_key),
-        "kept_ids_key": kept_key,
-        "rows": retrieval.rows,
-        "rows_missing": retrieval.rows_missing,
-        "kept_image_ids": kept_ids,
-        "kept": filtered.rows_kept,
-        "dropped": filtered.rows_in - filtered.rows_kept,
-        "filters": [f.model_dump() for f in filtered.filters],
-        "seconds": retrieval.seconds,
-    }
+    return TrainingSelection(
+        reference_table=str(folder / TABLE),
+        reference_statistics=str(folder / STATISTICS),
+        reference_uri=artifacts.uri(folder_key),
+        kept_ids_key=kept_key,
+        rows=retrieval.rows,
+        rows_missing=retrieval.rows_missing,
+        kept_image_ids=kept_ids,
+        kept=filtered.rows_kept,
+        dropped=filtered.rows_in - filtered.rows_kept,
+        filters=[f.model_dump() for f in filtered.filters],
+        seconds=retrieval.seconds,
+    )

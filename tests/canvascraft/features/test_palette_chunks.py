@@ -86,8 +86,8 @@ def offline_rows(settings: Settings) -> dict[str, pd.DataFrame]:
 def test_chunked_palettes_equal_one_batch_over_every_image(settings: Settings) -> None:
     manifest = manifest_of(settings, list(range(40)))
     done = materialize_snapshot(manifest, SPEC, settings)
-    assert done["chunks"] >= 3 and done["chunks_computed"] == done["chunks"]  # several chunks, all computed
-    assert done["images_new"] == 40 and done["rows_written"] == 80 and done["rows_materialized"] == 80
+    assert done.chunks >= 3 and done.chunks_computed == done.chunks  # several chunks, all computed
+    assert done.images_new == 40 and done.rows_written == 80 and done.rows_materialized == 80
 
     cache = ObjectCache(settings.home / "cache")
     ids = [e.sha256 for e in manifest.entries]
@@ -116,6 +116,6 @@ def test_a_new_image_computes_one_chunk(settings: Settings) -> None:
     assert [c.missing for c in plan.chunks if c.missing] == [[grown.entries[20].sha256]]
 
     done = materialize_snapshot(grown, SPEC, settings)
-    assert (done["chunks_computed"], done["images_new"], done["rows_written"]) == (1, 1, 2)
+    assert (done.chunks_computed, done.images_new, done.rows_written) == (1, 1, 2)
     again = materialize_snapshot(grown, SPEC, settings)
-    assert (again["chunks_computed"], again["images_new"], again["rows_written"]) == (0, 0, 0)
+    assert (again.chunks_computed, again.images_new, again.rows_written) == (0, 0, 0)
