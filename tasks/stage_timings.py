@@ -17,6 +17,7 @@ from uuid import UUID
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import TaskRun
+from prefect.client.schemas.sorting import TaskRunSort
 
 # task name -> stage of the train flow, in stage order (report-* tasks only render results: no stage)
 TRAIN_STAGE_TASKS: dict[str, tuple[str, ...]] = {
@@ -53,11 +54,21 @@ def stage_durations(spans: Iterable[tuple[str, datetime, datetime]]) -> dict[str
     return {s: (bounds[s][1] - bounds[s][0]).total_seconds() for s in TRAIN_STAGE_TASKS if s in bounds}
 
 
+_PAGE = 200  # the API answers at most PREFECT_API_DEFAULT_LIMIT (200) rows; a large dataset maps more pieces
+
+
 def _task_runs(flow_run_id: UUID | str) -> list[TaskRun]:
-    """Every task run of one flow run."""
+    """Every task run of one flow run, page by page."""
     flow_runs = FlowRunFilter(id=FlowRunFilterId(any_=[UUID(str(flow_run_id))]))
+    runs: list[TaskRun] = []
     with get_client(sync_client=True) as client:
-        return client.read_task_runs(flow_run_filter=flow_runs)
+        while True:
+            page = client.read_task_runs(
+                flow_run_filter=flow_runs, sort=TaskRunSort.EXPECTED_START_TIME_ASC, limit=_PAGE, offset=len(runs)
+            )
+            runs += page
+            if len(page) < _PAGE:
+                return runs
 
 
 def read_stage_timings(flow_run_id: UUID | str, wait: float = 10.0, poll: float = 0.25) -> dict[str, float]:
